@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything wardgate's tests need on a fresh Debian machine with Go:
+# gdb (gcore), Prometheus (dashboard tests), delve (post-mortem tests).
+# Idempotent: already-present tools are not reinstalled.
+set -euo pipefail
+
+need_apt=()
+command -v gcore >/dev/null 2>&1 || need_apt+=(gdb)
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo ">> apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # The Debian package may start a prometheus service; tests run their own.
+  $SUDO pkill -x prometheus 2>/dev/null || true
+fi
+
+GOBIN="$(go env GOPATH)/bin"
+if ! [ -x "$GOBIN/dlv" ] || ! "$GOBIN/dlv" version 2>/dev/null | grep -q '1.27.2'; then
+  echo ">> go install delve v1.27.2"
+  go install github.com/go-delve/delve/cmd/dlv@v1.27.2
+fi

@@ -1,0 +1,116 @@
+// Package telemetry sets up OpenTelemetry for every wardgate process: one
+// resource, a tracer provider, a meter provider whose readings are served as
+// Prometheus text on the admin listener, Go runtime metrics, and a shutdown
+// that flushes what is buffered.
+//
+// Configuration comes from the standard OTEL_* environment variables, read by
+// the SDK and by go.opentelemetry.io/contrib/exporters/autoexport; nothing here
+// re-parses them. Two defaults differ from autoexport's: with
+// OTEL_TRACES_EXPORTER unset, tracing is off (autoexport would dial an OTLP
+// collector that usually is not there), and Prometheus metrics are always on
+// the admin listener rather than on a port of their own.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Telemetry holds the providers of one process. Pass it (or its fields) to
+// the components that record signals; there is no global provider.
+type Telemetry struct {
+	Service        string
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Propagator     propagation.TextMapPropagator
+	// Registry is what /metrics on the admin listener serves: OTel metrics
+	// translated by the Prometheus exporter, plus Go runtime and process
+	// collectors.
+	Registry *prometheus.Registry
+
+	shutdown []func(context.Context) error
+}
+
+// Setup builds the providers for service (the default for
+// OTEL_SERVICE_NAME). Call Shutdown before the process exits.
+func Setup(ctx context.Context, service string) (*Telemetry, error) {
+	res, err := resource.New(ctx,
+		resource.WithAttributes(serviceName(service)),
+		resource.WithFromEnv(), // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+		resource.WithProcessPID(),
+		resource.WithHost(),
+		resource.WithTelemetrySDK(),
+	)
+	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
+		return nil, fmt.Errorf("telemetry: resource: %w", err)
+	}
+	t := &Telemetry{
+		Service:  service,
+		Registry: prometheus.NewRegistry(),
+		Propagator: propagation.NewCompositeTextMapPropagator(
+			propagation.TraceContext{}, propagation.Baggage{}),
+	}
+	t.Registry.MustRegister(
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler, collectors.MetricsGC, collectors.MetricsMemory)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+
+	// Metrics: Prometheus on the admin registry, always; plus whatever
+	// OTEL_METRICS_EXPORTER asks for (otlp, console) through autoexport.
+	promExp, err := otelprom.New(otelprom.WithRegisterer(t.Registry))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+	}
+	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExp)}
+	if v := os.Getenv("OTEL_METRICS_EXPORTER"); v != "" && v != "none" && v != "prometheus" {
+		r, err := autoexport.NewMetricReader(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTEL_METRICS_EXPORTER=%q: %w", v, err)
+		}
+		mopts = append(mopts, sdkmetric.WithReader(r))
+	}
+	mp := sdkmetric.NewMeterProvider(mopts...)
+	t.MeterProvider = mp
+	t.shutdown = append(t.shutdown, mp.Shutdown)
+
+	// Traces: off unless OTEL_TRACES_EXPORTER names an exporter. The SDK
+	// reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG itself.
+	if v := os.Getenv("OTEL_TRACES_EXPORTER"); v == "" || v == "none" {
+		t.TracerProvider = noop.NewTracerProvider()
+	} else {
+		exp, err := autoexport.NewSpanExporter(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTEL_TRACES_EXPORTER=%q: %w", v, err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp))
+		t.TracerProvider = tp
+		t.shutdown = append(t.shutdown, tp.Shutdown)
+	}
+	return t, nil
+}
+
+// Shutdown flushes buffered spans and metrics. It is safe to call once.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	var errs []error
+	for i := len(t.shutdown) - 1; i >= 0; i-- {
+		if err := t.shutdown[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	t.shutdown = nil
+	return errors.Join(errs...)
+}
