@@ -1,0 +1,143 @@
+// Package balancer holds the load-balancing policies of the gateway, one per
+// file, behind the small Balancer interface, and a factory by name (New).
+//
+// A Target carries the live state every policy may read (health, passive
+// ejection, inflight requests, latency EWMA); the gateway writes it. All
+// policies skip targets that are not Available and are safe for concurrent
+// use.
+package balancer
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+)
+
+// ErrNoTarget is returned by Pick when no target is available.
+var ErrNoTarget = errors.New("no healthy target")
+
+// Balancer picks the target for one request attempt.
+type Balancer interface {
+	// Pick returns an available target for r that is not in tried (the
+	// targets already attempted for this request), or ErrNoTarget.
+	Pick(r *http.Request, tried []*Target) (*Target, error)
+}
+
+// Target is one upstream endpoint and its live state.
+type Target struct {
+	URL    *url.URL
+	Weight int
+
+	healthy      atomic.Bool
+	ejectedUntil atomic.Int64 // unix nanoseconds; 0 = not ejected
+	inflight     atomic.Int64
+	ewmaNanos    atomic.Uint64 // math.Float64bits of the latency EWMA in ns
+	requests     atomic.Uint64
+	failures     atomic.Uint64
+}
+
+// NewTarget returns a healthy target. weight < 1 is treated as 1.
+func NewTarget(u *url.URL, weight int) *Target {
+	if weight < 1 {
+		weight = 1
+	}
+	t := &Target{URL: u, Weight: weight}
+	t.healthy.Store(true)
+	return t
+}
+
+// String returns the target URL.
+func (t *Target) String() string { return t.URL.String() }
+
+// Healthy reports the active health-check verdict.
+func (t *Target) Healthy() bool { return t.healthy.Load() }
+
+// SetHealthy records the active health-check verdict.
+func (t *Target) SetHealthy(ok bool) { t.healthy.Store(ok) }
+
+// Eject takes the target out of rotation until the given time (passive
+// health checking). A zero time clears the ejection.
+func (t *Target) Eject(until time.Time) {
+	if until.IsZero() {
+		t.ejectedUntil.Store(0)
+		return
+	}
+	t.ejectedUntil.Store(until.UnixNano())
+}
+
+// Ejected reports whether the target is passively ejected at now.
+func (t *Target) Ejected(now time.Time) bool {
+	u := t.ejectedUntil.Load()
+	return u != 0 && now.UnixNano() < u
+}
+
+// Available reports whether balancers may pick the target at now.
+func (t *Target) Available(now time.Time) bool { return t.Healthy() && !t.Ejected(now) }
+
+// Inflight is the number of requests currently proxied to the target.
+func (t *Target) Inflight() int64 { return t.inflight.Load() }
+
+// Requests and Failures are lifetime counters of finished attempts.
+func (t *Target) Requests() uint64 { return t.requests.Load() }
+func (t *Target) Failures() uint64 { return t.failures.Load() }
+
+// EWMA is the exponentially weighted moving average of attempt latency;
+// zero until the first attempt finishes.
+func (t *Target) EWMA() time.Duration {
+	return time.Duration(math.Float64frombits(t.ewmaNanos.Load()))
+}
+
+// ewmaAlpha weighs the newest sample; 0.3 follows a latency shift within a
+// handful of requests without flapping on a single outlier.
+const ewmaAlpha = 0.3
+
+// Begin marks the start of an attempt. The returned func must be called
+// once when the attempt ends, with its latency and whether it failed.
+func (t *Target) Begin() (done func(latency time.Duration, failed bool)) {
+	t.inflight.Add(1)
+	return func(latency time.Duration, failed bool) {
+		t.inflight.Add(-1)
+		t.requests.Add(1)
+		if failed {
+			t.failures.Add(1)
+		}
+		t.ObserveLatency(latency)
+	}
+}
+
+// ObserveLatency folds one latency sample into the EWMA.
+func (t *Target) ObserveLatency(latency time.Duration) {
+	sample := float64(latency)
+	for {
+		old := t.ewmaNanos.Load()
+		prev := math.Float64frombits(old)
+		next := sample
+		if prev != 0 {
+			next = ewmaAlpha*sample + (1-ewmaAlpha)*prev
+		}
+		if t.ewmaNanos.CompareAndSwap(old, math.Float64bits(next)) {
+			return
+		}
+	}
+}
+
+// candidates returns the targets available at now and not in tried.
+func candidates(targets []*Target, tried []*Target, now time.Time) []*Target {
+	out := make([]*Target, 0, len(targets))
+outer:
+	for _, t := range targets {
+		if !t.Available(now) {
+			continue
+		}
+		for _, x := range tried {
+			if x == t {
+				continue outer
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}
