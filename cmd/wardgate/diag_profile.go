@@ -1,0 +1,22 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+func runDiagProfile(_ context.Context, _ []string, _, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "wardgate diag: this command is not built yet in this version")
+	return 2
+}
+
+func runDiagGoroutines(_ context.Context, _ []string, _, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "wardgate diag: this command is not built yet in this version")
+	return 2
+}
+
+func runDiagWatch(_ context.Context, _ []string, _, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "wardgate diag: this command is not built yet in this version")
+	return 2
+}
