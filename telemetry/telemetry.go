@@ -27,7 +27,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Telemetry holds the providers of one process. Pass it (or its fields) to
@@ -89,8 +88,13 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 
 	// Traces: off unless OTEL_TRACES_EXPORTER names an exporter. The SDK
 	// reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG itself.
+	//
+	// "Off" still hands out real trace and span IDs (an SDK provider that
+	// samples nothing and exports nothing): error bodies, log lines and pprof
+	// labels keep a trace_id an SRE can grep for, at the cost of an ID
+	// generation per span.
 	if v := os.Getenv("OTEL_TRACES_EXPORTER"); v == "" || v == "none" {
-		t.TracerProvider = noop.NewTracerProvider()
+		t.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.NeverSample()))
 	} else {
 		exp, err := autoexport.NewSpanExporter(ctx)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"syscall"
 )
@@ -54,7 +55,30 @@ Telemetry is configured with the standard OTEL_* environment variables (see docs
 }
 
 func main() {
+	if err := keepCrashOutput(); err != nil {
+		fmt.Fprintln(os.Stderr, "wardgate:", err)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// keepCrashOutput makes the runtime copy a fatal error's traceback to the
+// file named by WARDGATE_CRASH_OUTPUT (set by `wardgate up` for its
+// children), so the post-mortem report can say why the process died even
+// when stderr went nowhere.
+func keepCrashOutput() error {
+	path := os.Getenv("WARDGATE_CRASH_OUTPUT")
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("crash output: %w", err)
+	}
+	defer f.Close() // SetCrashOutput dups the descriptor
+	if err := debug.SetCrashOutput(f, debug.CrashOptions{}); err != nil {
+		return fmt.Errorf("crash output: %w", err)
+	}
+	return nil
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
