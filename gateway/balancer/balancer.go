@@ -5,6 +5,23 @@
 // ejection, inflight requests, latency EWMA); the gateway writes it. All
 // policies skip targets that are not Available and are safe for concurrent
 // use.
+//
+// The policies (model: Caddy's reverseproxy selection policies, nginx and
+// Envoy for the weighted and load-aware ones):
+//
+//   - random: uniform among available targets; ignores weights.
+//   - round_robin: cycles through available targets; ignores weights.
+//   - weighted_round_robin: nginx's smooth weighted round robin, which
+//     interleaves picks (5,1,1 gives a a b a c a a) instead of bursts.
+//   - consistent_hash: a hash ring with virtual nodes keyed by a request
+//     attribute (hash_on), optionally with bounded loads.
+//   - least_conn: fewest inflight requests relative to weight.
+//   - p2c_ewma: power of two random choices comparing latency EWMA times
+//     inflight load.
+//
+// The target list of a balancer is fixed at construction (New); a config
+// reload builds a new balancer. Random choices use math/rand/v2's top-level
+// functions, which are safe for concurrent use and need no shared state here.
 package balancer
 
 import (
@@ -126,18 +143,36 @@ func (t *Target) ObserveLatency(latency time.Duration) {
 
 // candidates returns the targets available at now and not in tried.
 func candidates(targets []*Target, tried []*Target, now time.Time) []*Target {
-	out := make([]*Target, 0, len(targets))
-outer:
-	for _, t := range targets {
-		if !t.Available(now) {
-			continue
-		}
-		for _, x := range tried {
-			if x == t {
-				continue outer
-			}
-		}
-		out = append(out, t)
-	}
-	return out
+	return appendCandidates(make([]*Target, 0, len(targets)), targets, tried, now)
 }
+
+// appendCandidates appends to dst the targets available at now and not in
+// tried. Policies pass a small stack array as dst so the hot path does not
+// allocate (the array only spills to the heap for very large pools).
+func appendCandidates(dst, targets, tried []*Target, now time.Time) []*Target {
+	for _, t := range targets {
+		if usable(t, tried, now) {
+			dst = append(dst, t)
+		}
+	}
+	return dst
+}
+
+// usable reports whether t may be picked: available at now and not already
+// tried for this request. tried is tiny (the retry count), so a linear scan
+// beats any set.
+func usable(t *Target, tried []*Target, now time.Time) bool {
+	if !t.Available(now) {
+		return false
+	}
+	for _, x := range tried {
+		if x == t {
+			return false
+		}
+	}
+	return true
+}
+
+// stackTargets is the size of the on-stack candidate buffer; pools up to
+// this size pick without allocating.
+const stackTargets = 32
