@@ -27,6 +27,7 @@ func commands() map[string]command {
 		"gateway":  {"run the reverse proxy / load balancer from a YAML config", runGateway},
 		"jobqueue": {"run the ingest service: bounded queue, worker pool, batched blob uploads", runJobqueue},
 		"diag":     {"diagnostics: capture, analyze, profile, goroutines, watch, crash-setup", runDiag},
+		"probe":    {"GET a URL and exit 0 on 2xx (container healthcheck)", runProbe},
 		"version":  {"print version and build information", runVersion},
 	}
 }
