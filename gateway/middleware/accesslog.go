@@ -1,0 +1,102 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// StatusClientClosedRequest is nginx's non-standard 499: the client went
+// away before the response was sent. It is never written to the wire by
+// this package, only logged.
+const StatusClientClosedRequest = 499
+
+type accessKey struct{}
+
+// accessEntry is shared through the context so inner layers can name the
+// route the request matched.
+type accessEntry struct{ route string }
+
+// SetRoute records the route an inner handler matched (e.g. the route's
+// path_prefix) for the enclosing accesslog line. It is a no-op when no
+// accesslog middleware encloses ctx. Not safe for concurrent use on the same
+// request (a handler names its route once, before proxying).
+func SetRoute(ctx context.Context, route string) {
+	if e, ok := ctx.Value(accessKey{}).(*accessEntry); ok {
+		e.route = route
+	}
+}
+
+// AccessLog returns the `accesslog` built-in. After the inner handler
+// returns it logs one line, message "http request", with the request's
+// context (so a telemetry logger adds trace_id and span_id) and the fields
+// method, path, route (set by [SetRoute], else the ServeMux pattern, else
+// omitted), status, bytes, duration_ms, client_ip, request_id, user_agent.
+//
+// Status 5xx is logged at error level, anything else at info. The status is
+// [StatusClientClosedRequest] (499) when the client went away: either the
+// inner handler wrote 499 itself, or the request context was canceled
+// (context.Canceled: the client closed the connection) and the handler
+// returned without writing a status. A gateway error handler that notices
+// a canceled client should therefore write nothing (or 499): writing 502
+// would log the client's disconnect as an upstream failure. A hijacked
+// connection (WebSocket) is logged with status 101.
+func AccessLog(logger *slog.Logger) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			method, path, ua := r.Method, r.URL.Path, r.UserAgent()
+			entry := &accessEntry{}
+			ctx := context.WithValue(r.Context(), accessKey{}, entry)
+			r2 := r.WithContext(ctx)
+			sw, st := snoop(w)
+
+			next.ServeHTTP(sw, r2)
+
+			status := st.status
+			switch {
+			case st.hijacked && status == 0:
+				status = http.StatusSwitchingProtocols
+			case status == 0 && errors.Is(ctx.Err(), context.Canceled):
+				status = StatusClientClosedRequest
+			case status == 0:
+				status = http.StatusOK // net/http sends 200 for a handler that wrote nothing
+			}
+			level := slog.LevelInfo
+			if status >= 500 {
+				level = slog.LevelError
+			}
+			route := entry.route
+			if route == "" {
+				route = r2.Pattern
+			}
+			attrs := [...]slog.Attr{
+				slog.String("method", method),
+				slog.String("path", path),
+				slog.String("route", route),
+				slog.Int("status", status),
+				slog.Int64("bytes", st.bytes),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+				slog.String("client_ip", clientIP(r.RemoteAddr)),
+				slog.String("request_id", requestIDOf(r2, w)),
+				slog.String("user_agent", ua),
+			}
+			as := attrs[:]
+			if route == "" {
+				as = append(as[:2:2], as[3:]...)
+			}
+			logger.LogAttrs(ctx, level, "http request", as...)
+		})
+	}
+}
+
+// clientIP is the host part of RemoteAddr (the whole string if it has no port).
+func clientIP(remoteAddr string) string {
+	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		return h
+	}
+	return remoteAddr
+}
