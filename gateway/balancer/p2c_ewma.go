@@ -13,7 +13,10 @@ import (
 // (inflight + 1). Sampling two instead of scanning all avoids the herd
 // effect of always sending to the single best target (whose stats lag),
 // while still steering load away from slow or busy targets exponentially
-// fast. Weights are ignored.
+// fast. Weights are ignored. The price of sampling: a target is only
+// considered when drawn, so one fast target among k can win at most the 2/k
+// of picks it is drawn into; with two targets it takes everything its
+// inflight load allows.
 //
 // A target with no latency sample yet (new, or never used) cannot be
 // costed; it is treated as cheap so it gets probed: between two targets of
