@@ -2,11 +2,103 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+
+	"github.com/wardgate/wardgate/diag/capture"
 )
 
-func runDiagCapture(_ context.Context, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "wardgate diag: this command is not built yet in this version")
-	return 2
+// runDiagCapture is `wardgate diag capture`: one command for the 3 a.m.
+// "grab a core of the stuck process without killing it".
+func runDiagCapture(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wardgate diag capture", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pid := fs.Int("pid", 0, "process to capture (required)")
+	out := fs.String("out", "", "bundle directory to create (must not exist or be empty; default ./wardgate-capture-<pid>-<UTC time>)")
+	method := fs.String("method", capture.MethodAuto, "auto, native or gcore: native stops the process only while copying its resident pages and writes a sparse core;\ngcore runs GDB's gcore (longer pause, core as big as the address space); auto tries native, then gcore")
+	quiet := fs.Bool("quiet", false, "print only the bundle path")
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprint(w, `Usage: wardgate diag capture --pid PID [--out DIR] [--method auto|native|gcore]
+
+Writes a core dump of a live process into a bundle directory and lets the
+process carry on. The bundle (mode 0700, files 0600) holds:
+  core         ELF core, open it with: dlv core BUNDLE/exe BUNDLE/core
+  exe          copy of the process's executable
+  bundle.json  pid, cmdline, Go version/build info, method, pause, core size
+  maps, status copies of /proc/PID/maps and /proc/PID/status
+  environ      the environment, secret-looking values replaced by <redacted>
+Then: wardgate diag analyze BUNDLE
+
+Needs permission to ptrace the process: the same user with
+kernel.yama.ptrace_scope=0, or root / CAP_SYS_PTRACE. The core holds every
+secret in the process's memory: keep the bundle private.
+
+Flags:
+`)
+		fs.PrintDefaults()
+		fmt.Fprint(w, "\nRunbook: docs/runbooks/capture.md\n")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "wardgate diag capture: unexpected argument %q (the pid goes in --pid)\n", fs.Arg(0))
+		return 2
+	}
+	if *pid <= 0 {
+		fmt.Fprintln(stderr, "wardgate diag capture: --pid is required (a positive process id)")
+		return 2
+	}
+	switch *method {
+	case capture.MethodAuto, capture.MethodNative, capture.MethodGcore:
+	default:
+		fmt.Fprintf(stderr, "wardgate diag capture: --method %q: want auto, native or gcore\n", *method)
+		return 2
+	}
+
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	b, err := capture.Capture(ctx, capture.Options{PID: *pid, OutDir: *out, Method: *method, Logger: logger})
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag capture: %v\n", err)
+		return 1
+	}
+	if *quiet {
+		fmt.Fprintln(stdout, b.Dir)
+		return 0
+	}
+	m := b.Meta
+	fmt.Fprintln(stdout, b.Dir)
+	fmt.Fprintf(stdout, "pid %d captured: method=%s pause=%.1fms threads=%d core=%s on disk (%s apparent)\n",
+		m.PID, m.Method, m.PauseMS, m.Threads, humanBytes(m.CoreBytesOnDisk), humanBytes(m.CoreBytesApparent))
+	if m.FallbackReason != "" {
+		fmt.Fprintf(stdout, "note: native capture failed, used gcore: %s\n", m.FallbackReason)
+	}
+	for _, w := range m.Warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	fmt.Fprintf(stdout, "open it with: dlv core %s %s   or: wardgate diag analyze %s\n", b.Exe, b.Core, b.Dir)
+	return 0
+}
+
+// humanBytes formats n in binary units (KiB, MiB, GiB).
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -1,0 +1,339 @@
+// Package capture writes a core dump of a live process, plus what is needed
+// to read it later, into a bundle directory (see package bundle), and lets
+// the process carry on.
+//
+// Two methods:
+//
+//   - "gcore" runs GDB's gcore. It works for anything gdb can attach to,
+//     but holds the process stopped while it writes every readable mapping
+//     to disk; for a Go process that includes the whole reserved heap, so
+//     even a small service gives a core of over a gigabyte and a pause of
+//     about a second.
+//   - "native" is wardgate's own capturer: it stops the threads with
+//     ptrace, copies only the pages that are populated (present or swapped,
+//     per /proc/PID/pagemap) with process_vm_readv into its own memory,
+//     resumes the threads, and only then writes an ELF core in which
+//     unpopulated pages are file-system holes. The pause is the time to
+//     copy resident memory, and the core's size on disk is close to RSS.
+//
+// The native ELF core writer is hand-written: no Go library writes Linux
+// core files (delve's pkg/proc/dump.go writes its own non-standard format
+// and is internal to delve). Its layout follows the kernel's
+// fs/binfmt_elf.c elf_core_dump and what delve's pkg/proc/core reads:
+// NT_PRSTATUS per thread (the main thread first), NT_PRPSINFO, NT_AUXV,
+// NT_FILE and NT_FPREGSET, then one PT_LOAD per mapping.
+package capture
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"debug/buildinfo"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wardgate/wardgate/diag/bundle"
+)
+
+// Methods accepted in Options.Method.
+const (
+	MethodAuto   = "auto"
+	MethodNative = "native"
+	MethodGcore  = "gcore"
+)
+
+// Meta is bundle.json; see package bundle.
+type Meta = bundle.Meta
+
+// Bundle is a written capture bundle; see package bundle.
+type Bundle = bundle.Bundle
+
+// Options says what to capture and where.
+type Options struct {
+	// PID is the process to capture.
+	PID int
+	// OutDir is the bundle directory to create. It must not exist yet
+	// (an empty existing directory is accepted). "" means
+	// ./wardgate-capture-<pid>-<UTC time>.
+	OutDir string
+	// Method is auto, native or gcore; "" means auto. auto tries native
+	// and falls back to gcore, logging why and recording it in
+	// Meta.FallbackReason.
+	Method string
+	// Logger receives progress and the fallback reason; nil discards.
+	Logger *slog.Logger
+	// GcorePath is the gcore command; "" means "gcore" from PATH.
+	GcorePath string
+}
+
+// Errors callers may want to tell apart.
+var (
+	// ErrNoProcess means there is no process with that pid.
+	ErrNoProcess = errors.New("no such process")
+	// ErrPermission means the kernel refused to let us trace the process.
+	ErrPermission = errors.New("not permitted to trace the process (run as the same user with kernel.yama.ptrace_scope=0, or as root / with CAP_SYS_PTRACE)")
+	// ErrGcoreMissing means the gcore method was needed but gdb is not installed.
+	ErrGcoreMissing = errors.New("gcore not found in PATH: install gdb (apt-get install gdb) or use --method native")
+)
+
+// Capture writes a bundle of the live process opts.PID and returns it. The
+// process keeps running. On error the partly written bundle directory is
+// removed, unless it existed before.
+func Capture(ctx context.Context, opts Options) (*Bundle, error) {
+	start := time.Now()
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	method := opts.Method
+	if method == "" {
+		method = MethodAuto
+	}
+	switch method {
+	case MethodAuto, MethodNative, MethodGcore:
+	default:
+		return nil, fmt.Errorf("capture: unknown method %q (want auto, native or gcore)", method)
+	}
+	if opts.PID <= 0 {
+		return nil, fmt.Errorf("capture: pid %d: %w", opts.PID, ErrNoProcess)
+	}
+	if err := checkProcess(opts.PID); err != nil {
+		return nil, err
+	}
+	dir := opts.OutDir
+	if dir == "" {
+		dir = fmt.Sprintf("wardgate-capture-%d-%s", opts.PID, start.UTC().Format("20060102T150405Z"))
+	}
+	created, err := makeBundleDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok && created {
+			os.RemoveAll(dir)
+		}
+	}()
+
+	b := &Bundle{
+		Dir:  dir,
+		Core: filepath.Join(dir, bundle.CoreFile),
+		Exe:  filepath.Join(dir, bundle.ExeFile),
+	}
+	m := &b.Meta
+	m.PID = opts.PID
+	m.GOOS, m.GOARCH = runtime.GOOS, runtime.GOARCH
+	if err := collectProcessFiles(opts.PID, dir, m); err != nil {
+		return nil, err
+	}
+
+	switch method {
+	case MethodGcore:
+		err = captureGcore(ctx, opts, b.Core, m)
+	case MethodNative:
+		err = captureNative(ctx, opts.PID, b.Core, m)
+	case MethodAuto:
+		err = captureNative(ctx, opts.PID, b.Core, m)
+		if err != nil && ctx.Err() == nil && !errors.Is(err, ErrNoProcess) {
+			reason := err.Error()
+			log.Warn("native capture failed, falling back to gcore", "pid", opts.PID, "reason", reason)
+			os.Remove(b.Core)
+			m.FallbackReason = reason
+			err = captureGcore(ctx, opts, b.Core, m)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	var st syscall.Stat_t
+	if err := syscall.Stat(b.Core, &st); err != nil {
+		return nil, fmt.Errorf("capture: %w", err)
+	}
+	m.CoreBytesApparent = st.Size
+	m.CoreBytesOnDisk = st.Blocks * 512
+	m.DurationMS = msSince(start)
+	if err := bundle.WriteMeta(dir, m); err != nil {
+		return nil, err
+	}
+	log.Info("capture written", "dir", dir, "method", m.Method, "pause_ms", m.PauseMS, "core_bytes_on_disk", m.CoreBytesOnDisk)
+	ok = true
+	return b, nil
+}
+
+func msSince(t time.Time) float64 {
+	return float64(time.Since(t).Microseconds()) / 1000
+}
+
+// checkProcess gives a clear error for a pid that does not exist.
+func checkProcess(pid int) error {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("capture: pid %d: %w", pid, ErrNoProcess)
+		}
+		return fmt.Errorf("capture: pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// makeBundleDir creates dir with mode 0700. An existing empty directory is
+// accepted (and tightened to 0700); anything else existing is refused so a
+// capture never mixes with or overwrites another.
+func makeBundleDir(dir string) (created bool, err error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return false, fmt.Errorf("capture: %w", err)
+	}
+	err = os.Mkdir(dir, bundle.DirMode)
+	if err == nil {
+		// Mkdir applies the umask; be explicit.
+		return true, os.Chmod(dir, bundle.DirMode)
+	}
+	if !errors.Is(err, os.ErrExist) {
+		return false, fmt.Errorf("capture: %w", err)
+	}
+	entries, rerr := os.ReadDir(dir)
+	if rerr != nil {
+		return false, fmt.Errorf("capture: %s exists and is not a readable directory: %w", dir, rerr)
+	}
+	if len(entries) > 0 {
+		return false, fmt.Errorf("capture: %s already exists and is not empty; choose a new --out", dir)
+	}
+	if err := os.Chmod(dir, bundle.DirMode); err != nil {
+		return false, fmt.Errorf("capture: %w", err)
+	}
+	return false, nil
+}
+
+// collectProcessFiles copies the executable, maps, status and the redacted
+// environment into dir, and fills the process fields of m. It runs before
+// the process is stopped: none of it needs a consistent snapshot.
+func collectProcessFiles(pid int, dir string, m *Meta) error {
+	proc := fmt.Sprintf("/proc/%d", pid)
+	if exe, err := os.Readlink(proc + "/exe"); err == nil {
+		m.Exe = exe
+	} else {
+		return procErr(pid, err)
+	}
+	if raw, err := os.ReadFile(proc + "/cmdline"); err == nil {
+		m.Cmdline = splitNUL(raw)
+	} else {
+		return procErr(pid, err)
+	}
+	exeCopy := filepath.Join(dir, bundle.ExeFile)
+	if err := copyFile(proc+"/exe", exeCopy); err != nil {
+		return procErr(pid, err)
+	}
+	if bi, err := buildinfo.ReadFile(exeCopy); err == nil {
+		m.GoVersion = bi.GoVersion
+		m.BuildInfo = bi.String()
+	} else {
+		m.Warnings = append(m.Warnings, "no Go build info in the executable: "+err.Error())
+	}
+	for _, name := range []string{bundle.MapsFile, bundle.StatusFile} {
+		if err := copyFile(proc+"/"+name, filepath.Join(dir, name)); err != nil {
+			return procErr(pid, err)
+		}
+	}
+	raw, err := os.ReadFile(proc + "/environ")
+	if err != nil {
+		return procErr(pid, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, bundle.EnvironFile), RedactEnviron(raw), bundle.FileMode); err != nil {
+		return fmt.Errorf("capture: %w", err)
+	}
+	return nil
+}
+
+// procErr maps a failure to read /proc/PID/... to the errors callers test.
+func procErr(pid int, err error) error {
+	switch {
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ESRCH):
+		return fmt.Errorf("capture: pid %d: %w", pid, ErrNoProcess)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("capture: pid %d: %w: %w", pid, ErrPermission, err)
+	}
+	return fmt.Errorf("capture: pid %d: %w", pid, err)
+}
+
+func splitNUL(raw []byte) []string {
+	raw = bytes.TrimRight(raw, "\x00")
+	if len(raw) == 0 {
+		return nil
+	}
+	return strings.Split(string(raw), "\x00")
+}
+
+// copyFile copies src to dst (created with mode 0600). It streams, so it
+// also works for /proc files whose size is reported as 0.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, bundle.FileMode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// secretName matches environment variable names whose values must not be
+// written to the bundle.
+var secretName = regexp.MustCompile(`(?i)(TOKEN|SECRET|PASSW|PASSPHRASE|KEY|CREDENTIAL|AUTH|SESSION|COOKIE|PRIVATE|CERT|SIGNATURE|DSN|DATABASE_URL|CONN)`)
+
+// RedactEnviron turns the NUL-separated /proc/PID/environ into one
+// VAR=value per line, replacing the value of every secret-looking name
+// (TOKEN, SECRET, PASSWORD, KEY, CREDENTIAL, AUTH, SESSION, COOKIE,
+// PRIVATE, ... case-insensitive) with <redacted>. Values that carry
+// credentials inside a URL (scheme://user:pass@host) are redacted too.
+func RedactEnviron(raw []byte) []byte {
+	var out bytes.Buffer
+	for _, kv := range splitNUL(raw) {
+		name, value, hasEq := strings.Cut(kv, "=")
+		switch {
+		case !hasEq:
+		case secretName.MatchString(name), urlWithPassword.MatchString(value):
+			value = "<redacted>"
+		}
+		// A value with a newline would forge a line of its own.
+		value = strings.ReplaceAll(value, "\n", `\n`)
+		if hasEq {
+			fmt.Fprintf(&out, "%s=%s\n", name, value)
+		} else {
+			fmt.Fprintf(&out, "%s\n", name)
+		}
+	}
+	return out.Bytes()
+}
+
+var urlWithPassword = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]+:[^/@\s]+@`)
+
+// readLines reads a /proc text file into lines.
+func readLines(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines, sc.Err()
+}

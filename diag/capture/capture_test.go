@@ -1,0 +1,333 @@
+package capture
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/diag/bundle"
+)
+
+// targetBin is the test program built by TestMain (testdata/target).
+var targetBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "capture-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	targetBin = filepath.Join(dir, "target")
+	build := exec.Command("go", "build", "-o", targetBin, "./testdata/target")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building testdata/target:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+const testTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+// target is a running testdata/target process.
+type target struct {
+	cmd   *exec.Cmd
+	pid   int
+	stdin io.WriteCloser
+	lines chan string
+}
+
+// startTarget runs the test program with n parked goroutines and heapMB of
+// touched heap, waits until it reports ready and returns it. It has the
+// secret API_TOKEN=hunter2 in its environment.
+func startTarget(t testing.TB, n, heapMB int) *target {
+	t.Helper()
+	cmd := exec.Command(targetBin, "-goroutines", strconv.Itoa(n), "-heap-mb", strconv.Itoa(heapMB), "-trace-id", testTraceID)
+	cmd.Env = append(os.Environ(), "API_TOKEN=hunter2", "DB_PASSWORD=swordfish", "PLAIN_SETTING=visible-value")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{cmd: cmd, pid: cmd.Process.Pid, stdin: stdin, lines: make(chan string, 16)}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			tg.lines <- sc.Text()
+		}
+		close(tg.lines)
+	}()
+	want := fmt.Sprintf("ready pid=%d", tg.pid)
+	if got := tg.next(t); got != want {
+		t.Fatalf("target said %q, want %q", got, want)
+	}
+	return tg
+}
+
+// next returns the next stdout line of the target, failing after a
+// generous deadline.
+func (tg *target) next(t testing.TB) string {
+	t.Helper()
+	select {
+	case l, ok := <-tg.lines:
+		if !ok {
+			t.Fatal("target exited")
+		}
+		return l
+	case <-time.After(60 * time.Second):
+		t.Fatal("target did not answer within 60s")
+	}
+	return ""
+}
+
+// ping checks the target still runs and answers.
+func (tg *target) ping(t testing.TB) {
+	t.Helper()
+	if _, err := io.WriteString(tg.stdin, "ping\n"); err != nil {
+		t.Fatalf("target no longer reads its input: %v", err)
+	}
+	if got := tg.next(t); !strings.HasPrefix(got, "pong") {
+		t.Fatalf("target answered %q to ping", got)
+	}
+}
+
+var ansi = regexp.MustCompile(`\x1b\[[0-9;]*m`)
+
+// dlvCore opens core with the real delve and runs the given commands.
+func dlvCore(t *testing.T, exe, core string, cmds ...string) string {
+	t.Helper()
+	dlv := dlvPath(t)
+	initFile := filepath.Join(t.TempDir(), "init.dlv")
+	if err := os.WriteFile(initFile, []byte(strings.Join(append(cmds, "exit"), "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, dlv, "core", exe, core, "--init", initFile, "--allow-non-terminal-interactive")
+	cmd.Env = append(os.Environ(), "TERM=dumb")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dlv core: %v\n%s", err, lastLines(string(out), 40))
+	}
+	return ansi.ReplaceAllString(string(out), "")
+}
+
+func dlvPath(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("dlv"); err == nil {
+		return p
+	}
+	out, err := exec.Command("go", "env", "GOPATH").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(strings.TrimSpace(string(out)), "bin", "dlv")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("dlv not installed (scripts/install-test-deps.sh installs it): %v", err)
+	}
+	return p
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// checkCoreInDelve asserts that every parked goroutine of the target is in
+// the core, parked in main.parkedInCaptureTarget, with its pprof labels,
+// and that the main thread's stack unwinds to main.main.
+func checkCoreInDelve(t *testing.T, b *Bundle, parked int) {
+	t.Helper()
+	out := dlvCore(t, b.Exe, b.Core,
+		"bt",
+		"goroutines -l -t 12 -with label trace_id="+testTraceID,
+	)
+	bt, listing, found := strings.Cut(out, "Goroutine ")
+	if !found {
+		t.Fatalf("no goroutine listing in dlv output:\n%s", lastLines(out, 40))
+	}
+	if !strings.Contains(bt, "main.main") {
+		t.Errorf("bt of the main thread does not reach main.main:\n%s", bt)
+	}
+	headers := regexp.MustCompile(`(?m)^\s*Goroutine \d+ - User: \S+ main\.parkedInCaptureTarget .*\[chan receive\]`).FindAllString("  Goroutine "+listing, -1)
+	if len(headers) != parked {
+		t.Errorf("dlv lists %d goroutines parked in main.parkedInCaptureTarget with trace_id label, want %d\n%s", len(headers), parked, lastLines(out, 30))
+	}
+	labels := strings.Count(listing, `"trace_id":"`+testTraceID+`"`)
+	if labels != parked {
+		t.Errorf("%d goroutines carry the trace_id label, want %d", labels, parked)
+	}
+	if n := strings.Count(listing, "runtime/pprof.Do"); n != parked {
+		t.Errorf("runtime/pprof.Do on %d stacks, want %d", n, parked)
+	}
+	if !strings.Contains(listing, fmt.Sprintf("[%d goroutines]", parked)) {
+		t.Errorf("dlv does not report [%d goroutines]:\n%s", parked, lastLines(out, 5))
+	}
+}
+
+// checkBundleFiles asserts the bundle's modes, meta and redaction.
+func checkBundleFiles(t *testing.T, b *Bundle, tg *target, method string) {
+	t.Helper()
+	st, err := os.Stat(b.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o700 {
+		t.Errorf("bundle dir mode %v, want 0700", st.Mode().Perm())
+	}
+	for _, name := range []string{bundle.CoreFile, bundle.ExeFile, bundle.MetaFile, bundle.MapsFile, bundle.StatusFile, bundle.EnvironFile} {
+		st, err := os.Stat(filepath.Join(b.Dir, name))
+		if err != nil {
+			t.Errorf("bundle file missing: %v", err)
+			continue
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", name, st.Mode().Perm())
+		}
+	}
+	env, err := os.ReadFile(filepath.Join(b.Dir, bundle.EnvironFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"hunter2", "swordfish"} {
+		if strings.Contains(string(env), secret) {
+			t.Errorf("environ leaks the secret %q", secret)
+		}
+	}
+	for _, line := range []string{"API_TOKEN=<redacted>", "DB_PASSWORD=<redacted>", "PLAIN_SETTING=visible-value"} {
+		if !strings.Contains(string(env), line+"\n") {
+			t.Errorf("environ lacks the line %q", line)
+		}
+	}
+
+	read, err := bundle.Read(b.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := read.Meta
+	if m.PID != tg.pid || m.Method != method {
+		t.Errorf("bundle.json pid=%d method=%q, want %d %q", m.PID, m.Method, tg.pid, method)
+	}
+	if len(m.Cmdline) == 0 || m.Cmdline[0] != targetBin {
+		t.Errorf("bundle.json cmdline %q, want it to start with %q", m.Cmdline, targetBin)
+	}
+	if !strings.HasPrefix(m.GoVersion, "go1.") || !strings.Contains(m.BuildInfo, "path\t") {
+		t.Errorf("bundle.json go_version=%q build_info=%q: want the target's build info", m.GoVersion, m.BuildInfo)
+	}
+	if m.PauseMS <= 0 || m.CoreBytesOnDisk <= 0 || m.CoreBytesApparent < m.CoreBytesOnDisk/2 || m.Time.IsZero() {
+		t.Errorf("bundle.json pause_ms=%v on_disk=%d apparent=%d time=%v: want them all set", m.PauseMS, m.CoreBytesOnDisk, m.CoreBytesApparent, m.Time)
+	}
+	if m.Threads < 2 {
+		t.Errorf("bundle.json threads=%d, want the target's threads", m.Threads)
+	}
+	exe, err := os.ReadFile(b.Exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(targetBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(exe) != string(orig) {
+		t.Error("bundle exe differs from the target's executable")
+	}
+}
+
+func TestCaptureGcore(t *testing.T) {
+	const parked = 1000
+	tg := startTarget(t, parked, 4)
+	dir := filepath.Join(t.TempDir(), "bundle")
+	b, err := Capture(context.Background(), Options{PID: tg.pid, OutDir: dir, Method: MethodGcore})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.ping(t)
+	checkBundleFiles(t, b, tg, MethodGcore)
+	checkCoreInDelve(t, b, parked)
+}
+
+func TestCaptureNoSuchProcess(t *testing.T) {
+	// A pid that existed and is gone: start and reap a process.
+	cmd := exec.Command(targetBin, "-goroutines", "1", "-heap-mb", "0")
+	cmd.Stdin = strings.NewReader("quit\n")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	gone := cmd.Process.Pid
+	for _, method := range []string{MethodAuto, MethodNative, MethodGcore} {
+		dir := filepath.Join(t.TempDir(), "bundle")
+		_, err := Capture(context.Background(), Options{PID: gone, OutDir: dir, Method: method})
+		if !errors.Is(err, ErrNoProcess) {
+			t.Errorf("%s: capture of exited pid %d: err = %v, want ErrNoProcess", method, gone, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), strconv.Itoa(gone)) {
+			t.Errorf("%s: error %q does not name the pid", method, err)
+		}
+		if _, serr := os.Stat(dir); serr == nil {
+			t.Errorf("%s: failed capture left %s behind", method, dir)
+		}
+	}
+}
+
+func TestCaptureRefusesNonEmptyOutDir(t *testing.T) {
+	tg := startTarget(t, 1, 0)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "precious"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Capture(context.Background(), Options{PID: tg.pid, OutDir: dir, Method: MethodNative})
+	if err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("capture into a non-empty dir: err = %v, want a 'not empty' error", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "precious")); err != nil {
+		t.Errorf("existing file was touched: %v", err)
+	}
+}
+
+func TestCaptureBadMethod(t *testing.T) {
+	_, err := Capture(context.Background(), Options{PID: os.Getpid(), Method: "magic"})
+	if err == nil || !strings.Contains(err.Error(), `"magic"`) {
+		t.Fatalf("err = %v, want an unknown-method error", err)
+	}
+}
+
+func TestRedactEnviron(t *testing.T) {
+	raw := "HOME=/root\x00GITHUB_TOKEN=ghp_x\x00aws_secret_access_key=abc\x00Session_Id=s1\x00" +
+		"DATABASE_URL=postgres://u:pw@db/x\x00OTHER_URL=https://user:pass@example.com/\x00" +
+		"MULTI=a\nb\x00NOEQ\x00LANG=C\x00"
+	got := string(RedactEnviron([]byte(raw)))
+	want := "HOME=/root\nGITHUB_TOKEN=<redacted>\naws_secret_access_key=<redacted>\nSession_Id=<redacted>\n" +
+		"DATABASE_URL=<redacted>\nOTHER_URL=<redacted>\nMULTI=a\\nb\nNOEQ\nLANG=C\n"
+	if got != want {
+		t.Errorf("RedactEnviron:\n got %q\nwant %q", got, want)
+	}
+}

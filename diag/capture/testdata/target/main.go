@@ -1,0 +1,60 @@
+// Command target is the process the capture tests dump: many goroutines
+// parked in one named function under pprof labels, some heap, and a
+// stdin/stdout ping so the test can check it still runs after a capture.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"sync"
+)
+
+// sink keeps the heap alive.
+var sink [][]byte
+
+//go:noinline
+func parkedInCaptureTarget(ctx context.Context, started *sync.WaitGroup, release <-chan struct{}) {
+	started.Done()
+	<-release
+}
+
+func main() {
+	goroutines := flag.Int("goroutines", 1000, "goroutines to park in parkedInCaptureTarget")
+	heapMB := flag.Int("heap-mb", 4, "heap to allocate and touch, in MiB")
+	traceID := flag.String("trace-id", "4bf92f3577b34da6a3ce929d0e0e4736", "trace_id pprof label of the parked goroutines")
+	flag.Parse()
+
+	for i := 0; i < *heapMB; i++ {
+		b := make([]byte, 1<<20)
+		for j := range b {
+			b[j] = byte(i + j)
+		}
+		sink = append(sink, b)
+	}
+
+	var started sync.WaitGroup
+	release := make(chan struct{})
+	started.Add(*goroutines)
+	for i := 0; i < *goroutines; i++ {
+		go pprof.Do(context.Background(), pprof.Labels("trace_id", *traceID, "worker", "parked"), func(ctx context.Context) {
+			parkedInCaptureTarget(ctx, &started, release)
+		})
+	}
+	started.Wait()
+	fmt.Printf("ready pid=%d\n", os.Getpid())
+
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		switch sc.Text() {
+		case "ping":
+			fmt.Printf("pong heap=%d\n", len(sink))
+		case "quit":
+			close(release)
+			return
+		}
+	}
+}
