@@ -19,6 +19,13 @@
 //   - p2c_ewma: power of two random choices comparing latency EWMA times
 //     inflight load.
 //
+// The policies are written here rather than taken from a library (only the
+// hash, xxhash, is imported) because each is a few dozen lines and must read
+// the gateway's live Target state on every pick (health, ejection, inflight,
+// EWMA), exclude the targets a retry already tried, and not allocate; ring
+// libraries such as buraksezer/consistent keep their own membership and
+// load tables instead, which would have to be kept in sync with it.
+//
 // The target list of a balancer is fixed at construction (New); a config
 // reload builds a new balancer. Random choices use math/rand/v2's top-level
 // functions, which are safe for concurrent use and need no shared state here.

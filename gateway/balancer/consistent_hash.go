@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -13,9 +14,13 @@ import (
 )
 
 // DefaultVirtualNodes is the number of ring points per unit of weight.
-// 160 is what ketama (and nginx's hash ... consistent) use: with 5 targets
-// it keeps the busiest target within about 10-20% of the mean.
+// 160 is ketama's choice; with 5 targets the busiest holds about 1.13× the
+// mean share of keys (see TestConsistentHashBalance).
 const DefaultVirtualNodes = 160
+
+// maxRingPoints bounds the ring's memory (16 bytes a point) against a
+// config with huge weights or virtual node counts.
+const maxRingPoints = 1 << 22
 
 // ConsistentHash maps a request key (see ParseHashOn) onto a hash ring so
 // the same key reaches the same target while that target is available,
@@ -67,7 +72,14 @@ func NewConsistentHash(targets []*Target, hashOn string, virtualNodes int, bound
 	if kind == "header" {
 		name = textproto.CanonicalMIMEHeaderKey(name)
 	}
-	b := &ConsistentHash{targets: targets, kind: kind, name: name, bound: boundedLoad}
+	points := 0
+	for _, t := range targets {
+		points += virtualNodes * weightOf(t)
+		if points > maxRingPoints {
+			return nil, fmt.Errorf("balancer: hash ring would have over %d points: lower the weights or virtual nodes (%d per weight unit)", maxRingPoints, virtualNodes)
+		}
+	}
+	b := &ConsistentHash{targets: targets, kind: kind, name: name, bound: boundedLoad, ring: make([]vnode, 0, points)}
 	seen := make(map[string]int, len(targets))
 	var label []byte
 	for i, t := range targets {

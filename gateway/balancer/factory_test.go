@@ -183,3 +183,10 @@ func ExampleParseHashOn() {
 	// cookie session <nil>
 	//   balancer: hash_on "header": want header:NAME, cookie:NAME, query:NAME, client_ip or path
 }
+
+func TestRingSizeLimit(t *testing.T) {
+	_, err := New("consistent_hash", mkTargets(t, 100000), Options{})
+	if err == nil || !strings.Contains(err.Error(), "lower the weights or virtual nodes") {
+		t.Fatalf("New with weight 100000 × 160 points: %v, want a ring size error", err)
+	}
+}
