@@ -1,0 +1,139 @@
+package jobqueue
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+)
+
+// AckMode says when POST /v1/payloads answers 202.
+type AckMode string
+
+const (
+	// AckEnqueued answers once the whole collection is queued. A crash
+	// before the batch is stored loses it; a graceful drain does not.
+	AckEnqueued AckMode = "enqueued"
+	// AckDurable answers only once every payload of the collection is in a
+	// stored object.
+	AckDurable AckMode = "durable"
+)
+
+// Compression of the stored NDJSON objects.
+type Compression string
+
+const (
+	CompressionGzip Compression = "gzip" // objects end in .ndjson.gz
+	CompressionNone Compression = "none" // objects end in .ndjson
+)
+
+// Config is the tuning of one Queue. The zero value is not valid; start from
+// DefaultConfig. Field comments name the environment variable that
+// `wardgate jobqueue` reads for each.
+type Config struct {
+	MaxWorkers       int           // MAX_WORKERS: exactly this many worker goroutines
+	MaxQueue         int           // MAX_QUEUE: payloads acked and not yet stored, at most
+	MaxLength        int64         // MAX_LENGTH: request body bytes, at most
+	BatchMaxPayloads int           // BATCH_MAX_PAYLOADS: payloads per stored object, at most
+	BatchMaxBytes    int           // BATCH_MAX_BYTES: a batch is flushed once its NDJSON reaches this size
+	BatchMaxWait     time.Duration // BATCH_MAX_WAIT: a batch is flushed this long after its first payload
+	AckMode          AckMode       // ACK_MODE
+	APITokens        []string      // API_TOKENS: empty disables auth
+	Compression      Compression   // COMPRESSION
+	Instance         string        // INSTANCE: names the objects this process writes
+
+	// RetryBase and RetryMax bound the jittered exponential backoff between
+	// attempts of a failed blob PUT. Retries go on until the PUT succeeds or
+	// a drain deadline passes: acked data is never dropped on its own.
+	RetryBase time.Duration
+	RetryMax  time.Duration
+}
+
+// DefaultConfig returns the defaults documented in docs/jobqueue.md.
+func DefaultConfig() Config {
+	return Config{
+		MaxWorkers:       DefaultMaxWorkers(),
+		MaxQueue:         100_000,
+		MaxLength:        1 << 20,
+		BatchMaxPayloads: 1000,
+		BatchMaxBytes:    4 << 20,
+		BatchMaxWait:     time.Second,
+		AckMode:          AckEnqueued,
+		Compression:      CompressionGzip,
+		Instance:         DefaultInstance(),
+		RetryBase:        100 * time.Millisecond,
+		RetryMax:         10 * time.Second,
+	}
+}
+
+// DefaultMaxWorkers is twice GOMAXPROCS (which follows container CPU
+// limits), at least 4: workers spend most of their time waiting on PUTs.
+func DefaultMaxWorkers() int {
+	return max(4, 2*runtime.GOMAXPROCS(0))
+}
+
+// DefaultInstance is "<hostname>-<pid>".
+func DefaultInstance() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "jobqueue"
+	}
+	return fmt.Sprintf("%s-%d", h, os.Getpid())
+}
+
+// Validate reports every bad field, each error naming the environment
+// variable that sets it.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{name}, args...)...))
+	}
+	if c.MaxWorkers < 1 {
+		bad("MAX_WORKERS", "must be at least 1, got %d", c.MaxWorkers)
+	}
+	if c.MaxQueue < 1 {
+		bad("MAX_QUEUE", "must be at least 1, got %d", c.MaxQueue)
+	}
+	if c.MaxLength < 1 {
+		bad("MAX_LENGTH", "must be at least 1 byte, got %d", c.MaxLength)
+	}
+	if c.BatchMaxPayloads < 1 {
+		bad("BATCH_MAX_PAYLOADS", "must be at least 1, got %d", c.BatchMaxPayloads)
+	}
+	if c.BatchMaxBytes < 1 {
+		bad("BATCH_MAX_BYTES", "must be at least 1 byte, got %d", c.BatchMaxBytes)
+	}
+	if c.BatchMaxWait <= 0 {
+		bad("BATCH_MAX_WAIT", "must be positive, got %s", c.BatchMaxWait)
+	}
+	switch c.AckMode {
+	case AckEnqueued, AckDurable:
+	default:
+		bad("ACK_MODE", "must be %q or %q, got %q", AckEnqueued, AckDurable, c.AckMode)
+	}
+	switch c.Compression {
+	case CompressionGzip, CompressionNone:
+	default:
+		bad("COMPRESSION", "must be %q or %q, got %q", CompressionGzip, CompressionNone, c.Compression)
+	}
+	for _, t := range c.APITokens {
+		if t == "" {
+			bad("API_TOKENS", "empty token in the list")
+			break
+		}
+	}
+	if c.Instance == "" {
+		bad("INSTANCE", "must not be empty")
+	}
+	for _, r := range c.Instance {
+		if r == '/' || r < 0x20 {
+			bad("INSTANCE", "%q: no '/' or control characters (it is part of object keys)", c.Instance)
+			break
+		}
+	}
+	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
+		errs = append(errs, fmt.Errorf("retry backoff: need 0 < RetryBase <= RetryMax, got %s, %s", c.RetryBase, c.RetryMax))
+	}
+	return errors.Join(errs...)
+}

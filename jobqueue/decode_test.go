@@ -1,0 +1,71 @@
+package jobqueue
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestDecodeCollection(t *testing.T) {
+	for _, tc := range []struct {
+		body    string
+		n       int
+		wantErr string
+	}{
+		{`{"version":"10.0","token":"t","data":[{"a":1},{"b":[1,2]}]}`, 2, ""},
+		{`{"data":[]}`, 0, ""},
+		{"{\"data\":[ {\n\"a\" : 1 } ]}", 1, ""},
+		{`{"data":[{"a":1}`, 0, "malformed JSON"},
+		{`{"version":"x"}`, 0, "data is missing"},
+		{`{"data":null}`, 0, "data is missing"},
+		{`{"data":{"a":1}}`, 0, "data must be an array"},
+		{`{"data":[1]}`, 0, "data[0] is not an object"},
+		{`{"data":[{"a":1},[]]}`, 0, "data[1] is not an object"},
+		{`{"data":[{}],"version":5}`, 0, `field "version" must be string`},
+		{`[1,2]`, 0, "body must be a JSON object"},
+		{``, 0, "empty body"},
+		{`{"data":[{}]} trailing`, 0, "malformed JSON"},
+	} {
+		d, err := decodeCollection([]byte(tc.body))
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: err = %v, want it to contain %q", tc.body, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.body, err)
+			continue
+		}
+		if len(d.payloads) != tc.n {
+			t.Errorf("%q: %d payloads, want %d", tc.body, len(d.payloads), tc.n)
+		}
+	}
+}
+
+// FuzzDecodeCollection: decoding never panics, and whatever it accepts is a
+// list of JSON objects that survive a round trip.
+func FuzzDecodeCollection(f *testing.F) {
+	for _, s := range []string{
+		`{"version":"10.0.19045","token":"t","data":[{"a":1},{"kind":"x","b":{"c":[1,2,3]}}]}`,
+		`{"data":[]}`, `{"data":[1]}`, `{"data":[{"a":1}`, `null`, `[]`, `{"data":"x"}`,
+		`{"data":[{"s":"\u00e9\n"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		d, err := decodeCollection(body)
+		if err != nil {
+			if _, ok := err.(*errBadRequest); !ok {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		for i, p := range d.payloads {
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(p, &m); err != nil || m == nil {
+				t.Fatalf("accepted data[%d] = %q is not an object: %v", i, p, err)
+			}
+		}
+	})
+}

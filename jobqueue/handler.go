@@ -1,0 +1,300 @@
+package jobqueue
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/wardgate/wardgate/telemetry"
+)
+
+// Rejection reasons, the "reason" label of wardgate.payloads.rejected.
+const (
+	reasonFull        = "full"
+	reasonTooLarge    = "too_large"
+	reasonBadRequest  = "bad_request"
+	reasonUnauth      = "unauthorized"
+	reasonMediaType   = "unsupported_media"
+	reasonMethod      = "method"
+	reasonDraining    = "draining"
+	reasonNotStored   = "not_stored"
+	retryAfterSeconds = "1"
+)
+
+// Handle returns the public HTTP handler: POST /v1/payloads, GET /healthz
+// (alive) and GET /readyz (ready and not draining). It never serves
+// /metrics or pprof: those belong on the admin listener.
+//
+// The tracing and metrics middleware is written here rather than taken from
+// otelhttp so the route, the 4xx-is-not-a-server-error rule, the pprof
+// labels and the metric names are exactly those of the SPEC.
+func (q *Queue) Handle() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/payloads", q.servePayloads)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if q.Draining() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	return &server{q: q, mux: mux}
+}
+
+type server struct {
+	q   *Queue
+	mux *http.ServeMux
+}
+
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodDelete: true, http.MethodConnect: true, http.MethodOptions: true,
+	http.MethodTrace: true, http.MethodPatch: true,
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := s.q
+	start := time.Now()
+	_, pattern := s.mux.Handler(r)
+	route := pattern
+	if i := strings.IndexByte(route, ' '); i >= 0 {
+		route = route[i+1:]
+	}
+	method := r.Method
+	if !knownMethods[method] {
+		method = "_OTHER"
+	}
+	name := method
+	if route != "" {
+		name += " " + route
+	}
+	ctx := q.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := q.tracer.Start(ctx, name,
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(
+			attribute.String("http.request.method", method),
+			attribute.String("http.route", route),
+			attribute.String("url.path", r.URL.Path),
+			attribute.String("client.address", r.RemoteAddr),
+			attribute.String("user_agent.original", r.UserAgent()),
+		))
+	sw := &statusWriter{ResponseWriter: w}
+	telemetry.DoWithSpanLabels(ctx, func(ctx context.Context) {
+		s.mux.ServeHTTP(sw, r.WithContext(ctx))
+	}, telemetry.LabelRoute, route)
+	code := sw.code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	span.SetAttributes(attribute.Int("http.response.status_code", code))
+	if code >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(code))
+	}
+	span.End()
+	attrs := []attribute.KeyValue{
+		attribute.String("http.request.method", method),
+		attribute.Int("http.response.status_code", code),
+	}
+	if route != "" {
+		attrs = append(attrs, attribute.String("http.route", route))
+	}
+	q.m.reqDur.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+}
+
+// statusWriter remembers the status code for the span and the metric.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// reject answers an error as JSON {"error","trace_id"} and counts it.
+func (q *Queue) reject(ctx context.Context, w http.ResponseWriter, code int, reason, msg string) {
+	q.m.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfterSeconds)
+	}
+	body := map[string]string{"error": msg}
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		body["trace_id"] = sc.TraceID().String()
+	}
+	if code >= 500 {
+		q.log.WarnContext(ctx, "payloads refused", "status", code, "reason", reason, "error", msg)
+	} else {
+		q.log.DebugContext(ctx, "payloads refused", "status", code, "reason", reason, "error", msg)
+	}
+	writeJSON(w, code, body)
+}
+
+func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		q.reject(ctx, w, http.StatusMethodNotAllowed, reasonMethod, fmt.Sprintf("method %s not allowed, use POST", r.Method))
+		return
+	}
+	if q.Draining() {
+		q.reject(ctx, w, http.StatusServiceUnavailable, reasonDraining, "draining: not accepting payloads, retry another instance")
+		return
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		q.reject(ctx, w, http.StatusUnsupportedMediaType, reasonMediaType, fmt.Sprintf("content type %q: want application/json", ct))
+		return
+	}
+	if r.ContentLength > q.cfg.MaxLength {
+		q.reject(ctx, w, http.StatusRequestEntityTooLarge, reasonTooLarge, fmt.Sprintf("body of %d bytes is over MAX_LENGTH (%d)", r.ContentLength, q.cfg.MaxLength))
+		return
+	}
+	// Fast path under overload: a full queue refuses before reading bodies.
+	if q.reserved.Load() >= q.capacity {
+		q.reject(ctx, w, http.StatusServiceUnavailable, reasonFull, "queue full, retry later")
+		return
+	}
+
+	buf, _ := q.bufs.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	defer q.bufs.Put(buf)
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, q.cfg.MaxLength)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			q.reject(ctx, w, http.StatusRequestEntityTooLarge, reasonTooLarge, fmt.Sprintf("body is over MAX_LENGTH (%d bytes)", q.cfg.MaxLength))
+			return
+		}
+		q.reject(ctx, w, http.StatusBadRequest, reasonBadRequest, fmt.Sprintf("reading body: %v", err))
+		return
+	}
+	d, err := decodeCollection(buf.Bytes())
+	if err != nil {
+		q.reject(ctx, w, http.StatusBadRequest, reasonBadRequest, err.Error())
+		return
+	}
+	if len(q.cfg.APITokens) > 0 && !q.authorized(r, d.token) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="wardgate-jobqueue"`)
+		q.reject(ctx, w, http.StatusUnauthorized, reasonUnauth, "missing or unknown token (collection \"token\" field or Authorization: Bearer)")
+		return
+	}
+	n := len(d.payloads)
+	if n == 0 {
+		writeJSON(w, http.StatusAccepted, map[string]int{"accepted": 0})
+		return
+	}
+
+	now := q.now()
+	version, _ := json.Marshal(d.version)
+	c := &collection{
+		version:    version,
+		traceID:    trace.SpanContextFromContext(ctx).TraceID().String(),
+		receivedAt: now,
+		stamp:      now.UTC().Format(time.RFC3339Nano),
+		payloads:   d.payloads,
+	}
+	if q.cfg.AckMode == AckDurable {
+		c.ack = &ack{done: make(chan struct{})}
+		c.ack.remaining.Store(int64(n))
+	}
+	_, pspan := q.tracer.Start(ctx, "send "+destination,
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", messagingSystem),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.operation.name", "send"),
+			attribute.String("messaging.destination.name", destination),
+			attribute.Int("messaging.batch.message_count", n),
+		))
+	c.producer = pspan.SpanContext()
+	if err := q.admit(c); err != nil {
+		pspan.SetStatus(codes.Error, err.Error())
+		pspan.End()
+		reason, msg := reasonFull, fmt.Sprintf("queue cannot take %d payloads now, retry later", n)
+		if errors.Is(err, ErrDraining) {
+			reason, msg = reasonDraining, "draining: not accepting payloads, retry another instance"
+		}
+		q.reject(ctx, w, http.StatusServiceUnavailable, reason, msg)
+		return
+	}
+	pspan.End()
+	q.m.accepted.Add(ctx, int64(n))
+
+	if c.ack != nil {
+		select {
+		case <-c.ack.done:
+			if c.ack.failed.Load() {
+				q.reject(ctx, w, http.StatusServiceUnavailable, reasonNotStored, "payloads were queued but could not be stored before shutdown")
+				return
+			}
+		case <-ctx.Done():
+			// The client gave up; the payloads are still stored. Nobody
+			// reads this answer, but the metrics and the span do.
+			q.log.InfoContext(ctx, "client left before its payloads were stored; they will be", "payloads", n)
+			q.reject(ctx, w, http.StatusServiceUnavailable, reasonNotStored, "client gone before the payloads were stored (they will be)")
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write([]byte(`{"accepted":` + strconv.Itoa(n) + "}\n"))
+}
+
+// authorized accepts a bearer header or the collection's token field that
+// matches one of API_TOKENS (compared in constant time).
+func (q *Queue) authorized(r *http.Request, bodyToken string) bool {
+	tok := bodyToken
+	if h := r.Header.Get("Authorization"); h != "" {
+		if b, ok := strings.CutPrefix(h, "Bearer "); ok {
+			tok = strings.TrimSpace(b)
+		}
+	}
+	if tok == "" {
+		return false
+	}
+	ok := false
+	for _, t := range q.cfg.APITokens {
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {
+			ok = true
+		}
+	}
+	return ok
+}
