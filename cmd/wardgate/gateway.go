@@ -2,11 +2,146 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wardgate/wardgate/gateway"
+	"github.com/wardgate/wardgate/telemetry"
 )
 
-func runGateway(_ context.Context, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "wardgate gateway: not built yet in this version")
-	return 2
+const gatewayUsage = `Usage: wardgate gateway --config FILE [--listen ADDR] [--admin ADDR]
+
+Runs the reverse proxy / load balancer described by a YAML config: routes by
+longest path prefix to upstream pools, load balancing, health checks,
+retries, middleware. Full reference: docs/gateway.md; sample config:
+gateway/testdata/example.yaml.
+
+The public listener serves only proxied routes. The admin listener (keep it
+on loopback) serves /metrics, /debug/pprof/, /healthz and /admin/upstreams;
+set admin_token in the file or ADMIN_TOKEN in the environment to require
+"Authorization: Bearer TOKEN" there.
+
+Signals: SIGHUP reloads the config (so does saving the file); SIGINT and
+SIGTERM stop accepting, let in-flight requests finish (--shutdown-timeout)
+and exit 0. An invalid config exits 2 with one line naming the field; on
+reload it is refused with one log line and the old config keeps serving.
+
+Telemetry: the standard OTEL_* environment variables (traces are off unless
+OTEL_TRACES_EXPORTER is set; Prometheus metrics are always on /metrics).
+
+Flags:
+`
+
+func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wardgate gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "path of the YAML config `FILE` (required); watched for changes")
+	listen := fs.String("listen", "", "public listen `ADDR` (host:port), overrides `listen:` in the file")
+	admin := fs.String("admin", "", "admin listen `ADDR` (host:port), overrides `admin:` in the file")
+	logLevel := fs.String("log-level", "info", "minimum log `LEVEL`: debug, info, warn or error")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM/SIGINT")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), gatewayUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return 0
+		}
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "wardgate gateway: "+format+"\n", a...)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return fail("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if *configPath == "" {
+		return fail("--config FILE is required (see --help)")
+	}
+	for name, v := range map[string]string{"--listen": *listen, "--admin": *admin} {
+		if v != "" {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fail("%s: want host:port, got %q", name, v)
+			}
+		}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fail("--log-level: want debug, info, warn or error, got %q", *logLevel)
+	}
+	if *shutdownTimeout <= 0 {
+		return fail("--shutdown-timeout: must be > 0")
+	}
+	override := func(c *gateway.Config) {
+		if *listen != "" {
+			c.Listen = *listen
+		}
+		if *admin != "" {
+			c.Admin = *admin
+		}
+	}
+	cfg, err := gateway.LoadWith(*configPath, override)
+	if err != nil {
+		return fail("%s: %s", *configPath, strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+
+	tel, err := telemetry.Setup(ctx, "wardgate-gateway")
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate gateway: %v\n", err)
+		return 1
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+	logger := telemetry.NewLogger(stderr, tel.Service, level)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default: // a reload is already pending
+				}
+			}
+		}
+	}()
+
+	g, err := gateway.New(ctx, cfg, tel, logger)
+	if err != nil {
+		return fail("%s: %v", *configPath, err)
+	}
+	err = g.Run(ctx, gateway.RunOptions{
+		ConfigPath:      *configPath,
+		Reload:          reload,
+		Override:        override,
+		ShutdownTimeout: *shutdownTimeout,
+	})
+	if err != nil {
+		logger.Error("gateway stopped", "error", err.Error())
+		return 1
+	}
+	logger.Info("gateway stopped")
+	return 0
 }

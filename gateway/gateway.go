@@ -1,0 +1,393 @@
+// Package gateway is wardgate's reverse proxy: routes by longest path
+// prefix to named upstream pools, load-balances with the policies of
+// gateway/balancer, wraps every route in the onion of gateway/middleware,
+// checks target health actively and passively, retries where safe, and
+// reloads its config atomically on SIGHUP or file change.
+//
+// Proxying is net/http/httputil.ReverseProxy with Rewrite (never Director:
+// with Rewrite, hop-by-hop headers, including those a client names in
+// Connection, are removed before our rewrite runs, so a client cannot strip
+// the X-Forwarded-* headers the gateway adds). Telemetry is hand-wired
+// rather than otelhttp: the gateway needs the route in span and metric
+// names, a CLIENT span per retry attempt with its resend count, and the
+// 499/4xx/5xx error rules below, which otelhttp does not express.
+//
+// Error answers are JSON {"error", "upstream", "trace_id"}: 502 the
+// upstream refused or broke, 504 it timed out, 503 no healthy target, 413
+// the body limit tripped, 404 no route. A client that leaves early is
+// logged as 499 at info level and never counts against a target.
+//
+// See docs/gateway.md for the config reference, the metrics and the
+// behaviour on reload.
+package gateway
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/felixge/httpsnoop"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/wardgate/wardgate/gateway/balancer"
+	"github.com/wardgate/wardgate/gateway/middleware"
+	"github.com/wardgate/wardgate/telemetry"
+)
+
+// Gateway is the reverse proxy. It is an http.Handler for the public
+// listener; AdminHandler serves the admin listener.
+type Gateway struct {
+	tel    *telemetry.Telemetry
+	logger *slog.Logger
+	tracer trace.Tracer
+	m      *metrics
+	bufs   *bufferPool
+
+	// ctx bounds the background work of every table (health checks); it
+	// is the context given to New.
+	ctx context.Context
+
+	mu       sync.Mutex // serializes Reload
+	table    atomic.Pointer[table]
+	checkers *healthCheckers // of the current table; guarded by mu
+}
+
+// table is one immutable routing table built from one config version.
+// Requests load it once and finish on it even if a reload swaps it.
+type table struct {
+	cfg       *Config
+	routes    []*route // longest path_prefix first
+	upstreams map[string]*upstream
+	notFound  http.Handler
+	// transports keyed for reuse by the next reload.
+	transports map[transportKey]*http.Transport
+	targets    map[targetKey]*target
+}
+
+type route struct {
+	cfg     Route
+	up      *upstream
+	proxy   *httputil.ReverseProxy
+	handler http.Handler // middleware chain around the proxy
+}
+
+// New builds a gateway from a validated config and starts its health
+// checks, which run until ctx is canceled or Close is called.
+func New(ctx context.Context, cfg *Config, tel *telemetry.Telemetry, logger *slog.Logger) (*Gateway, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{
+		tel:    tel,
+		logger: logger,
+		tracer: tel.TracerProvider.Tracer(instrumentationName),
+		bufs:   newBufferPool(),
+		ctx:    ctx,
+	}
+	m, err := newMetrics(tel.MeterProvider, g)
+	if err != nil {
+		return nil, err
+	}
+	g.m = m
+	if err := g.apply(cfg); err != nil {
+		m.reg.Unregister()
+		return nil, err
+	}
+	return g, nil
+}
+
+// Reload validates cfg, builds a complete new routing table and swaps it
+// in atomically. Targets whose upstream, URL and weight are unchanged keep
+// their state (health, ejection, counters, EWMA); upstreams whose timeouts
+// are unchanged keep their pooled connections. Requests in flight finish
+// on the table they started with. On error nothing changes.
+func (g *Gateway) Reload(cfg *Config) error {
+	err := g.apply(cfg)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	g.m.reloads.Add(g.ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+	return err
+}
+
+func (g *Gateway) apply(cfg *Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := g.table.Load()
+	tbl, err := g.build(cfg, old)
+	if err != nil {
+		return err
+	}
+	checkers := g.startHealthChecks(g.ctx, tbl.upstreams)
+	g.table.Store(tbl)
+	if g.checkers != nil {
+		g.checkers.stop()
+	}
+	g.checkers = checkers
+	if old != nil {
+		for k, tr := range old.transports {
+			if tbl.transports[k] != tr {
+				// Connections in use finish their request and then idle out
+				// (IdleConnTimeout); idle ones go now.
+				tr.CloseIdleConnections()
+			}
+		}
+	}
+	return nil
+}
+
+// Close stops the health checks and closes idle upstream connections.
+func (g *Gateway) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.checkers != nil {
+		g.checkers.stop()
+		g.checkers = nil
+	}
+	if tbl := g.table.Load(); tbl != nil {
+		for _, tr := range tbl.transports {
+			tr.CloseIdleConnections()
+		}
+	}
+	g.m.reg.Unregister()
+}
+
+// Config returns the config currently serving.
+func (g *Gateway) Config() *Config { return g.table.Load().cfg }
+
+func (g *Gateway) build(cfg *Config, old *table) (*table, error) {
+	tbl := &table{
+		cfg:        cfg,
+		upstreams:  make(map[string]*upstream, len(cfg.Upstreams)),
+		transports: map[transportKey]*http.Transport{},
+		targets:    map[targetKey]*target{},
+	}
+	for _, name := range cfg.UpstreamNames() {
+		uc := cfg.Upstreams[name]
+		up := &upstream{name: name, cfg: uc, retries: *uc.Retries, byTarget: map[*balancer.Target]*target{}}
+		tk := transportKey{upstream: name, dial: uc.Timeouts.Dial.D, responseHeaders: uc.Timeouts.ResponseHeader.D}
+		if old != nil && old.transports[tk] != nil {
+			up.transport = old.transports[tk]
+		} else {
+			up.transport = newTransport(uc, len(uc.Targets))
+		}
+		tbl.transports[tk] = up.transport
+		bts := make([]*balancer.Target, 0, len(uc.Targets))
+		for _, tc := range uc.Targets {
+			weight := 1
+			if tc.Weight != nil {
+				weight = *tc.Weight
+			}
+			key := targetKey{upstream: name, url: tc.URL, weight: weight}
+			t := tbl.targets[key]
+			if t == nil && old != nil {
+				t = old.targets[key]
+			}
+			if t == nil {
+				u, err := parseTargetURL(tc.URL)
+				if err != nil {
+					return nil, fmt.Errorf("upstreams.%s: %w", name, err)
+				}
+				t = &target{Target: balancer.NewTarget(u, weight), upstream: name}
+				t.host, t.port = hostPort(u)
+			}
+			tbl.targets[key] = t
+			up.targets = append(up.targets, t)
+			up.byTarget[t.Target] = t
+			bts = append(bts, t.Target)
+		}
+		bal, err := balancer.New(uc.Balancer, bts, balancer.Options{
+			HashOn: uc.HashOn, VirtualNodes: uc.VirtualNodes, BoundedLoad: uc.BoundedLoad,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("upstreams.%s.balancer: %w", name, err)
+		}
+		up.bal = bal
+		tbl.upstreams[name] = up
+	}
+
+	always, err := middleware.BuildAll(alwaysOn, cfg.Middleware, g.logger)
+	if err != nil {
+		return nil, fmt.Errorf("middleware: %w", err)
+	}
+	tbl.notFound = middleware.Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.writeError(w, r, http.StatusNotFound, "no route for "+r.URL.Path, "")
+	}), always...)
+	for i, rc := range cfg.Routes {
+		own, err := middleware.BuildAll(rc.Middleware, cfg.Middleware, g.logger)
+		if err != nil {
+			return nil, fmt.Errorf("routes[%d].middleware: %w", i, err)
+		}
+		// Every route gets fresh always-on middlewares too, so no state is
+		// shared between routes or with the previous table.
+		always, err := middleware.BuildAll(alwaysOn, cfg.Middleware, g.logger)
+		if err != nil {
+			return nil, fmt.Errorf("middleware: %w", err)
+		}
+		rt := &route{cfg: rc, up: tbl.upstreams[rc.Upstream]}
+		rt.proxy = g.newReverseProxy(&rt.cfg, rt.up)
+		rt.handler = middleware.Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			g.serveProxy(w, r, rt)
+		}), append(always, own...)...)
+		tbl.routes = append(tbl.routes, rt)
+	}
+	slices.SortStableFunc(tbl.routes, func(a, b *route) int {
+		return cmp.Compare(len(b.cfg.PathPrefix), len(a.cfg.PathPrefix))
+	})
+	return tbl, nil
+}
+
+func parseTargetURL(s string) (*url.URL, error) {
+	if err := checkTargetURL(s); err != nil {
+		return nil, err
+	}
+	return url.Parse(s)
+}
+
+// match returns the route with the longest path_prefix matching path.
+func (t *table) match(path string) *route {
+	for _, rt := range t.routes {
+		if strings.HasPrefix(path, rt.cfg.PathPrefix) {
+			return rt
+		}
+	}
+	return nil
+}
+
+// ServeHTTP serves the public listener: it starts the SERVER span (child
+// of an incoming traceparent), runs the route's chain under pprof labels
+// carrying the trace, span and route, and records
+// http.server.request.duration.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tbl := g.table.Load()
+	rt := tbl.match(r.URL.Path)
+	routeName, h := "", tbl.notFound
+	if rt != nil {
+		routeName, h = rt.cfg.PathPrefix, rt.handler
+	}
+	method := methodAttr(r.Method)
+	spanName := method
+	attrs := []attribute.KeyValue{attribute.String("http.request.method", method)}
+	if routeName != "" {
+		spanName += " " + routeName
+		attrs = append(attrs, attribute.String("http.route", routeName))
+	}
+	ctx := g.tel.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := g.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attrs...),
+		trace.WithAttributes(attribute.String("url.path", r.URL.Path), attribute.String("client.address", clientIP(r))))
+	sw, st := snoop(w)
+	ctx = context.WithValue(ctx, respStateKey{}, st)
+	start := time.Now()
+	defer func() {
+		p := recover()
+		status := st.status
+		switch {
+		case st.hijacked && status == 0:
+			status = http.StatusSwitchingProtocols
+		case p != nil && status == 0:
+			status = http.StatusInternalServerError
+		case status == 0:
+			status = http.StatusOK
+		}
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+		// Only 5xx is a server error; 4xx is the client's, and 499 (client
+		// gone) is nobody's fault.
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
+		span.End()
+		g.m.serverDuration.Record(ctx, time.Since(start).Seconds(),
+			metric.WithAttributes(append(attrs, attribute.Int("http.response.status_code", status))...))
+		if p != nil {
+			panic(p)
+		}
+	}()
+	telemetry.DoWithSpanLabels(ctx, func(ctx context.Context) {
+		h.ServeHTTP(sw, r.WithContext(ctx))
+	}, telemetry.LabelRoute, routeName)
+}
+
+func clientIP(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+// respState records what happened to the client's response writer.
+type respState struct {
+	status   int
+	hijacked bool
+}
+
+func (s *respState) started() bool { return s.status != 0 || s.hijacked }
+
+type respStateKey struct{}
+
+func respStateFrom(ctx context.Context) *respState {
+	s, _ := ctx.Value(respStateKey{}).(*respState)
+	return s
+}
+
+// snoop wraps w to record the final status. httpsnoop keeps exactly the
+// optional interfaces of w (Flusher, Hijacker, ...) and implements Unwrap,
+// so streaming and WebSocket upgrades pass through.
+func snoop(w http.ResponseWriter) (http.ResponseWriter, *respState) {
+	s := &respState{}
+	return httpsnoop.Wrap(w, httpsnoop.Hooks{
+		WriteHeader: func(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
+			return func(code int) {
+				if s.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+					s.status = code
+				}
+				next(code)
+			}
+		},
+		Write: func(next httpsnoop.WriteFunc) httpsnoop.WriteFunc {
+			return func(b []byte) (int, error) {
+				if s.status == 0 {
+					s.status = http.StatusOK
+				}
+				return next(b)
+			}
+		},
+		ReadFrom: func(next httpsnoop.ReadFromFunc) httpsnoop.ReadFromFunc {
+			return func(src io.Reader) (int64, error) {
+				if s.status == 0 {
+					s.status = http.StatusOK
+				}
+				return next(src)
+			}
+		},
+		Hijack: func(next httpsnoop.HijackFunc) httpsnoop.HijackFunc {
+			return func() (net.Conn, *bufio.ReadWriter, error) {
+				c, rw, err := next()
+				if err == nil {
+					s.hijacked = true
+				}
+				return c, rw, err
+			}
+		},
+	}), s
+}

@@ -1,0 +1,375 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/wardgate/wardgate/gateway/balancer"
+	"github.com/wardgate/wardgate/gateway/middleware"
+)
+
+// StatusClientClosedRequest is nginx's non-standard 499: the client went
+// away before the response was ready. It is logged and measured, never
+// sent (there is nobody to send it to).
+const StatusClientClosedRequest = 499
+
+// attempt is the state of one try of a request against one target. The
+// ReverseProxy callbacks (Rewrite, ModifyResponse, ErrorHandler) find it in
+// the request context.
+type attempt struct {
+	target *target
+	n      int // 0 for the first try, the resend count otherwise
+
+	status int   // upstream response status, 0 if none
+	err    error // transport (or rewrite/upgrade) error, nil if a response came
+	// reached is set once request headers were written to an upstream
+	// connection: from then on a non-idempotent request may have had an
+	// effect and must not be retried.
+	reached atomic.Bool
+}
+
+type attemptKey struct{}
+
+func attemptFrom(ctx context.Context) *attempt {
+	a, _ := ctx.Value(attemptKey{}).(*attempt)
+	return a
+}
+
+// newReverseProxy returns the proxy of one route. The target of each
+// attempt comes from the attempt in the request context, so the same
+// ReverseProxy serves every try and every target.
+func (g *Gateway) newReverseProxy(rt *Route, up *upstream) *httputil.ReverseProxy {
+	reqHeaders := canonical(rt.RequestHeaders)
+	respHeaders := canonical(rt.ResponseHeaders)
+	strip, add := rt.StripPrefix, strings.TrimSuffix(rt.AddPrefix, "/")
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			ctx := pr.Out.Context()
+			a := attemptFrom(ctx)
+			rewritePath(pr.Out.URL, strip, add)
+			pr.SetURL(a.target.URL)
+			// SetXForwarded appends the client address to any incoming
+			// X-Forwarded-For (like nginx's $proxy_add_x_forwarded_for), so the
+			// last entry is always the address the gateway saw. ReverseProxy
+			// removed hop-by-hop headers, including any named in Connection,
+			// before Rewrite runs, so a client cannot strip what we add here.
+			pr.SetXForwarded()
+			for k, v := range reqHeaders {
+				pr.Out.Header[k] = []string{v}
+			}
+			if id := middleware.RequestIDFrom(ctx); id != "" {
+				pr.Out.Header.Set(middleware.HeaderRequestID, id)
+			}
+			// The CLIENT span of this attempt is in ctx: the upstream's
+			// SERVER span becomes its child.
+			pr.Out.Header.Del("Traceparent")
+			pr.Out.Header.Del("Tracestate")
+			g.tel.Propagator.Inject(ctx, propagation.HeaderCarrier(pr.Out.Header))
+		},
+		Transport:  up.transport,
+		BufferPool: g.bufs,
+		// ReverseProxy flushes at once for text/event-stream and for responses
+		// of unknown length (chunked streams); other responses are copied
+		// with the pooled buffer and flushed when done. -1 would flush after
+		// every write of every response for no gain.
+		FlushInterval: 0,
+		ErrorLog:      slog.NewLogLogger(g.logger.Handler(), slog.LevelWarn),
+		ModifyResponse: func(res *http.Response) error {
+			a := attemptFrom(res.Request.Context())
+			a.status = res.StatusCode
+			for k, v := range respHeaders {
+				res.Header[k] = []string{v}
+			}
+			// requestid already set X-Request-Id on our response; an upstream
+			// echoing it would make ReverseProxy add a second value.
+			if middleware.RequestIDFrom(res.Request.Context()) != "" {
+				res.Header.Del(middleware.HeaderRequestID)
+			}
+			return nil
+		},
+		// Errors are not written here: serveProxy decides after the attempt
+		// whether to retry on another target or answer with the error.
+		ErrorHandler: func(_ http.ResponseWriter, r *http.Request, err error) {
+			attemptFrom(r.Context()).err = err
+		},
+	}
+}
+
+func canonical(h map[string]string) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		out[http.CanonicalHeaderKey(k)] = v
+	}
+	return out
+}
+
+// rewritePath applies strip_prefix then add_prefix to u's path, working on
+// the escaped form so encoded characters (%2F) survive untouched.
+func rewritePath(u *url.URL, strip, add string) {
+	if strip == "" && add == "" {
+		return
+	}
+	p := u.EscapedPath()
+	if strip != "" && strings.HasPrefix(p, strip) {
+		p = p[len(strip):]
+		if !strings.HasPrefix(p, "/") {
+			p = "/" + p
+		}
+	}
+	if add != "" {
+		p = add + p
+	}
+	if dec, err := url.PathUnescape(p); err == nil {
+		u.Path, u.RawPath = dec, p
+		if u.EscapedPath() == dec {
+			u.RawPath = ""
+		}
+	}
+}
+
+// trackedBody wraps the client's request body so that a retry can tell
+// whether any byte was consumed, and so the transport's Close after a
+// failed attempt does not close the client's body (net/http closes it
+// when the handler returns).
+type trackedBody struct {
+	rc   io.ReadCloser
+	read atomic.Int64
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.read.Add(int64(n))
+	return n, err
+}
+
+func (b *trackedBody) Close() error { return nil }
+
+// idempotent methods may be sent twice without a different effect (RFC 9110
+// section 9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// serveProxy proxies r to rt's upstream, retrying on other targets while it
+// is safe: an idempotent method whose body (if any) can be replayed, or an
+// attempt that never reached the upstream.
+func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) {
+	up := rt.up
+	var body *trackedBody
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body = &trackedBody{rc: r.Body}
+		r = r.WithContext(r.Context()) // shallow copy: do not touch the caller's request
+		r.Body = body
+	}
+	var tried []*balancer.Target
+	var last *attempt
+	for n := 0; ; n++ {
+		bt, err := up.bal.Pick(r, tried)
+		if err != nil {
+			if last != nil {
+				break // every target was tried: report the last failure
+			}
+			g.logger.LogAttrs(r.Context(), slog.LevelWarn, "no healthy target",
+				slog.String("upstream", up.name), slog.String("route", rt.cfg.PathPrefix))
+			g.writeError(w, r, http.StatusServiceUnavailable, "no healthy target", up.name)
+			return
+		}
+		a := &attempt{target: up.lookup(bt), n: n}
+		if n > 0 {
+			g.m.retries.Add(r.Context(), 1, metric.WithAttributes(attribute.String("upstream", up.name)))
+		}
+		g.attempt(w, r, rt, a)
+		if a.err == nil {
+			return
+		}
+		last = a
+		if r.Context().Err() != nil || n >= up.retries || !retrySafe(r, a, body) {
+			break
+		}
+		tried = append(tried, bt)
+	}
+	code, msg := classify(r.Context(), last.err)
+	if code == StatusClientClosedRequest {
+		// Not an upstream problem and not an error of ours: info level.
+		g.logger.LogAttrs(r.Context(), slog.LevelInfo, "client went away before the upstream answered",
+			slog.String("upstream", up.name), slog.String("target", last.target.String()))
+	}
+	if rs := respStateFrom(r.Context()); rs != nil && rs.started() {
+		return // e.g. an upgrade failed after the hijack: nothing can be sent
+	}
+	g.writeError(w, r, code, msg, up.name)
+}
+
+func retrySafe(r *http.Request, a *attempt, body *trackedBody) bool {
+	noBody := body == nil || body.read.Load() == 0
+	if !a.reached.Load() {
+		return noBody // never reached the upstream: safe if the body is intact
+	}
+	return idempotent(r.Method) && (body == nil || r.GetBody != nil)
+}
+
+// attempt sends r to a.target once, under a CLIENT span, and records the
+// outcome on the target (inflight, counters, EWMA, passive ejection).
+func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *attempt) {
+	t := a.target
+	method := methodAttr(r.Method)
+	attrs := []attribute.KeyValue{
+		attribute.String("http.request.method", method),
+		attribute.String("server.address", t.host),
+		attribute.Int("server.port", t.port),
+		attribute.String("wardgate.upstream", rt.up.name),
+	}
+	spanAttrs := append(attrs[:len(attrs):len(attrs)], attribute.String("url.full", t.URL.String()))
+	if a.n > 0 {
+		spanAttrs = append(spanAttrs, attribute.Int("http.request.resend_count", a.n))
+	}
+	ctx, span := g.tracer.Start(r.Context(), method,
+		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(spanAttrs...))
+	ctx = context.WithValue(ctx, attemptKey{}, a)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteHeaders: func() { a.reached.Store(true) },
+	})
+
+	done := t.Begin()
+	start := time.Now()
+	defer func() {
+		// Runs on panic too: ReverseProxy aborts a broken response copy with
+		// panic(http.ErrAbortHandler), which recover re-panics.
+		p := recover()
+		elapsed := time.Since(start)
+		clientGone := r.Context().Err() != nil
+		failed := !clientGone && (p != nil || a.err != nil || a.status == http.StatusBadGateway || a.status == http.StatusGatewayTimeout)
+		done(elapsed, failed)
+		if failed && t.recordFailure(time.Now(), rt.up.cfg.Passive) {
+			g.logger.LogAttrs(ctx, slog.LevelWarn, "target ejected after repeated failures",
+				slog.String("upstream", rt.up.name), slog.String("target", t.String()),
+				slog.Int("fail_threshold", *rt.up.cfg.Passive.FailThreshold),
+				slog.Duration("window", rt.up.cfg.Passive.Window.D),
+				slog.Duration("eject_for", rt.up.cfg.Passive.EjectFor.D))
+		}
+		mattrs := attrs
+		switch {
+		case a.status != 0:
+			mattrs = append(mattrs[:len(mattrs):len(mattrs)], attribute.Int("http.response.status_code", a.status))
+			span.SetAttributes(attribute.Int("http.response.status_code", a.status))
+			if a.status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(a.status))
+			}
+		case a.err != nil || p != nil:
+			et := errorType(r.Context(), a.err)
+			mattrs = append(mattrs[:len(mattrs):len(mattrs)], attribute.String("error.type", et))
+			span.SetAttributes(attribute.String("error.type", et))
+			if !clientGone {
+				span.SetStatus(codes.Error, et)
+				if a.err != nil {
+					span.RecordError(a.err)
+				}
+			}
+		}
+		g.m.clientDuration.Record(ctx, elapsed.Seconds(), metric.WithAttributes(mattrs...))
+		if a.err != nil && !clientGone {
+			g.logger.LogAttrs(ctx, slog.LevelWarn, "upstream attempt failed",
+				slog.String("upstream", rt.up.name), slog.String("target", t.String()),
+				slog.Int("attempt", a.n+1), slog.String("error", a.err.Error()))
+		}
+		span.End()
+		if p != nil {
+			panic(p)
+		}
+	}()
+	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// classify maps an attempt error to the answer status and message. The
+// message says what happened without leaking internal addresses; the log
+// line has the detail.
+func classify(ctx context.Context, err error) (int, string) {
+	switch {
+	case ctx.Err() != nil:
+		return StatusClientClosedRequest, "client closed request"
+	case middleware.IsBodyTooLarge(err):
+		return http.StatusRequestEntityTooLarge, "request body too large"
+	case isTimeout(err):
+		return http.StatusGatewayTimeout, "upstream timed out"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return http.StatusBadGateway, "upstream refused the connection"
+	default:
+		return http.StatusBadGateway, "upstream connection failed"
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// errorType is the OTel error.type of a failed attempt.
+func errorType(ctx context.Context, err error) string {
+	switch code, _ := classify(ctx, err); code {
+	case StatusClientClosedRequest:
+		return "client_closed"
+	case http.StatusRequestEntityTooLarge:
+		return "body_too_large"
+	case http.StatusGatewayTimeout:
+		return "timeout"
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return "connection_refused"
+	}
+	return "connection_error"
+}
+
+// errorBody is the gateway's JSON error shape.
+type errorBody struct {
+	Error    string `json:"error"`
+	Upstream string `json:"upstream,omitempty"`
+	TraceID  string `json:"trace_id,omitempty"`
+}
+
+// writeError answers with the JSON error shape. For 499 the status is only
+// recorded (access log, metrics): the client is gone.
+func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, code int, msg, upstream string) {
+	body := errorBody{Error: msg, Upstream: upstream}
+	if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
+		body.TraceID = sc.TraceID().String()
+	}
+	if code == StatusClientClosedRequest {
+		w.WriteHeader(code)
+		return
+	}
+	b, _ := json.Marshal(body)
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}

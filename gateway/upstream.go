@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wardgate/wardgate/gateway/balancer"
+)
+
+// target is a balancer.Target plus the gateway's bookkeeping for it: the
+// passive-ejection window and the active-check streaks. A target survives
+// a config reload when its upstream name, URL and weight are unchanged, so
+// health, ejection, counters and EWMA carry over.
+type target struct {
+	*balancer.Target
+	upstream string
+	host     string // server.address for telemetry
+	port     int    // server.port for telemetry
+
+	mu    sync.Mutex
+	fails []time.Time // failure times within the passive window, oldest first
+
+	ejections    atomic.Uint64
+	ejectedUntil atomic.Int64 // unix ns of the last passive ejection's end, for the admin page
+}
+
+// upstream is one pool of targets as built from one config version.
+type upstream struct {
+	name      string
+	cfg       *Upstream
+	targets   []*target
+	byTarget  map[*balancer.Target]*target
+	bal       balancer.Balancer
+	transport *http.Transport
+	retries   int
+}
+
+func (u *upstream) lookup(bt *balancer.Target) *target { return u.byTarget[bt] }
+
+// targetKey identifies a target across reloads.
+type targetKey struct {
+	upstream, url string
+	weight        int
+}
+
+// transportKey identifies a transport configuration across reloads; an
+// upstream whose timeouts did not change keeps its pooled connections.
+type transportKey struct {
+	upstream              string
+	dial, responseHeaders time.Duration
+}
+
+// newTransport returns the transport for one upstream. The defaults of
+// http.DefaultTransport suit a client talking to many hosts; a proxy talks
+// to few hosts at high concurrency, so:
+//   - MaxIdleConnsPerHost is raised from 2 to 256: with the default, a burst
+//     of concurrent requests opens connections that cannot be parked after
+//     use and are closed, and the next burst pays the TCP handshake again
+//     (plus TIME_WAIT churn on the gateway's side).
+//   - MaxIdleConns bounds the total across the pool's hosts.
+//   - DialContext and ResponseHeaderTimeout come from the config so a dead
+//     or stuck target fails fast (502/504) instead of holding the client.
+//   - ForceAttemptHTTP2 is false: the backends are HTTP/1.1 services and
+//     h2 over TLS would multiplex everything onto one connection per host,
+//     which defeats the per-connection accounting of least_conn.
+func newTransport(cfg *Upstream, hosts int) *http.Transport {
+	d := &net.Dialer{Timeout: cfg.Timeouts.Dial.D, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 nil, // never send upstream traffic through HTTP_PROXY
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     false,
+		MaxIdleConns:          256 * max(hosts, 1),
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   cfg.Timeouts.Dial.D + 5*time.Second,
+		ResponseHeaderTimeout: cfg.Timeouts.ResponseHeader.D,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// bufferPool hands out 32 KiB buffers to httputil.ReverseProxy for copying
+// response bodies. Without it, every proxied response allocates a fresh
+// 32 KiB buffer (io.CopyBuffer's default size), which at thousands of
+// requests per second is the single largest source of garbage in the proxy
+// and drives GC frequency. 32 KiB matches io.Copy, so the syscalls per
+// response do not change. (Put still boxes a 24-byte slice header; that is
+// the price of sync.Pool's interface API and three orders of magnitude less
+// than the buffer.)
+type bufferPool struct{ p sync.Pool }
+
+const proxyBufSize = 32 << 10
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, proxyBufSize); return &b }}}
+}
+
+// Get implements httputil.BufferPool.
+func (b *bufferPool) Get() []byte { return *(b.p.Get().(*[]byte)) }
+
+// Put implements httputil.BufferPool. Buffers of another size are dropped.
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) != proxyBufSize {
+		return
+	}
+	buf = buf[:proxyBufSize]
+	b.p.Put(&buf)
+}
+
+// hostPort splits a target URL into telemetry's server.address and
+// server.port, with the scheme's default port when none is written.
+func hostPort(u *url.URL) (string, int) {
+	host := u.Hostname()
+	port := 80
+	if u.Scheme == "https" {
+		port = 443
+	}
+	if p := u.Port(); p != "" {
+		if n, err := net.LookupPort("tcp", p); err == nil {
+			port = n
+		}
+	}
+	return host, port
+}
