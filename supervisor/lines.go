@@ -1,0 +1,72 @@
+package supervisor
+
+import (
+	"bytes"
+	"io"
+	"sync"
+)
+
+// maxLine bounds how much of an unterminated line is buffered before it is
+// forwarded anyway, so a child printing without newlines cannot grow memory.
+const maxLine = 64 << 10
+
+// lineWriter receives one output stream of a child. Every byte goes to the
+// log file as it comes; complete lines are also forwarded (prefixed with the
+// service name) and offered to onLine, which the readiness check uses.
+type lineWriter struct {
+	file    io.Writer
+	forward *lockedWriter // may be nil
+	prefix  []byte
+	onLine  func(line string)
+	partial []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	if _, err := w.file.Write(p); err != nil {
+		return 0, err
+	}
+	data := p
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			w.partial = append(w.partial, data...)
+			if len(w.partial) >= maxLine {
+				w.emit(w.partial)
+				w.partial = w.partial[:0]
+			}
+			break
+		}
+		line := data[:i]
+		if len(w.partial) > 0 {
+			line = append(w.partial, line...)
+			w.partial = w.partial[:0]
+		}
+		w.emit(line)
+		data = data[i+1:]
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) emit(line []byte) {
+	if w.onLine != nil {
+		w.onLine(string(line))
+	}
+	if w.forward != nil {
+		w.forward.writeLine(w.prefix, line)
+	}
+}
+
+// lockedWriter serialises whole lines from all children onto one writer so
+// lines from different services never interleave mid-line.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) writeLine(prefix, line []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	buf := make([]byte, 0, len(prefix)+len(line)+1)
+	buf = append(append(append(buf, prefix...), line...), '\n')
+	_, _ = l.w.Write(buf) // forwarding is best effort; the per-child log file has everything
+}
