@@ -2,11 +2,400 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wardgate/wardgate/supervisor"
+	"github.com/wardgate/wardgate/telemetry"
 )
 
-func runUp(_ context.Context, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "wardgate up: not built yet in this version")
-	return 2
+const upUsage = `Usage: wardgate up [flags]
+
+Runs the whole stack on this machine: a gateway on --listen in front of
+--jobqueues job-queue processes on free loopback ports, each a supervised
+child process of this one. When everything answers, up prints one row per
+process: service, pid, public URL and the full URL of its /metrics (every
+process has its own admin listener on loopback with /metrics,
+/debug/pprof/ and /healthz).
+
+State lives under --data:
+  DATA/blobs/                   stored payloads (default blob store)
+  DATA/run/<service>/           working dir, stdout.log, stderr.log, crash.txt
+  DATA/run/gateway/gateway.yaml the generated gateway config
+  DATA/postmortem/<UTC time>-<service>-<pid>/
+                                core, exe, crash.txt, bundle.json, report.md,
+                                report.json of a child that crashed
+
+Children run with GOTRACEBACK=crash, GODEBUG=tracebacklabels=1 and
+RLIMIT_CORE raised to the hard limit, so a crash leaves a core. A child that
+dies is restarted with backoff (100ms doubling to 10s) on the same ports; if
+it left a core, up writes a post-mortem and logs its path (key "postmortem").
+A child stuck in its crash path is captured live and killed.
+
+Stop with Ctrl-C or SIGTERM: the gateway stops accepting first, then the
+job queues drain and flush, and up exits 0 with nothing acknowledged lost.
+
+OTEL_* variables are passed to the children; OTEL_SERVICE_NAME is set per
+child (wardgate-gateway, wardgate-jobqueue-1, ...) unless you set it.
+
+Full guide: docs/up.md.
+
+Flags:
+`
+
+// upConfig is the parsed command line of `wardgate up`.
+type upConfig struct {
+	listen    string
+	data      string
+	jobqueues int
+	workers   int
+	queue     int
+	ackMode   string
+	blobURL   string
+	logLevel  slog.Level
+	startWait time.Duration
+	stopWait  time.Duration
+}
+
+func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
+	var c upConfig
+	fs := flag.NewFlagSet("wardgate up", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "public `ADDR` (host:port) of the gateway")
+	fs.StringVar(&c.data, "data", "./data", "`DIR` for all state: blobs, run dirs and logs, post-mortems")
+	fs.IntVar(&c.jobqueues, "jobqueues", 2, "how many job-queue processes to run behind the gateway (`N`)")
+	fs.IntVar(&c.workers, "workers", 0, "MAX_WORKERS of each job queue: worker goroutines (`N`; 0 = the job queue's default, 2*GOMAXPROCS, at least 4)")
+	fs.IntVar(&c.queue, "queue", 0, "MAX_QUEUE of each job queue: payloads acked and not yet stored (`N`; 0 = the job queue's default, 100000)")
+	fs.StringVar(&c.ackMode, "ack-mode", "", "ACK_MODE of each job queue: enqueued (answer 202 once queued) or durable (once stored); empty = enqueued")
+	fs.StringVar(&c.blobURL, "blob-url", "", "blob store `URL` of the job queues: file:///abs/dir, s3://bucket?endpoint=...&use_path_style=true, mem:// (default file://DATA/blobs)")
+	level := fs.String("log-level", "info", "minimum `LEVEL` of up's own log: debug, info, warn or error")
+	fs.DurationVar(&c.startWait, "start-timeout", time.Minute, "how long each process may take to become ready")
+	fs.DurationVar(&c.stopWait, "stop-timeout", 2*time.Minute, "how long a process may take to drain on shutdown before it is killed")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), upUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return c, 0, false
+		}
+		return c, 2, false
+	}
+	fail := func(format string, a ...any) (upConfig, int, bool) {
+		fmt.Fprintf(stderr, "wardgate up: "+format+"\n", a...)
+		return c, 2, false
+	}
+	if fs.NArg() > 0 {
+		return fail("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if _, port, err := net.SplitHostPort(c.listen); err != nil || port == "" {
+		return fail("--listen: want host:port, got %q", c.listen)
+	}
+	if c.data == "" {
+		return fail("--data: must not be empty")
+	}
+	if c.jobqueues < 1 {
+		return fail("--jobqueues: must be at least 1, got %d", c.jobqueues)
+	}
+	if c.workers < 0 {
+		return fail("--workers: must be >= 0, got %d", c.workers)
+	}
+	if c.queue < 0 {
+		return fail("--queue: must be >= 0, got %d", c.queue)
+	}
+	switch c.ackMode {
+	case "", "enqueued", "durable":
+	default:
+		return fail("--ack-mode: want enqueued or durable, got %q", c.ackMode)
+	}
+	if c.blobURL != "" {
+		u, err := url.Parse(c.blobURL)
+		if err != nil || u.Scheme == "" {
+			return fail("--blob-url: want a URL such as file:///abs/dir, s3://bucket or mem://, got %q", c.blobURL)
+		}
+	}
+	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return fail("--log-level: want debug, info, warn or error, got %q", *level)
+	}
+	if c.startWait <= 0 || c.stopWait <= 0 {
+		return fail("--start-timeout and --stop-timeout must be > 0")
+	}
+	return c, 0, true
+}
+
+// upService is one row of the table up prints.
+type upService struct {
+	name   string
+	public string // base URL of the public listener
+	admin  string // host:port of the admin listener
+}
+
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, code, ok := parseUp(args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	log := telemetry.NewLogger(stderr, "wardgate-up", cfg.logLevel)
+	if err := up(ctx, cfg, log, stdout, stderr); err != nil {
+		log.Error("up failed", "err", err.Error())
+		return 1
+	}
+	return 0
+}
+
+func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.Writer) (err error) {
+	data, err := filepath.Abs(cfg.data)
+	if err != nil {
+		return fmt.Errorf("--data: %w", err)
+	}
+	blobURL := cfg.blobURL
+	if blobURL == "" {
+		blobs := filepath.Join(data, "blobs")
+		if err := os.MkdirAll(blobs, 0o755); err != nil {
+			return fmt.Errorf("blob dir: %w", err)
+		}
+		blobURL = (&url.URL{Scheme: "file", Path: blobs}).String()
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("own executable: %w", err)
+	}
+	// Fail early and clearly when the public port is taken, rather than
+	// with the gateway's stderr tail after the job queues started.
+	if ln, err := net.Listen("tcp", cfg.listen); err != nil {
+		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
+	} else {
+		_ = ln.Close()
+	}
+
+	hooks := newPostmortemHooks(log)
+	sup, err := supervisor.New(supervisor.Options{
+		DataDir: data,
+		Logger:  log,
+		Forward: stderr,
+		Analyze: hooks.analyze,
+		Capture: hooks.capture,
+	})
+	if err != nil {
+		return err
+	}
+	// Whatever happens from here on, stop what was started, in order.
+	defer func() {
+		log.Info("shutting down: gateway first, then the job queues drain")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.stopWait+30*time.Second)
+		defer cancel()
+		if serr := sup.Shutdown(sctx); serr != nil {
+			err = errors.Join(err, serr)
+		} else {
+			log.Info("stopped cleanly")
+		}
+	}()
+
+	var rows []upService
+	var targets []string
+	for i := 1; i <= cfg.jobqueues; i++ {
+		name := "jobqueue-" + strconv.Itoa(i)
+		pub, adm, err := freeAddrs()
+		if err != nil {
+			return err
+		}
+		env := childEnv(name, map[string]string{
+			"LISTEN":       pub,
+			"ADMIN_LISTEN": adm,
+			"BLOB_URL":     blobURL,
+			"MAX_WORKERS":  intOrEmpty(cfg.workers),
+			"MAX_QUEUE":    intOrEmpty(cfg.queue),
+			"ACK_MODE":     cfg.ackMode,
+		})
+		spec := supervisor.Spec{
+			Name:        name,
+			Command:     func() *exec.Cmd { c := exec.Command(exe, "jobqueue"); c.Env = env; return c },
+			ReadyLine:   "listening ",
+			HealthURL:   "http://" + pub + "/healthz",
+			StopOrder:   1,
+			StopTimeout: cfg.stopWait,
+		}
+		if err := startWithin(ctx, sup, spec, cfg.startWait); err != nil {
+			return err
+		}
+		rows = append(rows, upService{name: name, public: "http://" + pub, admin: adm})
+		targets = append(targets, "http://"+pub)
+	}
+
+	_, gwAdmin, err := freeAddrs()
+	if err != nil {
+		return err
+	}
+	gwDir := filepath.Join(data, "run", "gateway")
+	if err := os.MkdirAll(gwDir, 0o700); err != nil {
+		return fmt.Errorf("gateway dir: %w", err)
+	}
+	gwConfig := filepath.Join(gwDir, "gateway.yaml")
+	if err := os.WriteFile(gwConfig, []byte(gatewayYAML(cfg.listen, gwAdmin, targets)), 0o600); err != nil {
+		return fmt.Errorf("gateway config: %w", err)
+	}
+	gwEnv := childEnv("gateway", nil)
+	gw := supervisor.Spec{
+		Name:        "gateway",
+		Command:     func() *exec.Cmd { c := exec.Command(exe, "gateway", "--config", gwConfig); c.Env = gwEnv; return c },
+		HealthURL:   "http://" + gwAdmin + "/healthz",
+		StopOrder:   0,
+		StopTimeout: cfg.stopWait,
+	}
+	if err := startWithin(ctx, sup, gw, cfg.startWait); err != nil {
+		return err
+	}
+	public := "http://" + cfg.listen
+	if err := waitRouted(ctx, public+"/v1/payloads", cfg.startWait); err != nil {
+		return fmt.Errorf("gateway on %s: %w", cfg.listen, err)
+	}
+	rows = append([]upService{{name: "gateway", public: public, admin: gwAdmin}}, rows...)
+
+	printTable(stdout, rows, sup.Status())
+	fmt.Fprintf(stdout, "\ndata: %s  blobs: %s\npost-mortems: %s\nlogs: %s/<service>/{stdout,stderr}.log\nstop: Ctrl-C or kill -TERM %d\n",
+		data, blobURL, filepath.Join(data, "postmortem"), filepath.Join(data, "run"), os.Getpid())
+	log.Info("stack up", "listen", cfg.listen, "data", data)
+	<-ctx.Done()
+	return nil
+}
+
+func startWithin(ctx context.Context, sup *supervisor.Supervisor, spec supervisor.Spec, d time.Duration) error {
+	sctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if err := sup.Start(sctx, spec); err != nil {
+		return err
+	}
+	return nil
+}
+
+// waitRouted waits until the gateway proxies to a job queue: any answer but
+// 502/503/504 (a GET on the ingest path gets 405 from the job queue).
+func waitRouted(ctx context.Context, u string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	last := errors.New("no answer yet")
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+				last = fmt.Errorf("GET %s: %s", u, resp.Status)
+			default:
+				return nil
+			}
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// freeAddrs picks two free loopback ports (public, admin). The ports are
+// released before the child binds them; on loopback the window in which
+// another process could take them is negligible, and a restarted child
+// binds the same ports again, so the gateway config stays valid.
+func freeAddrs() (string, string, error) {
+	var out [2]string
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			_ = l.Close()
+		}
+	}()
+	for i := range out {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", "", fmt.Errorf("free port: %w", err)
+		}
+		lns = append(lns, ln)
+		out[i] = ln.Addr().String()
+	}
+	return out[0], out[1], nil
+}
+
+func intOrEmpty(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+// childEnv is up's environment (OTEL_* and everything else passes through)
+// plus the child's settings; empty values are left out so the child's own
+// defaults apply. OTEL_SERVICE_NAME names the child unless the user set it.
+func childEnv(service string, set map[string]string) []string {
+	env := os.Environ()
+	if os.Getenv("OTEL_SERVICE_NAME") == "" {
+		env = append(env, "OTEL_SERVICE_NAME=wardgate-"+service)
+	}
+	for k, v := range set {
+		if v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// gatewayYAML is the config of the embedded gateway (see docs/gateway.md).
+func gatewayYAML(listen, admin string, targets []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Written by wardgate up; rewritten at every start. Reference: docs/gateway.md.
+listen: %q
+admin: %q
+routes:
+  - path_prefix: /v1/
+    upstream: jobqueue
+upstreams:
+  jobqueue:
+    balancer: round_robin
+    targets:
+`, listen, admin)
+	for _, t := range targets {
+		fmt.Fprintf(&b, "      - {url: %q, weight: 1}\n", t)
+	}
+	b.WriteString(`    health_check: {path: /healthz, interval: 1s, timeout: 500ms, fall: 2, rise: 1}
+    passive: {fail_threshold: 3, window: 10s, eject_for: 5s}
+    retries: 1
+    timeouts: {dial: 1s, response_header: 30s}
+`)
+	return b.String()
+}
+
+func printTable(w io.Writer, rows []upService, status []supervisor.Status) {
+	pids := map[string]int{}
+	for _, s := range status {
+		pids[s.Name] = s.PID
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tPID\tPUBLIC\tMETRICS")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%d\t%s\thttp://%s/metrics\n", r.name, pids[r.name], r.public, r.admin)
+	}
+	_ = tw.Flush()
 }
