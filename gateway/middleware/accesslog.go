@@ -20,6 +20,14 @@ type accessKey struct{}
 // route the request matched.
 type accessEntry struct{ route string }
 
+type routeKey struct{}
+
+// WithRoute returns ctx naming the route for an accesslog enclosed by it:
+// for a router that matches the route before running the route's chain.
+func WithRoute(ctx context.Context, route string) context.Context {
+	return context.WithValue(ctx, routeKey{}, route)
+}
+
 // SetRoute records the route an inner handler matched (e.g. the route's
 // path_prefix) for the enclosing accesslog line. It is a no-op when no
 // accesslog middleware encloses ctx. Not safe for concurrent use on the same
@@ -33,8 +41,8 @@ func SetRoute(ctx context.Context, route string) {
 // AccessLog returns the `accesslog` built-in. After the inner handler
 // returns it logs one line, message "http request", with the request's
 // context (so a telemetry logger adds trace_id and span_id) and the fields
-// method, path, route (set by [SetRoute], else the ServeMux pattern, else
-// omitted), status, bytes, duration_ms, client_ip, request_id, user_agent.
+// method, path, route (set inside by [SetRoute], else outside by
+// [WithRoute], else the ServeMux pattern, else omitted), status, bytes, duration_ms, client_ip, request_id, user_agent.
 //
 // Status 5xx is logged at error level, anything else at info. The status is
 // [StatusClientClosedRequest] (499) when the client went away: either the
@@ -70,6 +78,9 @@ func AccessLog(logger *slog.Logger) Middleware {
 				level = slog.LevelError
 			}
 			route := entry.route
+			if route == "" {
+				route, _ = ctx.Value(routeKey{}).(string)
+			}
 			if route == "" {
 				route = r2.Pattern
 			}

@@ -107,6 +107,16 @@ func TestAccessLogRouteFromServeMuxPattern(t *testing.T) {
 	}
 }
 
+func TestAccessLogRouteFromOuterContext(t *testing.T) {
+	logger, logs := newLogger()
+	h := AccessLog(logger)(okHandler)
+	req := httptest.NewRequest("GET", "/v2/x", nil)
+	h.ServeHTTP(httptest.NewRecorder(), req.WithContext(WithRoute(req.Context(), "/v2/")))
+	if l := logs.lines(t); len(l) != 1 || l[0]["route"] != "/v2/" {
+		t.Fatalf("lines = %v, want route /v2/ from WithRoute", l)
+	}
+}
+
 // A client that hangs up while the handler waits is logged as 499 at info.
 func TestAccessLogClientGoneIs499(t *testing.T) {
 	logger, logs := newLogger()
@@ -182,7 +192,8 @@ func TestAccessLogKeepsOptionalInterfaces(t *testing.T) {
 		if _, ok := w.(io.ReaderFrom); !ok {
 			t.Error("writer lost io.ReaderFrom")
 		}
-		io.Copy(w, strings.NewReader(strings.Repeat("z", 10000)))
+		// Hide strings.Reader's WriteTo so io.Copy goes through w.ReadFrom.
+		io.Copy(w, struct{ io.Reader }{strings.NewReader(strings.Repeat("z", 10000))})
 	})
 	srv := httptest.NewServer(Chain(mux, signalDone(done), AccessLog(logger)))
 	defer srv.Close()

@@ -34,6 +34,12 @@ func Recover(logger *slog.Logger) Middleware {
 				if st.started() {
 					panic(http.ErrAbortHandler)
 				}
+				// Headers the inner handler meant for its own body would
+				// corrupt the error body (e.g. a Content-Length or gzip).
+				h := w.Header()
+				for _, k := range []string{"Content-Length", "Content-Encoding", "Content-Range", "Trailer", "Etag", "Last-Modified"} {
+					h.Del(k)
+				}
 				writeError(w, http.StatusInternalServerError, "internal server error")
 			}()
 			next.ServeHTTP(sw, r)

@@ -9,6 +9,8 @@ import (
 )
 
 func panicky(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Length", "3")
+	w.Header().Set("Content-Encoding", "gzip")
 	panic("boom in handler")
 }
 
@@ -21,6 +23,12 @@ func TestRecoverPanicGives500AndLogsStack(t *testing.T) {
 	h.ServeHTTP(rec, req)
 
 	checkJSONError(t, rec, http.StatusInternalServerError)
+	if cl, ce := rec.Header().Get("Content-Length"), rec.Header().Get("Content-Encoding"); cl != "" || ce != "" {
+		t.Errorf("500 carries the panicking handler's Content-Length %q / Content-Encoding %q", cl, ce)
+	}
+	if rec.Header().Get(HeaderRequestID) != "req-42" {
+		t.Errorf("500 lost the X-Request-Id response header")
+	}
 	if strings.Contains(rec.Body.String(), "boom") {
 		t.Errorf("panic value leaked to the client: %q", rec.Body.String())
 	}
@@ -60,8 +68,8 @@ func TestRecoverRepanicsErrAbortHandler(t *testing.T) {
 func TestRecoverAfterWriteAbortsConnection(t *testing.T) {
 	logger, logs := newLogger()
 	srv := httptest.NewServer(Recover(logger)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "100")
-		w.Write([]byte("partial"))
+		w.Write([]byte("partial")) // chunked: only the final chunk would mark it complete
+		http.NewResponseController(w).Flush()
 		panic("late boom")
 	})))
 	defer srv.Close()
