@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,6 +183,7 @@ type gateSink struct {
 	mu    sync.Mutex
 	open  chan struct{}
 	fail  int
+	down  atomic.Bool // while set, every Put fails
 	puts  int
 	calls chan string
 }
@@ -220,6 +222,9 @@ func (g *gateSink) Put(ctx context.Context, key string, body []byte, ct string) 
 	case <-open:
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	if g.down.Load() {
+		return errors.New("store down (injected)")
 	}
 	g.mu.Lock()
 	g.puts++
