@@ -57,7 +57,12 @@ type target struct {
 // secret API_TOKEN=hunter2 in its environment.
 func startTarget(t testing.TB, n, heapMB int) *target {
 	t.Helper()
-	cmd := exec.Command(targetBin, "-goroutines", strconv.Itoa(n), "-heap-mb", strconv.Itoa(heapMB), "-trace-id", testTraceID)
+	return startTargetArgs(t, "-goroutines", strconv.Itoa(n), "-heap-mb", strconv.Itoa(heapMB))
+}
+
+func startTargetArgs(t testing.TB, args ...string) *target {
+	t.Helper()
+	cmd := exec.Command(targetBin, append(args, "-trace-id", testTraceID)...)
 	cmd.Env = append(os.Environ(), "API_TOKEN=hunter2", "DB_PASSWORD=swordfish", "PLAIN_SETTING=visible-value")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -164,19 +169,20 @@ func lastLines(s string, n int) string {
 
 // checkCoreInDelve asserts that every parked goroutine of the target is in
 // the core, parked in main.parkedInCaptureTarget, with its pprof labels,
-// and that the main thread's stack unwinds to main.main.
+// and that the main goroutine (blocked in a read syscall, so unwound from
+// its thread's registers) unwinds to main.main.
 func checkCoreInDelve(t *testing.T, b *Bundle, parked int) {
 	t.Helper()
 	out := dlvCore(t, b.Exe, b.Core,
-		"bt",
+		"goroutine 1 bt",
 		"goroutines -l -t 12 -with label trace_id="+testTraceID,
 	)
 	bt, listing, found := strings.Cut(out, "Goroutine ")
 	if !found {
 		t.Fatalf("no goroutine listing in dlv output:\n%s", lastLines(out, 40))
 	}
-	if !strings.Contains(bt, "main.main") {
-		t.Errorf("bt of the main thread does not reach main.main:\n%s", bt)
+	if !strings.Contains(bt, "main.main") || !strings.Contains(bt, "syscall.read") {
+		t.Errorf("goroutine 1 bt does not show main.main reading stdin:\n%s", bt)
 	}
 	headers := regexp.MustCompile(`(?m)^\s*Goroutine \d+ - User: \S+ main\.parkedInCaptureTarget .*\[chan receive\]`).FindAllString("  Goroutine "+listing, -1)
 	if len(headers) != parked {
@@ -329,5 +335,58 @@ func TestRedactEnviron(t *testing.T) {
 		"DATABASE_URL=<redacted>\nOTHER_URL=<redacted>\nMULTI=a\\nb\nNOEQ\nLANG=C\n"
 	if got != want {
 		t.Errorf("RedactEnviron:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestCaptureNative(t *testing.T) {
+	const parked, heapMB = 1000, 16
+	tg := startTarget(t, parked, heapMB)
+	dir := filepath.Join(t.TempDir(), "bundle")
+	b, err := Capture(context.Background(), Options{PID: tg.pid, OutDir: dir, Method: MethodNative})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.ping(t)
+	checkBundleFiles(t, b, tg, MethodNative)
+	m := b.Meta
+	// The touched heap must be in the core, and the core must be sparse:
+	// gcore writes over a gigabyte for this process.
+	if m.MemoryBytesCopied < heapMB<<20 {
+		t.Errorf("copied %d bytes, less than the %d MiB heap", m.MemoryBytesCopied, heapMB)
+	}
+	if m.CoreBytesOnDisk < heapMB<<20 || m.CoreBytesOnDisk > 128<<20 {
+		t.Errorf("core takes %d bytes on disk; want the ~%d MiB heap plus runtime, well under 128 MiB", m.CoreBytesOnDisk, heapMB)
+	}
+	if m.CoreBytesApparent <= m.CoreBytesOnDisk {
+		t.Errorf("core apparent size %d <= on-disk %d: holes were written out", m.CoreBytesApparent, m.CoreBytesOnDisk)
+	}
+	checkCoreInDelve(t, b, parked)
+
+	// A second capture of the same process works too: the first one left
+	// it detached and running.
+	b2, err := Capture(context.Background(), Options{PID: tg.pid, OutDir: filepath.Join(t.TempDir(), "again"), Method: MethodAuto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b2.Meta.Method != MethodNative || b2.Meta.FallbackReason != "" {
+		t.Errorf("auto used %q (fallback %q), want native", b2.Meta.Method, b2.Meta.FallbackReason)
+	}
+	tg.ping(t)
+}
+
+func TestCaptureNativeBusyProcess(t *testing.T) {
+	// Goroutines that keep running and allocating, so threads are caught
+	// mid-flight and the runtime may be starting new threads.
+	tg := startTargetArgs(t, "-goroutines", "50", "-heap-mb", "1", "-busy", "8")
+	for i := 0; i < 3; i++ {
+		b, err := Capture(context.Background(), Options{PID: tg.pid, OutDir: filepath.Join(t.TempDir(), "b"), Method: MethodNative})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg.ping(t)
+		out := dlvCore(t, b.Exe, b.Core, "goroutines -with userloc main.busyLoop", "goroutines -group userloc")
+		if !strings.Contains(out, "[8 goroutines]") {
+			t.Errorf("capture %d: dlv does not see the 8 busy goroutines:\n%q", i, out)
+		}
 	}
 }

@@ -22,10 +22,27 @@ func parkedInCaptureTarget(ctx context.Context, started *sync.WaitGroup, release
 	<-release
 }
 
+// busyLoop allocates and computes forever, so a capture catches running
+// goroutines, not only parked ones.
+//
+//go:noinline
+func busyLoop(seed int, started *sync.WaitGroup) {
+	started.Done()
+	x := seed
+	for {
+		b := make([]byte, 512+uint(x)%4096)
+		for i := range b {
+			x = x*1103515245 + 12345 + int(b[i])
+			b[i] = byte(x)
+		}
+	}
+}
+
 func main() {
 	goroutines := flag.Int("goroutines", 1000, "goroutines to park in parkedInCaptureTarget")
 	heapMB := flag.Int("heap-mb", 4, "heap to allocate and touch, in MiB")
 	traceID := flag.String("trace-id", "4bf92f3577b34da6a3ce929d0e0e4736", "trace_id pprof label of the parked goroutines")
+	busy := flag.Int("busy", 0, "goroutines to run busyLoop")
 	flag.Parse()
 
 	for i := 0; i < *heapMB; i++ {
@@ -43,6 +60,11 @@ func main() {
 		go pprof.Do(context.Background(), pprof.Labels("trace_id", *traceID, "worker", "parked"), func(ctx context.Context) {
 			parkedInCaptureTarget(ctx, &started, release)
 		})
+	}
+	started.Wait()
+	started.Add(*busy)
+	for i := 0; i < *busy; i++ {
+		go busyLoop(i, &started)
 	}
 	started.Wait()
 	fmt.Printf("ready pid=%d\n", os.Getpid())
