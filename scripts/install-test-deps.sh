@@ -23,3 +23,12 @@ if ! [ -x "$GOBIN/dlv" ] || ! "$GOBIN/dlv" version 2>/dev/null | grep -q '1.27.2
   echo ">> go install delve v1.27.2"
   go install github.com/go-delve/delve/cmd/dlv@v1.27.2
 fi
+
+# Jaeger v2 (all-in-one with an OTLP receiver) for the end-to-end trace test,
+# built from the Go module proxy in its own module (tools/jaeger) so its large
+# dependency tree stays out of wardgate's go.mod. About 3-5 minutes the first
+# time; cached in GOBIN afterwards.
+if ! [ -x "$GOBIN/jaeger" ]; then
+  echo ">> go build jaeger v1.76.0 (tools/jaeger)"
+  (cd tools/jaeger && go build -o "$GOBIN/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
+fi
