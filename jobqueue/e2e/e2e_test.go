@@ -1,0 +1,331 @@
+// Package e2e runs the real `wardgate jobqueue` binary on loopback ports:
+// the contract a supervisor (wardgate up) and an SRE rely on.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wardgate-jobqueue-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "wardgate")
+	build := exec.Command("go", "build", "-o", binary, "github.com/wardgate/wardgate/cmd/wardgate")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building wardgate:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type proc struct {
+	cmd           *exec.Cmd
+	public, admin string
+	stderr        *syncBuffer
+	exited        chan struct{}
+	err           error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var listeningRE = regexp.MustCompile(`^listening public=(\S+) admin=(\S+)$`)
+
+// start runs `wardgate jobqueue` with env and waits for its listening line.
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"jobqueue"}, args...)...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "LISTEN=127.0.0.1:0", "ADMIN_LISTEN=127.0.0.1:0")
+	cmd.Env = append(cmd.Env, env...)
+	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	select {
+	case l := <-lines:
+		m := listeningRE.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("first stdout line %q", l)
+		}
+		p.public, p.admin = "http://"+m[1], "http://"+m[2]
+	case <-p.exited:
+		t.Fatalf("exited before listening: %v\n%s", p.err, p.stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no listening line\n%s", p.stderr)
+	}
+	return p
+}
+
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("did not exit\n%s", p.stderr)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func postCollection(client *http.Client, url string, n int, tag string) (int, error) {
+	var b strings.Builder
+	b.WriteString(`{"version":"e2e","data":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"tag":%q,"i":%d}`, tag, i)
+	}
+	b.WriteString("]}")
+	resp, err := client.Post(url+"/v1/payloads", "application/json", strings.NewReader(b.String()))
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// storedLines counts payload lines in every object under dir.
+func storedLines(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.HasSuffix(path, ".gz") {
+			zr, err := gzip.NewReader(bytes.NewReader(data))
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			if data, err = io.ReadAll(zr); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+		} else if !strings.HasSuffix(path, ".ndjson") {
+			return fmt.Errorf("unexpected file %s", path)
+		}
+		n += bytes.Count(data, []byte("\n"))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestSIGTERMUnderLoad: clients post concurrently, SIGTERM arrives
+// mid-load; the process exits 0 and the store holds exactly the payloads
+// that were answered 202.
+func TestSIGTERMUnderLoad(t *testing.T) {
+	for _, mode := range []string{"enqueued", "durable"} {
+		t.Run(mode, func(t *testing.T) {
+			blobs := filepath.Join(t.TempDir(), "blobs")
+			p := start(t, []string{"BLOB_URL=file://" + blobs, "ACK_MODE=" + mode, "MAX_WORKERS=4",
+				"BATCH_MAX_WAIT=50ms", "BATCH_MAX_PAYLOADS=200", "MAX_QUEUE=20000", "INSTANCE=e2e"})
+			client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+			var acked, refused atomic.Int64
+			var wg sync.WaitGroup
+			for c := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						code, err := postCollection(client, p.public, 25, fmt.Sprint(c, "-", i))
+						if err != nil {
+							return // the process stopped listening
+						}
+						switch code {
+						case http.StatusAccepted:
+							acked.Add(25)
+						case http.StatusServiceUnavailable:
+							refused.Add(1)
+							time.Sleep(time.Millisecond)
+						default:
+							t.Errorf("status %d", code)
+							return
+						}
+					}
+				}()
+			}
+			deadline := time.Now().Add(time.Minute)
+			for acked.Load() < 2000 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if code := p.wait(t); code != 0 {
+				t.Fatalf("exit code %d\n%s", code, p.stderr)
+			}
+			wg.Wait()
+			if acked.Load() < 2000 {
+				t.Fatalf("only %d payloads acked before the deadline", acked.Load())
+			}
+			if got := storedLines(t, blobs); int64(got) != acked.Load() {
+				t.Fatalf("%d payload lines stored, %d acked (%d requests refused)\n%s", got, acked.Load(), refused.Load(), p.stderr)
+			}
+			if !strings.Contains(p.stderr.String(), "every acked payload is stored") {
+				t.Errorf("no drain log line:\n%s", p.stderr)
+			}
+			t.Logf("%s: %d payloads acked and stored, %d requests refused while draining", mode, acked.Load(), refused.Load())
+		})
+	}
+}
+
+func TestAdminAndPublicListeners(t *testing.T) {
+	p := start(t, []string{"BLOB_URL=mem://"})
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(p.admin + "/metrics"); code != 200 || !strings.Contains(body, "wardgate_queue_capacity") || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("admin /metrics: %d", code)
+	}
+	if code, _ := get(p.admin + "/debug/pprof/goroutine?debug=1"); code != 200 {
+		t.Fatalf("admin pprof: %d", code)
+	}
+	for _, path := range []string{"/metrics", "/debug/pprof/"} {
+		if code, _ := get(p.public + path); code != 404 {
+			t.Errorf("public %s answered %d, want 404", path, code)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, _ := get(p.public + path); code != 200 {
+			t.Errorf("public %s answered %d", path, code)
+		}
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+func TestConfigErrorsExit2(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		name string
+	}{
+		{[]string{"MAX_QUEUE=-3"}, nil, "MAX_QUEUE"},
+		{[]string{"MAX_WORKERS=many"}, nil, "MAX_WORKERS"},
+		{[]string{"MAX_LENGTH=1XB"}, nil, "MAX_LENGTH"},
+		{[]string{"BATCH_MAX_WAIT=soon"}, nil, "BATCH_MAX_WAIT"},
+		{[]string{"ACK_MODE=maybe"}, nil, "ACK_MODE"},
+		{[]string{"COMPRESSION=zip"}, nil, "COMPRESSION"},
+		{[]string{"BLOB_URL=ftp://x/y"}, nil, "BLOB_URL"},
+		{[]string{"LISTEN=nonsense"}, nil, "LISTEN"},
+		{nil, []string{"--max-queue=0"}, "MAX_QUEUE"},
+	} {
+		cmd := exec.Command(binary, append([]string{"jobqueue"}, tc.args...)...)
+		cmd.Dir = t.TempDir()
+		cmd.Env = append(os.Environ(), tc.env...)
+		out, _ := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), tc.name) {
+			t.Errorf("%v %v: exit %d, output %q; want 2 and a line naming %s", tc.env, tc.args, code, out, tc.name)
+		}
+	}
+}
+
+// TestFlagOverridesEnv: a bad environment value is overridden by a good
+// flag, so the process starts.
+func TestFlagOverridesEnv(t *testing.T) {
+	p := start(t, []string{"BLOB_URL=mem://", "ACK_MODE=bogus"}, "--ack-mode=durable")
+	if code, err := postCollection(http.DefaultClient, p.public, 3, "x"); err != nil || code != 202 {
+		t.Fatalf("%d %v", code, err)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+func TestHelpListsEveryVariable(t *testing.T) {
+	var stdout bytes.Buffer
+	cmd := exec.CommandContext(context.Background(), binary, "jobqueue", "--help")
+	cmd.Stdout = &stdout
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"LISTEN", "ADMIN_LISTEN", "MAX_WORKERS", "MAX_QUEUE", "MAX_LENGTH", "BLOB_URL",
+		"BATCH_MAX_PAYLOADS", "BATCH_MAX_BYTES", "BATCH_MAX_WAIT", "ACK_MODE", "API_TOKENS", "COMPRESSION",
+		"INSTANCE", "DRAIN_TIMEOUT", "ADMIN_TOKEN", "file://./data/blobs", "127.0.0.1:9001"} {
+		if !strings.Contains(stdout.String(), v) {
+			t.Errorf("--help does not mention %s", v)
+		}
+	}
+}
