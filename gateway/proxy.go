@@ -67,11 +67,12 @@ func (g *Gateway) newReverseProxy(rt *Route, up *upstream) *httputil.ReverseProx
 			a := attemptFrom(ctx)
 			rewritePath(pr.Out.URL, strip, add)
 			pr.SetURL(a.target.URL)
-			// SetXForwarded appends the client address to any incoming
-			// X-Forwarded-For (like nginx's $proxy_add_x_forwarded_for), so the
-			// last entry is always the address the gateway saw. ReverseProxy
-			// removed hop-by-hop headers, including any named in Connection,
-			// before Rewrite runs, so a client cannot strip what we add here.
+			// The gateway is the edge: ReverseProxy drops the client's
+			// Forwarded and X-Forwarded-* headers before Rewrite (anyone can
+			// forge them), and SetXForwarded sets them from the connection.
+			// Hop-by-hop headers, including any the client names in
+			// Connection, were removed before Rewrite too, so a client cannot
+			// make the proxy strip what it adds here.
 			pr.SetXForwarded()
 			for k, v := range reqHeaders {
 				pr.Out.Header[k] = []string{v}
