@@ -1,0 +1,276 @@
+package analyze
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// crasherBin is built once by TestMain from testdata/crasher.
+var crasherBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "analyze-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	crasherBin = filepath.Join(dir, "crasher")
+	build := exec.Command("go", "build", "-o", crasherBin, "./testdata/crasher")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build crasher:", err)
+		return 1
+	}
+	// Children inherit the limit: cores of any size.
+	lim := syscall.Rlimit{Cur: ^uint64(0), Max: ^uint64(0)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &lim); err != nil {
+		fmt.Fprintln(os.Stderr, "raise RLIMIT_CORE:", err)
+		return 1
+	}
+	// Cores must land in the child's cwd: a pipe to systemd-coredump or
+	// apport would take them away. Tests run as root and restore it.
+	const patternFile = "/proc/sys/kernel/core_pattern"
+	old, err := os.ReadFile(patternFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if strings.TrimSpace(string(old)) != "core" {
+		if err := os.WriteFile(patternFile, []byte("core"), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "set core_pattern (tests need root):", err)
+			return 1
+		}
+		defer os.WriteFile(patternFile, old, 0o644)
+	}
+	return m.Run()
+}
+
+// crash runs the crasher in mode in a fresh directory with
+// GOTRACEBACK=crash and returns the directory, which then holds core,
+// exe and crash.txt like a post-mortem bundle.
+func crash(tb testing.TB, mode string, args ...string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	exe := filepath.Join(dir, BundleExe)
+	data, err := os.ReadFile(crasherBin)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, append([]string{"-mode", mode, "-crash-output", filepath.Join(dir, BundleCrashOutput)}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=crash")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	if mode == "leak" {
+		// Wait for "ready", then do what an operator does with a stuck
+		// process: SIGQUIT, which GOTRACEBACK=crash turns into a core.
+		sc := bufio.NewScanner(stdout)
+		ready := false
+		for sc.Scan() {
+			if sc.Text() == "ready" {
+				ready = true
+				break
+			}
+		}
+		if !ready {
+			tb.Fatalf("crasher never got ready: %s", stderr.String())
+		}
+		if err := cmd.Process.Signal(syscall.SIGQUIT); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	err = cmd.Wait()
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if err == nil || !ok || !ws.Signaled() || !ws.CoreDump() {
+		tb.Fatalf("crasher -mode %s: want a death by signal with a core, got %v (status %v); stderr:\n%s", mode, err, cmd.ProcessState, tail(stderr.String()))
+	}
+	// kernel.core_uses_pid=1 names it core.PID.
+	cores, _ := filepath.Glob(filepath.Join(dir, "core*"))
+	if len(cores) != 1 {
+		tb.Fatalf("want one core in %s, got %v", dir, cores)
+	}
+	if cores[0] != filepath.Join(dir, BundleCore) {
+		if err := os.Rename(cores[0], filepath.Join(dir, BundleCore)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func tail(s string) string {
+	if len(s) > 2000 {
+		return "..." + s[len(s)-2000:]
+	}
+	return s
+}
+
+func analyzeBundle(t *testing.T, dir string) *Report {
+	t.Helper()
+	opts, err := OptionsFromBundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.TraceURLTemplate = "http://localhost:16686/trace/{trace_id}"
+	r, err := Run(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md bytes.Buffer
+	if err := r.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", md.String())
+	var js bytes.Buffer
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatalf("report JSON does not parse back: %v", err)
+	}
+	return r
+}
+
+func frameNames(fs []Frame) string {
+	var names []string
+	for _, f := range fs {
+		names = append(names, f.Function)
+	}
+	return strings.Join(names, " < ")
+}
+
+func TestPanicCore(t *testing.T) {
+	dir := crash(t, "panic")
+	r := analyzeBundle(t, dir)
+
+	if !strings.Contains(r.Stop.Fatal, "panic: job 42: negative size -1") {
+		t.Errorf("why it stopped: fatal = %q, want the panic message", r.Stop.Fatal)
+	}
+	if r.Stop.SignalName == "" || !strings.Contains(r.Stop.SignalName, "SIGABRT") {
+		t.Errorf("signal = %d %q, want SIGABRT (GOTRACEBACK=crash aborts)", r.Stop.Signal, r.Stop.SignalName)
+	}
+	if len(r.Groups) == 0 {
+		t.Fatal("no groups")
+	}
+	first := r.Groups[0]
+	if first.Culprit != "main.processJob" || !first.Crashing {
+		t.Errorf("first group: culprit %q crashing %v (%s), want the crashing main.processJob", first.Culprit, first.Crashing, frameNames(first.Frames))
+	}
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	if got := first.Labels["trace_id"]; len(got) != 1 || got[0] != traceID {
+		t.Errorf("first group trace_id labels = %v, want [%s]", got, traceID)
+	}
+	if r.Crashing == nil {
+		t.Fatal("no crashing goroutine")
+	}
+	if r.Crashing.ID != r.Stop.Goroutine {
+		t.Errorf("crashing goroutine %d, crash output names %d", r.Crashing.ID, r.Stop.Goroutine)
+	}
+	if !strings.HasSuffix(r.Crashing.LocalsFrame, "main.processJob") {
+		t.Errorf("locals frame %q, want main.processJob", r.Crashing.LocalsFrame)
+	}
+	var sawJob bool
+	for _, v := range r.Crashing.Locals {
+		if v.Name == "job" && strings.Contains(v.Value, "42") {
+			sawJob = true
+		}
+	}
+	if !sawJob {
+		t.Errorf("locals of processJob %+v lack job with ID 42", r.Crashing.Locals)
+	}
+	var sawSource bool
+	for _, f := range r.Crashing.Frames {
+		if f.Function == "main.processJob" && strings.Contains(f.Source, "panic(") {
+			sawSource = true
+		}
+	}
+	if !sawSource {
+		t.Errorf("crashing frames lack processJob's source line: %+v", r.Crashing.Frames)
+	}
+	if len(r.Traces) != 1 || r.Traces[0].TraceID != traceID || r.Traces[0].URL != "http://localhost:16686/trace/"+traceID {
+		t.Errorf("traces = %+v, want one link for %s", r.Traces, traceID)
+	}
+	if r.Build.GoVersion == "" || !strings.HasPrefix(r.Build.GoVersion, "go1.") {
+		t.Errorf("go version %q", r.Build.GoVersion)
+	}
+	if r.JobQueue.Found || !strings.Contains(r.JobQueue.Note, "not a wardgate job queue process") {
+		t.Errorf("job queue section = %+v, want 'not a wardgate job queue process'", r.JobQueue)
+	}
+}
+
+func TestLeakCore(t *testing.T) {
+	const n = 3000
+	dir := crash(t, "leak", "-n", fmt.Sprint(n))
+	r := analyzeBundle(t, dir)
+	if !strings.Contains(r.Stop.Fatal, "SIGQUIT: quit") {
+		t.Errorf("fatal = %q, want SIGQUIT: quit", r.Stop.Fatal)
+	}
+	first := r.Groups[0]
+	if first.Culprit != "main.leakyWorker" || first.Count < n {
+		t.Errorf("first group: %d × %s (%s), want ≥ %d × main.leakyWorker", first.Count, first.Culprit, frameNames(first.Frames), n)
+	}
+	if first.WaitReason != "chan receive" {
+		t.Errorf("leak group wait reason %q, want chan receive", first.WaitReason)
+	}
+
+	if got := len(first.Labels["trace_id"]); got != 8 {
+		t.Errorf("leak group has %d distinct trace_ids, want 8: %v", got, first.Labels)
+	}
+	if r.Goroutines < n {
+		t.Errorf("goroutines = %d, want ≥ %d", r.Goroutines, n)
+	}
+	waiting := 0
+	for _, s := range r.States {
+		if s.State == "waiting: chan receive" {
+			waiting = s.Count
+		}
+	}
+	if waiting < n {
+		t.Errorf("states %+v: want ≥ %d in chan receive", r.States, n)
+	}
+	if len(r.Traces) != 8 {
+		t.Errorf("traces: %d, want 8", len(r.Traces))
+	}
+}
+
+func TestDeadlockCore(t *testing.T) {
+	dir := crash(t, "deadlock")
+	r := analyzeBundle(t, dir)
+	if !strings.Contains(r.Stop.Fatal, "fatal error: all goroutines are asleep - deadlock!") {
+		t.Errorf("fatal = %q (source %s), want the deadlock message", r.Stop.Fatal, r.Stop.FatalSource)
+	}
+	if r.Stop.Signal == 0 {
+		t.Error("no signal")
+	}
+	first := r.Groups[0]
+	if first.Culprit != "main.waitForResult" || first.WaitReason != "chan receive" {
+		t.Errorf("first group: %s %s (%s), want main.waitForResult in chan receive", first.Culprit, first.WaitReason, frameNames(first.Frames))
+	}
+}

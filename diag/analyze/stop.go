@@ -1,0 +1,200 @@
+package analyze
+
+import (
+	"bufio"
+	"debug/buildinfo"
+	"debug/elf"
+	"encoding/binary"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+func readBuild(exe string) (Build, error) {
+	info, err := buildinfo.ReadFile(exe)
+	if err != nil {
+		return Build{}, fmt.Errorf("analyze: build info of %s: %w", exe, err)
+	}
+	b := Build{GoVersion: info.GoVersion, Path: info.Path, MainModule: info.Main.Path, MainVersion: info.Main.Version}
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs":
+			b.VCS = s.Value
+		case "vcs.revision":
+			b.VCSRevision = s.Value
+		case "vcs.time":
+			b.VCSTime = s.Value
+		case "vcs.modified":
+			b.VCSModified = s.Value == "true"
+		}
+	}
+	return b, nil
+}
+
+type coreNotes struct {
+	pid, signal, threadID int
+}
+
+// readCoreNotes reads the pid and the signal of the first NT_PRSTATUS note.
+// The kernel writes the thread that took the fatal signal first, and delve
+// makes that thread its current thread too. Delve parses these notes but
+// keeps the signal to itself, hence this small reader; the offsets are those
+// of struct elf_prstatus, identical on every 64-bit Linux architecture:
+// si_signo, si_code, si_errno (3 x int32), pr_cursig (int16) at 12, then
+// sigpend and sighold (2 x ulong) and pr_pid (int32) at 32.
+func readCoreNotes(path string) (coreNotes, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return coreNotes{}, fmt.Errorf("analyze: core %s: %w", path, err)
+	}
+	defer f.Close()
+	if f.Type != elf.ET_CORE {
+		return coreNotes{}, fmt.Errorf("analyze: %s is an ELF %s, not a core file", path, f.Type)
+	}
+	var n coreNotes
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_NOTE {
+			continue
+		}
+		data := make([]byte, p.Filesz)
+		if _, err := p.ReadAt(data, 0); err != nil {
+			return coreNotes{}, fmt.Errorf("analyze: core notes: %w", err)
+		}
+		for len(data) >= 12 {
+			namesz := binary.LittleEndian.Uint32(data[0:])
+			descsz := binary.LittleEndian.Uint32(data[4:])
+			typ := elf.NType(binary.LittleEndian.Uint32(data[8:]))
+			off := 12 + align4(namesz)
+			if uint64(off)+uint64(descsz) > uint64(len(data)) {
+				break
+			}
+			desc := data[off : off+descsz]
+			data = data[off+align4(descsz):]
+			if typ == elf.NT_PRSTATUS && n.threadID == 0 && len(desc) >= 36 {
+				n.signal = int(binary.LittleEndian.Uint16(desc[12:]))
+				n.threadID = int(int32(binary.LittleEndian.Uint32(desc[32:])))
+			}
+			if typ == elf.NT_PRPSINFO && len(desc) >= 28 {
+				// struct elf_prpsinfo on 64-bit: 4 chars, pad, ulong flag,
+				// uid, gid (uint32), then pr_pid at 24.
+				n.pid = int(int32(binary.LittleEndian.Uint32(desc[24:])))
+			}
+		}
+	}
+	if n.pid == 0 {
+		n.pid = n.threadID
+	}
+	return n, nil
+}
+
+func align4(n uint32) uint32 { return (n + 3) &^ 3 }
+
+func signalName(sig int) string {
+	if sig <= 0 {
+		return ""
+	}
+	name := syscall.Signal(sig).String() // "aborted", "quit", ...
+	if abbr, ok := sigAbbrev[sig]; ok {
+		return abbr + " (" + name + ")"
+	}
+	return name
+}
+
+var sigAbbrev = map[int]string{
+	int(syscall.SIGABRT): "SIGABRT", int(syscall.SIGQUIT): "SIGQUIT", int(syscall.SIGSEGV): "SIGSEGV",
+	int(syscall.SIGBUS): "SIGBUS", int(syscall.SIGILL): "SIGILL", int(syscall.SIGFPE): "SIGFPE",
+	int(syscall.SIGTRAP): "SIGTRAP", int(syscall.SIGKILL): "SIGKILL", int(syscall.SIGSTOP): "SIGSTOP",
+	int(syscall.SIGSYS): "SIGSYS", int(syscall.SIGXCPU): "SIGXCPU", int(syscall.SIGXFSZ): "SIGXFSZ",
+}
+
+var (
+	fatalHeader   = regexp.MustCompile(`^(panic: |fatal error: |SIG[A-Z0-9]+: )`)
+	goroutineHead = regexp.MustCompile(`^goroutine (\d+)( gp=\S+)?( m=\S+)?( mp=\S+)? \[([^\]]*)\]`)
+)
+
+// parseCrashOutput finds the last crash in a runtime traceback (the file
+// may have crashes of earlier runs appended) and returns its header lines
+// ("panic: ...", "[signal ...]", "fatal error: ...", "SIGQUIT: quit") and the
+// goroutine the traceback reports as running right after it.
+func parseCrashOutput(text string) (fatal string, goroutine int64) {
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	start := -1
+	for i, l := range lines {
+		if fatalHeader.MatchString(l) && (i == 0 || !isHeaderLine(lines[i-1])) {
+			start = i
+		}
+	}
+	if start < 0 {
+		return "", 0
+	}
+	var head []string
+	i := start
+	for ; i < len(lines) && isHeaderLine(lines[i]); i++ {
+		head = append(head, lines[i])
+	}
+	for ; i < len(lines); i++ {
+		m := goroutineHead.FindStringSubmatch(lines[i])
+		if m == nil {
+			if fatalHeader.MatchString(lines[i]) {
+				break
+			}
+			continue
+		}
+		if strings.HasPrefix(m[5], "running") {
+			goroutine, _ = strconv.ParseInt(m[1], 10, 64)
+		}
+		break
+	}
+	return strings.Join(head, "\n"), goroutine
+}
+
+// isHeaderLine: a crash header line or its continuation (a nested panic,
+// "[signal ...]", a multi-line panic value indented by the runtime).
+func isHeaderLine(l string) bool {
+	switch {
+	case l == "":
+		return false
+	case fatalHeader.MatchString(l), strings.HasPrefix(l, "[signal "), strings.HasPrefix(l, "\tpanic: "),
+		strings.HasPrefix(l, "PC="), strings.HasPrefix(l, "\t[recovered"):
+		return true
+	case strings.HasPrefix(l, "goroutine "), strings.HasPrefix(l, "runtime stack:"):
+		return false
+	}
+	return strings.HasPrefix(l, "\t")
+}
+
+func stopSummary(s Stop) string {
+	var parts []string
+	if s.Fatal != "" {
+		parts = append(parts, strings.SplitN(s.Fatal, "\n", 2)[0])
+	}
+	if s.Signal != 0 {
+		parts = append(parts, fmt.Sprintf("core written on signal %s in thread %d", s.SignalName, s.ThreadID))
+	} else {
+		parts = append(parts, "no fatal signal in the core (a live capture: gcore or wardgate diag capture)")
+	}
+	if s.Goroutine != 0 {
+		parts = append(parts, fmt.Sprintf("goroutine %d", s.Goroutine))
+	}
+	return strings.Join(parts, "; ")
+}
+
+var sigcodeRE = regexp.MustCompile(`sigcode=(-?\d+)`)
+
+// externalSignal reports whether the crash header is a signal sent by
+// another process or by kill/tkill (si_code SI_USER=0, SI_TKILL=-6), as
+// opposed to a fault the crashing goroutine caused itself.
+func externalSignal(fatal string) bool {
+	if !strings.HasPrefix(fatal, "SIG") {
+		return false
+	}
+	m := sigcodeRE.FindStringSubmatch(fatal)
+	return m != nil && (m[1] == "0" || m[1] == "-6")
+}
