@@ -1,0 +1,307 @@
+package dashboards
+
+import "github.com/grafana/grafana-foundation-sdk/go/dashboard"
+
+// Prometheus names of the wardgate metrics, as the OTel Prometheus exporter
+// serves them (docs/metrics.md lists the OTel names and labels).
+const (
+	serverDuration = "http_server_request_duration_seconds"
+	clientDuration = "http_client_request_duration_seconds"
+
+	upstreamRequests  = "wardgate_upstream_requests_total"
+	upstreamFailures  = "wardgate_upstream_failures_total"
+	upstreamInflight  = "wardgate_upstream_inflight"
+	upstreamHealthy   = "wardgate_upstream_healthy"
+	upstreamRetries   = "wardgate_upstream_retries_total"
+	upstreamEjections = "wardgate_upstream_ejections_total"
+	gatewayReloads    = "wardgate_gateway_reloads_total"
+
+	queueDepth     = "wardgate_queue_depth"
+	queueWaiting   = "wardgate_queue_waiting"
+	queueCapacity  = "wardgate_queue_capacity"
+	queueOldestAge = "wardgate_queue_oldest_age_seconds"
+	workersBusy    = "wardgate_workers_busy"
+	workersMax     = "wardgate_workers_max"
+	accepted       = "wardgate_payloads_accepted_total"
+	rejected       = "wardgate_payloads_rejected_total"
+	stored         = "wardgate_payloads_stored_total"
+	batchSize      = "wardgate_batch_size"
+	flushDuration  = "wardgate_batch_flush_duration_seconds"
+	putDuration    = "wardgate_blob_put_duration_seconds"
+	putBytes       = "wardgate_blob_put_bytes_total"
+	putErrors      = "wardgate_blob_put_errors_total"
+)
+
+// Service names the trace links search for in Jaeger (OTEL_SERVICE_NAME
+// in docker-compose.yml). A request's trace starts at the gateway and
+// holds the job queue's spans too.
+const gatewayService = "wardgate-gateway"
+
+// jobqueueService is where batch traces start: a batch's CONSUMER span is
+// the root of its own trace (linked to each producer), in the job queue
+// that flushed it. Jaeger's service picker switches to the other queues.
+const jobqueueService = "wardgate-jobqueue-1"
+
+// ingestRoute keeps the job queue's ingest requests and leaves out the
+// gateway's health checks, which hit /healthz every second per target.
+const ingestRoute = `http_route="/v1/payloads"`
+
+func gatewayBoard() *dashboard.DashboardBuilder {
+	b := newBoard("wardgate-gateway", "wardgate / Gateway",
+		"Reverse proxy: request rate, errors and latency by route and status, and the health and load of every upstream target.",
+		"wardgate-gateway")
+	return addSections(b, []section{
+		{"Requests", []panel{
+			{kind: statPanel, title: "Request rate", unit: "reqps", w: 6, h: 5,
+				desc:    "Requests per second answered by the gateway, all routes.",
+				queries: []q{{"sum(" + rate(serverDuration+"_count", "") + ")", "req/s"}}},
+			{kind: statPanel, title: "5xx ratio", unit: "percentunit", w: 6, h: 5,
+				desc:    "Share of answers that are 5xx (502 upstream broke, 503 no healthy target, 504 upstream timeout). 0 when nothing failed.",
+				queries: []q{{"(sum(" + rate(serverDuration+"_count", `http_response_status_code=~"5.."`) + ") or vector(0)) / sum(" + rate(serverDuration+"_count", "") + ")", "5xx"}}},
+			{kind: statPanel, title: "p99 latency", unit: "s", w: 6, h: 5,
+				desc:    "99th percentile of the time the gateway took to answer, all routes.",
+				queries: []q{{quantile("0.99", serverDuration, "", ""), "p99"}}},
+			{kind: statPanel, title: "Healthy targets", unit: "short", w: 6, h: 5,
+				desc:    "Upstream targets that may receive traffic (healthy and not ejected), out of all targets.",
+				queries: []q{{"sum(" + gauge(upstreamHealthy, "") + ")", "healthy"}, {"count(" + gauge(upstreamHealthy, "") + ")", "targets"}}},
+			{title: "Request rate by route", unit: "reqps", min0: true, stacked: true,
+				desc:    "Requests per second by matched route prefix (no route label: 404 from no matching route).",
+				queries: []q{{"sum by (http_route) (" + rate(serverDuration+"_count", "") + ")", "{{http_route}}"}}},
+			{title: "Request rate by status code", unit: "reqps", min0: true, stacked: true,
+				desc:    "Answers per second by HTTP status code: 2xx served, 4xx refused by the backend or middleware, 5xx the gateway's or the upstream's fault.",
+				queries: []q{{"sum by (http_response_status_code) (" + rate(serverDuration+"_count", "") + ")", "{{http_response_status_code}}"}}},
+			{title: "Latency p50 / p95 / p99", unit: "s", min0: true, traces: gatewayService,
+				desc: "Gateway answer time quantiles over all routes. Exemplar dots link to the trace of one slow request; the panel link opens Jaeger for this time range.",
+				queries: []q{
+					{quantile("0.5", serverDuration, "", ""), "p50"},
+					{quantile("0.95", serverDuration, "", ""), "p95"},
+					{quantile("0.99", serverDuration, "", ""), "p99"},
+				}},
+			{title: "Latency p99 by route", unit: "s", min0: true, traces: gatewayService,
+				desc:    "99th percentile answer time per route: which route is slow.",
+				queries: []q{{quantile("0.99", serverDuration, "http_route", ""), "{{http_route}}"}}},
+		}},
+		{"Upstream targets", []panel{
+			{title: "Attempts by target", unit: "reqps", min0: true, stacked: true,
+				desc:    "Finished upstream attempts per second by target, retries included.",
+				queries: []q{{"sum by (upstream, target) (" + rate(upstreamRequests, "") + ")", "{{upstream}} {{target}}"}}},
+			{title: "Traffic share by target", unit: "percentunit", min0: true, stacked: true, max: ptr(1.0),
+				desc:    "Each target's share of its upstream's attempts: how the balancer spreads the load (weights, ejections, least-loaded picks).",
+				queries: []q{{"sum by (upstream, target) (" + rate(upstreamRequests, "") + ") / on (upstream) group_left sum by (upstream) (" + rate(upstreamRequests, "") + ")", "{{upstream}} {{target}}"}}},
+			{title: "Failures by target", unit: "reqps", min0: true,
+				desc:    "Failed attempts per second by target: transport errors, 502 and 504. Failures feed passive ejection.",
+				queries: []q{{"sum by (upstream, target) (" + rate(upstreamFailures, "") + ")", "{{upstream}} {{target}}"}}},
+			{title: "Upstream attempt latency p95 by target", unit: "s", min0: true, traces: gatewayService,
+				desc:    "95th percentile duration of one attempt against each target (the CLIENT span), as the gateway measured it.",
+				queries: []q{{quantile("0.95", clientDuration, "server_address, server_port", ""), "{{server_address}}:{{server_port}}"}}},
+			{kind: stateTimeline, title: "Target health", unit: "bool_yes_no", w: 24, h: 6,
+				desc:    "1 when the target may receive traffic (active health check passing and not passively ejected), 0 when it is skipped.",
+				mapping: map[string]string{"0": "down", "1": "up"},
+				queries: []q{{gauge(upstreamHealthy, ""), "{{upstream}} {{target}}"}}},
+			{title: "In-flight requests by target", unit: "short", min0: true, stacked: true,
+				desc:    "Requests currently proxied to each target. A target whose in-flight count grows while others stay flat is slow.",
+				queries: []q{{"sum by (upstream, target) (" + gauge(upstreamInflight, "") + ")", "{{upstream}} {{target}}"}}},
+			{title: "Retries", unit: "reqps", min0: true,
+				desc:    "Attempts per second that retried a failed attempt on another target (idempotent requests, or requests that never reached the upstream).",
+				queries: []q{{"sum by (upstream) (" + rate(upstreamRetries, "") + ")", "{{upstream}}"}}},
+			{title: "Passive ejections", unit: "short", min0: true,
+				desc:    "Times a target was ejected for failing fail_threshold attempts within the window, per rate interval.",
+				queries: []q{{"sum by (upstream, target) (increase(" + upstreamEjections + "{" + sel + "}[$__rate_interval]))", "{{upstream}} {{target}}"}}},
+			{title: "Config reloads", unit: "short", min0: true,
+				desc:    "Config reloads by result per rate interval (SIGHUP or file change). A refused reload (error) keeps the old config serving: check the gateway log line naming the field.",
+				queries: []q{{"sum by (result) (increase(" + gatewayReloads + "{" + sel + "}[$__rate_interval]))", "{{result}}"}}},
+		}},
+	})
+}
+
+func jobqueueBoard() *dashboard.DashboardBuilder {
+	b := newBoard("wardgate-jobqueue", "wardgate / Job queue",
+		"Ingest service: payloads accepted, rejected and stored, the bounded queue and worker pool, batches and blob store uploads.",
+		"wardgate-jobqueue")
+	return addSections(b, []section{
+		{"Ingest", []panel{
+			{title: "Payloads accepted / stored", unit: "cps", min0: true,
+				desc: "Payloads per second admitted into the queue (answered 202) and written to the blob store. Stored lagging accepted means the queue is filling.",
+				queries: []q{
+					{"sum by (instance) (" + rate(accepted, "") + ")", "accepted {{instance}}"},
+					{"sum by (instance) (" + rate(stored, "") + ")", "stored {{instance}}"},
+				}},
+			{title: "Rejected requests by reason", unit: "reqps", min0: true, stacked: true,
+				desc:    "POST /v1/payloads refused per second, by reason: bad JSON (400), auth (401), method (405), too large (413), content type (415), queue full (503).",
+				queries: []q{{"sum by (reason) (" + rate(rejected, "") + ")", "{{reason}}"}}},
+			{title: "Ingest requests by status code", unit: "reqps", min0: true, stacked: true,
+				desc:    "POST /v1/payloads answers per second by HTTP status code (the gateway's health checks on /healthz are left out).",
+				queries: []q{{"sum by (http_response_status_code) (" + rate(serverDuration+"_count", ingestRoute) + ")", "{{http_response_status_code}}"}}},
+			{title: "Ingest latency p50 / p95 / p99", unit: "s", min0: true, traces: gatewayService,
+				desc: "Time to answer a POST (decode, admit, and with ACK_MODE=durable wait for the store). Exemplars link to the request's trace.",
+				queries: []q{
+					{quantile("0.5", serverDuration, "", ingestRoute), "p50"},
+					{quantile("0.95", serverDuration, "", ingestRoute), "p95"},
+					{quantile("0.99", serverDuration, "", ingestRoute), "p99"},
+				}},
+		}},
+		{"Queue and workers", []panel{
+			{title: "Queue depth vs capacity", unit: "short", min0: true,
+				desc: "Payloads admitted and not yet stored (queued, batching or uploading) against MAX_QUEUE. Ingest answers 503 when depth would pass capacity.",
+				queries: []q{
+					{gauge(queueDepth, ""), "depth {{instance}}"},
+					{gauge(queueWaiting, ""), "waiting for a worker {{instance}}"},
+					{gauge(queueCapacity, ""), "capacity {{instance}}"},
+				}},
+			{title: "Queue fill", unit: "percentunit", min0: true, max: ptr(1.0),
+				desc:    "Depth as a share of capacity. Near 100% the queue refuses collections (503 + Retry-After).",
+				queries: []q{{gauge(queueDepth, "") + " / on (job, instance) " + gauge(queueCapacity, ""), "{{instance}}"}}},
+			{title: "Oldest payload age", unit: "s", min0: true,
+				desc:    "Age of the oldest payload not yet stored. Growing steadily: workers or the blob store cannot keep up.",
+				queries: []q{{gauge(queueOldestAge, ""), "{{instance}}"}}},
+			{title: "Busy workers vs max", unit: "short", min0: true,
+				desc: "Workers encoding, compressing or uploading a batch against MAX_WORKERS. Pinned at max: the pool is the bottleneck.",
+				queries: []q{
+					{gauge(workersBusy, ""), "busy {{instance}}"},
+					{gauge(workersMax, ""), "max {{instance}}"},
+				}},
+		}},
+		{"Batches and blob store", []panel{
+			{title: "Batch size", unit: "short", min0: true,
+				desc: "Payloads per stored object: median, 99th percentile and mean. Small batches under load mean BATCH_MAX_WAIT fires before BATCH_MAX_PAYLOADS.",
+				queries: []q{
+					{quantile("0.5", batchSize, "", ""), "p50"},
+					{quantile("0.99", batchSize, "", ""), "p99"},
+					{"sum(" + rate(batchSize+"_sum", "") + ") / sum(" + rate(batchSize+"_count", "") + ")", "mean"},
+				}},
+			{title: "Batch flush latency p50 / p95 / p99", unit: "s", min0: true, traces: jobqueueService,
+				desc: "Time to encode, compress and store a batch, retries included. Exemplars link to the batch's CONSUMER span, which links to every producer.",
+				queries: []q{
+					{quantile("0.5", flushDuration, "", ""), "p50"},
+					{quantile("0.95", flushDuration, "", ""), "p95"},
+					{quantile("0.99", flushDuration, "", ""), "p99"},
+				}},
+			{title: "Blob PUT latency p95 by outcome", unit: "s", min0: true, traces: jobqueueService,
+				desc:    "95th percentile duration of one PUT attempt to the blob store, by outcome.",
+				queries: []q{{quantile("0.95", putDuration, "outcome", ""), "{{outcome}}"}}},
+			{title: "Blob PUT attempts and errors", unit: "ops", min0: true,
+				desc: "PUT attempts per second by outcome, and failed attempts per second. Errors are retried with backoff; while they last the queue fills.",
+				queries: []q{
+					{"sum by (outcome) (" + rate(putDuration+"_count", "") + ")", "attempts {{outcome}}"},
+					{"sum by (instance) (" + rate(putErrors, "") + ")", "errors {{instance}}"},
+				}},
+			{title: "Blob bytes written", unit: "Bps", min0: true,
+				desc:    "Bytes per second of objects stored (after compression).",
+				queries: []q{{"sum by (instance) (" + rate(putBytes, "") + ")", "{{instance}}"}}},
+			{title: "PUTs per payload", unit: "short", min0: true,
+				desc:    "PUT attempts per stored payload: 1/batch size when all goes well; higher means retries or small batches. Blob store cost scales with it.",
+				queries: []q{{"sum(" + rate(putDuration+"_count", "") + ") / sum(" + rate(stored, "") + ")", "PUTs per payload"}}},
+		}},
+	})
+}
+
+func runtimeBoard() *dashboard.DashboardBuilder {
+	b := newBoard("wardgate-go-runtime", "wardgate / Go runtime",
+		"Go runtime and process health per process: goroutines, heap, GC, scheduler latency, CPU and memory.",
+		"")
+	const legend = "{{job}} {{instance}}"
+	return addSections(b, []section{
+		{"Goroutines and scheduler", []panel{
+			{title: "Goroutines", unit: "short", min0: true,
+				desc:    "Live goroutines per process. The job queue's count stays bounded under any load; steady growth is a leak (see the goroutine profile with `wardgate diag goroutines`).",
+				queries: []q{{gauge("go_goroutines", ""), legend}}},
+			{title: "Scheduler latency p99", unit: "s", min0: true,
+				desc:    "99th percentile time a goroutine waited runnable before running (runtime/metrics /sched/latencies). High: CPU starved or GOMAXPROCS too small.",
+				queries: []q{{quantile("0.99", "go_sched_latencies_seconds", "job, instance", ""), legend}}},
+			{title: "OS threads and GOMAXPROCS", unit: "short", min0: true,
+				desc: "OS threads created by the runtime, and GOMAXPROCS.",
+				queries: []q{
+					{gauge("go_threads", ""), "threads " + legend},
+					{gauge("go_sched_gomaxprocs_threads", ""), "GOMAXPROCS " + legend},
+				}},
+			{title: "CPU", unit: "percentunit", min0: true,
+				desc:    "CPU time per second (1 = one core busy).",
+				queries: []q{{rate("process_cpu_seconds_total", ""), legend}}},
+		}},
+		{"Memory and GC", []panel{
+			{title: "Heap", unit: "bytes", min0: true,
+				desc: "Heap bytes in live and not-yet-swept objects, and heap bytes obtained from the OS.",
+				queries: []q{
+					{gauge("go_memstats_heap_alloc_bytes", ""), "alloc " + legend},
+					{gauge("go_memstats_heap_sys_bytes", ""), "sys " + legend},
+				}},
+			{title: "Resident memory", unit: "bytes", min0: true,
+				desc:    "Resident set size of each process (what the OOM killer sees).",
+				queries: []q{{gauge("process_resident_memory_bytes", ""), legend}}},
+			{title: "Allocation rate", unit: "Bps", min0: true,
+				desc:    "Bytes allocated on the heap per second. Drives GC frequency.",
+				queries: []q{{rate("go_memstats_alloc_bytes_total", ""), legend}}},
+			{title: "GC cycles", unit: "ops", min0: true,
+				desc:    "Completed GC cycles per second.",
+				queries: []q{{rate("go_gc_duration_seconds_count", ""), legend}}},
+			{title: "GC pause", unit: "s", min0: true,
+				desc: "Stop-the-world pause: longest and median over the recent cycles (go_gc_duration_seconds summary), and the p99 of GC stop-the-world pauses from runtime/metrics (/sched/pauses/total/gc).",
+				queries: []q{
+					{gauge("go_gc_duration_seconds", `quantile="1"`), "max " + legend},
+					{gauge("go_gc_duration_seconds", `quantile="0.5"`), "median " + legend},
+					{quantile("0.99", "go_sched_pauses_total_gc_seconds", "job, instance", ""), "p99 " + legend},
+				}},
+			{title: "Open file descriptors", unit: "short", min0: true,
+				desc: "Open file descriptors against the process limit.",
+				queries: []q{
+					{gauge("process_open_fds", ""), "open " + legend},
+					{gauge("process_max_fds", ""), "max " + legend},
+				}},
+		}},
+	})
+}
+
+// diagnosticsBoard shows what an SRE reads when something went wrong:
+// restarts (a crash leaves a post-mortem bundle under DATA/postmortem/),
+// scrape health, goroutine spikes and memory pressure. Counters for
+// post-mortems written and watch triggers are not exported yet; this
+// board uses only what every process exports today.
+func diagnosticsBoard() *dashboard.DashboardBuilder {
+	b := newBoard("wardgate-diagnostics", "wardgate / Diagnostics",
+		"Signals to start an investigation from: restarts (each crash of a supervised child leaves a post-mortem bundle under DATA/postmortem/), scrape health, goroutine spikes and memory pressure.",
+		"")
+	const legend = "{{job}} {{instance}}"
+	return addSections(b, []section{
+		{"Restarts and availability", []panel{
+			{kind: statPanel, title: "Restarts in range", unit: "short", w: 8, h: 5,
+				desc:    "Process restarts in the dashboard's time range (changes of process_start_time_seconds). Each crash restart of a job queue under `wardgate up` leaves a post-mortem in DATA/postmortem/.",
+				queries: []q{{"sum(changes(" + gauge("process_start_time_seconds", "") + "[$__range]))", "restarts"}}},
+			{kind: statPanel, title: "Targets up", unit: "short", w: 8, h: 5,
+				desc:    "Scrape targets answering /metrics, out of all.",
+				queries: []q{{"sum(" + gauge("up", "") + ")", "up"}, {"count(" + gauge("up", "") + ")", "targets"}}},
+			{kind: statPanel, title: "Max goroutines", unit: "short", w: 8, h: 5,
+				desc:    "Highest goroutine count of any process in the range.",
+				queries: []q{{"max(max_over_time(" + gauge("go_goroutines", "") + "[$__range]))", "max"}}},
+			{kind: stateTimeline, title: "Scrape target up", unit: "bool_yes_no", w: 24, h: 6,
+				desc:    "1 when Prometheus could scrape the admin listener. A gap while the process restarted shows here.",
+				mapping: map[string]string{"0": "down", "1": "up"},
+				queries: []q{{gauge("up", ""), legend}}},
+			{title: "Uptime", unit: "s", min0: true,
+				desc:    "Seconds since each process started. A drop to zero is a restart: look for a post-mortem bundle of that time.",
+				queries: []q{{"time() - " + gauge("process_start_time_seconds", ""), legend}}},
+			{title: "Restarts", unit: "short", min0: true,
+				desc:    "Restarts per rate interval (process_start_time_seconds changed).",
+				queries: []q{{"changes(" + gauge("process_start_time_seconds", "") + "[$__rate_interval])", legend}}},
+		}},
+		{"Spikes", []panel{
+			{title: "Goroutines vs range average", unit: "short", min0: true,
+				desc: "Goroutines now against their average over the time range. A spike is when to run `wardgate diag goroutines` (or `diag watch --goroutines N` to capture it automatically).",
+				queries: []q{
+					{gauge("go_goroutines", ""), "now " + legend},
+					{"avg_over_time(" + gauge("go_goroutines", "") + "[$__range])", "avg " + legend},
+				}},
+			{title: "Heap vs GC goal", unit: "bytes", min0: true,
+				desc: "Live heap against the heap size the GC aims for. Heap pressing on GOMEMLIMIT makes the GC run continuously.",
+				queries: []q{
+					{gauge("go_memstats_heap_alloc_bytes", ""), "heap " + legend},
+					{gauge("go_gc_heap_goal_bytes", ""), "goal " + legend},
+				}},
+			{title: "Scrape duration", unit: "s", min0: true,
+				desc:    "How long /metrics took to answer. A process that is stuck or starved answers slowly before it stops answering.",
+				queries: []q{{gauge("scrape_duration_seconds", ""), legend}}},
+			{title: "CPU", unit: "percentunit", min0: true,
+				desc:    "CPU time per second (1 = one core). A spike is when to take `wardgate diag profile --type cpu`.",
+				queries: []q{{rate("process_cpu_seconds_total", ""), legend}}},
+		}},
+	})
+}
