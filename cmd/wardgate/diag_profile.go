@@ -2,21 +2,425 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	gpprof "github.com/google/pprof/profile"
+
+	"github.com/wardgate/wardgate/diag/profile"
+	"github.com/wardgate/wardgate/diag/watch"
 )
 
-func runDiagProfile(_ context.Context, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "wardgate diag: this command is not built yet in this version")
-	return 2
+// labelFlags collects repeated --label k=v.
+type labelFlags []profile.Label
+
+func (l *labelFlags) String() string {
+	var s []string
+	for _, x := range *l {
+		s = append(s, x.Key+"="+x.Value)
+	}
+	return strings.Join(s, ",")
 }
 
-func runDiagGoroutines(_ context.Context, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "wardgate diag: this command is not built yet in this version")
-	return 2
+func (l *labelFlags) Set(v string) error {
+	x, err := profile.ParseLabel(v)
+	if err != nil {
+		return err
+	}
+	*l = append(*l, x)
+	return nil
 }
 
-func runDiagWatch(_ context.Context, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "wardgate diag: this command is not built yet in this version")
-	return 2
+// parseInterleaved parses flags that may come before, between or after
+// positional arguments (`profile diff BASE NEW --top 5`), which the flag
+// package alone stops at.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// parseOrHelp runs parse and turns -h into exit 0 with usage on stdout.
+func parseOrHelp(fs *flag.FlagSet, stdout io.Writer, parse func() error) (code int, ok bool) {
+	if err := parse(); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return 0, false
+		}
+		return 2, false
+	}
+	return 0, true
+}
+
+func usageFunc(fs *flag.FlagSet, head, runbook string) func() {
+	return func() {
+		fmt.Fprint(fs.Output(), head)
+		fmt.Fprint(fs.Output(), "\nFlags:\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nRunbook: %s\n", runbook)
+	}
+}
+
+func tokenDefault() string { return os.Getenv("ADMIN_TOKEN") }
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// runDiagProfile is `wardgate diag profile` (capture + top) and
+// `wardgate diag profile diff BASE NEW`.
+func runDiagProfile(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "diff" {
+		return runDiagProfileDiff(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("wardgate diag profile", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("target", "", "admin URL of the process, e.g. http://127.0.0.1:6060 (required)")
+	typ := fs.String("type", "", "cpu, heap, allocs, goroutine, mutex or block (required)")
+	seconds := fs.Int("seconds", 30, "CPU profile duration in seconds (cpu only)")
+	out := fs.String("out", "", "file for the raw profile (default ./<type>-<host_port>-<UTC time>.pb.gz)")
+	var labels labelFlags
+	fs.Var(&labels, "label", "keep only samples with this pprof label, key=value (repeatable, all must match), e.g. trace_id=4bf9...;\nthe saved file stays unfiltered")
+	top := fs.Int("top", 20, "number of functions to print (0: all)")
+	sampleType := fs.String("sample-type", "", "sample type to rank by (default: cpu, inuse_space, alloc_space, goroutine or delay by --type)")
+	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
+	asJSON := fs.Bool("json", false, "print the top as JSON")
+	fs.Usage = usageFunc(fs, `Usage: wardgate diag profile --target ADMIN_URL --type TYPE [--seconds N] [--out FILE] [--label k=v]... [--top N]
+       wardgate diag profile diff BASE NEW [--top N] [--cum]
+
+Fetches /debug/pprof/<type> from a process's admin listener, saves the raw
+.pb.gz (open it later with: go tool pprof FILE) and prints the top functions
+like go tool pprof -top: flat (spent in the function itself), cum (in it
+and its callees), each as a share of the total.
+
+Types and what is ranked:
+  cpu        CPU time over --seconds (samples the process for that long)
+  heap       in-use bytes (as of the last GC)
+  allocs     bytes allocated since the process started
+  goroutine  goroutine count per stack (proto form, keeps trace_id labels)
+  mutex      contended lock wait time (needs runtime.SetMutexProfileFraction)
+  block      blocking wait time (needs runtime.SetBlockProfileRate)
+`, "docs/runbooks/profile.md")
+	if code, ok := parseOrHelp(fs, stdout, func() error { return fs.Parse(args) }); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "wardgate diag profile: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *target == "" {
+		fmt.Fprintln(stderr, "wardgate diag profile: --target is required (the admin URL, e.g. http://127.0.0.1:6060)")
+		return 2
+	}
+	pt, err := profile.ParseType(*typ)
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile: --type: %v\n", err)
+		return 2
+	}
+	if *seconds <= 0 {
+		fmt.Fprintln(stderr, "wardgate diag profile: --seconds must be positive")
+		return 2
+	}
+	base, err := profile.NormalizeTarget(*target)
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile: --target: %v\n", err)
+		return 2
+	}
+
+	client := &http.Client{Timeout: time.Duration(*seconds)*time.Second + time.Minute}
+	p, raw, err := profile.Fetch(ctx, *target, pt, profile.FetchOptions{Client: client, Token: *token, Seconds: *seconds})
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
+		return 1
+	}
+	path := *out
+	if path == "" {
+		host := strings.NewReplacer(":", "_", "[", "", "]", "").Replace(base.Host)
+		path = fmt.Sprintf("%s-%s-%s.pb.gz", pt, host, time.Now().UTC().Format("20060102T150405Z"))
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile: save: %v\n", err)
+		return 1
+	}
+	if !profile.FilterLabels(p, labels) && len(labels) > 0 {
+		fmt.Fprintf(stderr, "wardgate diag profile: no sample has label(s) %s (saved %s unfiltered)\n", labels.String(), path)
+	}
+	st := *sampleType
+	if st == "" {
+		st = pt.DefaultSampleType()
+	}
+	rep, err := profile.Top(p, st, *top)
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		if err := writeJSON(stdout, map[string]any{"file": path, "type": pt, "labels": labels.String(), "top": rep}); err != nil {
+			fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(stdout, "Saved %s (%d bytes). Explore: go tool pprof -http=: %s\n", path, len(raw), path)
+	if len(labels) > 0 {
+		fmt.Fprintf(stdout, "Only samples labeled %s\n", labels.String())
+	}
+	if err := rep.WriteText(stdout); err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func readProfileFile(path string) (*gpprof.Profile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	p, err := gpprof.Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a pprof profile: %w", path, err)
+	}
+	return p, nil
+}
+
+func runDiagProfileDiff(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wardgate diag profile diff", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	top := fs.Int("top", 20, "functions to list in each of grew and shrank (0: all)")
+	cum := fs.Bool("cum", false, "rank by cumulative delta (names the caller: best for goroutine leaks) instead of flat delta")
+	sampleType := fs.String("sample-type", "", "sample type to compare (default: the profiles' default, e.g. cpu or inuse_space)")
+	asJSON := fs.Bool("json", false, "print the diff as JSON")
+	fs.Usage = usageFunc(fs, `Usage: wardgate diag profile diff BASE NEW [--top N] [--cum] [--sample-type T]
+
+Compares two saved profiles of the same type the way go tool pprof
+-diff_base does: BASE is scaled by -1 and merged with NEW, so what did not
+change cancels out. Prints the totals, then what grew and what shrank,
+ranked by absolute delta.
+`, "docs/runbooks/profile.md")
+	var pos []string
+	if code, ok := parseOrHelp(fs, stdout, func() (err error) { pos, err = parseInterleaved(fs, args); return err }); !ok {
+		return code
+	}
+	if len(pos) != 2 {
+		fmt.Fprintln(stderr, "wardgate diag profile diff: want exactly two files: BASE NEW")
+		return 2
+	}
+	base, err := readProfileFile(pos[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile diff: %v\n", err)
+		return 1
+	}
+	newP, err := readProfileFile(pos[1])
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile diff: %v\n", err)
+		return 1
+	}
+	d, err := profile.Diff(base, newP, profile.DiffOptions{SampleType: *sampleType, N: *top, Cum: *cum})
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile diff: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		err = writeJSON(stdout, d)
+	} else {
+		err = d.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile diff: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// runDiagGoroutines is `wardgate diag goroutines`.
+func runDiagGoroutines(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wardgate diag goroutines", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("target", "", "admin URL of the process, e.g. http://127.0.0.1:6060 (required)")
+	var labels labelFlags
+	fs.Var(&labels, "label", "keep only goroutines with this pprof label, key=value (repeatable), e.g. trace_id=4bf9...")
+	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
+	asJSON := fs.Bool("json", false, "print the groups as JSON")
+	fs.Usage = usageFunc(fs, `Usage: wardgate diag goroutines --target ADMIN_URL [--label k=v]... [--json]
+
+Fetches the live goroutine profile (proto form, which keeps pprof labels)
+and groups goroutines with identical stacks, biggest group first: count,
+innermost function, the first application frame ("in ..."), the distinct
+values of each label (trace_id, span_id, http_route) and the full stack
+with file:line.
+`, "docs/runbooks/goroutines.md")
+	if code, ok := parseOrHelp(fs, stdout, func() error { return fs.Parse(args) }); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "wardgate diag goroutines: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *target == "" {
+		fmt.Fprintln(stderr, "wardgate diag goroutines: --target is required (the admin URL, e.g. http://127.0.0.1:6060)")
+		return 2
+	}
+	if _, err := profile.NormalizeTarget(*target); err != nil {
+		fmt.Fprintf(stderr, "wardgate diag goroutines: --target: %v\n", err)
+		return 2
+	}
+	client := &http.Client{Timeout: time.Minute}
+	p, _, err := profile.Fetch(ctx, *target, profile.Goroutine, profile.FetchOptions{Client: client, Token: *token})
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag goroutines: %v\n", err)
+		return 1
+	}
+	if !profile.FilterLabels(p, labels) && len(labels) > 0 {
+		fmt.Fprintf(stderr, "wardgate diag goroutines: no goroutine has label(s) %s\n", labels.String())
+	}
+	rep, err := profile.Groups(p)
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag goroutines: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		err = writeJSON(stdout, rep)
+	} else {
+		err = rep.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag goroutines: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// Exit code of `diag watch --once` when a threshold was crossed, so
+// scripts can tell "captured" from "fine" (0) and "failed" (1).
+const exitTriggered = 3
+
+// runDiagWatch is `wardgate diag watch`.
+func runDiagWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wardgate diag watch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("target", "", "admin URL of the process, e.g. http://127.0.0.1:6060 (required)")
+	goroutines := fs.Int64("goroutines", 0, "capture when the goroutine count exceeds N (0: off)")
+	heapMB := fs.Float64("heap-mb", 0, "capture when the in-use heap exceeds M MiB (0: off)")
+	cpuPct := fs.Float64("cpu-pct", 0, "capture when CPU use over the last interval exceeds P percent, 100 = one core (0: off)")
+	interval := fs.Duration("interval", 5*time.Second, "time between checks (one GET of /metrics each)")
+	cooldown := fs.Duration("cooldown", 5*time.Minute, "after a capture, no new capture for the same reason for this long")
+	out := fs.String("out", "wardgate-watch", "directory for the bundles (<UTC time>-<reason>/ each)")
+	cpuSeconds := fs.Int("cpu-seconds", 10, "length of the CPU profile taken on a CPU trigger")
+	core := fs.Bool("core", false, "also capture a core of --pid into the bundle (wardgate diag capture, method auto)")
+	pid := fs.Int("pid", 0, "pid of the target process, for --core")
+	maxCaptures := fs.Int("max-captures", 0, "stop after K bundles (0: no limit)")
+	once := fs.Bool("once", false, "check once and exit: 0 nothing crossed, 3 a bundle was captured, 1 error")
+	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
+	logLevel := fs.String("log-level", "info", "debug (one JSON line per check), info (per trigger), warn or error; logs go to stderr")
+	fs.Usage = usageFunc(fs, `Usage: wardgate diag watch --target ADMIN_URL [--goroutines N] [--heap-mb M] [--cpu-pct P]
+                          [--interval 5s] [--cooldown 5m] [--out DIR] [--core --pid PID]
+                          [--max-captures K] [--once]
+
+Polls the process's /metrics every --interval. When a threshold is crossed
+it writes OUT/<UTC time>-<reason>/ with trigger.json (reason, value,
+threshold, time) and the profiles that explain it:
+  goroutines  goroutine.pb.gz + goroutines.txt (debug=2: states, wait times)
+  heap        heap.pb.gz + allocs.pb.gz
+  cpu         cpu.pb.gz (--cpu-seconds long) + goroutine.pb.gz
+  --core      core/ (a diag capture bundle: core, exe, bundle.json)
+and then ignores that reason for --cooldown. Runs until interrupted.
+
+Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
+3 with --once: a threshold was crossed and a bundle written.
+`, "docs/runbooks/watch.md")
+	if code, ok := parseOrHelp(fs, stdout, func() error { return fs.Parse(args) }); !ok {
+		return code
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "wardgate diag watch: "+format+"\n", a...)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return fail("unexpected argument %q", fs.Arg(0))
+	}
+	if *target == "" {
+		return fail("--target is required (the admin URL, e.g. http://127.0.0.1:6060)")
+	}
+	if _, err := profile.NormalizeTarget(*target); err != nil {
+		return fail("--target: %v", err)
+	}
+	if *goroutines == 0 && *heapMB == 0 && *cpuPct == 0 {
+		return fail("set at least one threshold: --goroutines, --heap-mb or --cpu-pct")
+	}
+	if *goroutines < 0 || *heapMB < 0 || *cpuPct < 0 {
+		return fail("thresholds must not be negative")
+	}
+	if *interval <= 0 || *cooldown < 0 || *cpuSeconds <= 0 || *maxCaptures < 0 {
+		return fail("--interval and --cpu-seconds must be positive, --cooldown and --max-captures not negative")
+	}
+	if *core && *pid <= 0 {
+		return fail("--core needs --pid (the target process's pid)")
+	}
+	if !*core && *pid != 0 {
+		return fail("--pid is only used with --core")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fail("--log-level: %v", err)
+	}
+	cfg := watch.Config{
+		Target: *target, Token: *token,
+		Client:     &http.Client{Timeout: time.Duration(*cpuSeconds)*time.Second + time.Minute},
+		Goroutines: *goroutines, HeapBytes: int64(*heapMB * (1 << 20)), CPUPercent: *cpuPct,
+		Interval: *interval, Cooldown: *cooldown, OutDir: *out,
+		MaxCaptures: *maxCaptures, CPUProfileSeconds: *cpuSeconds,
+		Logger: slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if *core {
+		cfg.CorePID = *pid
+	}
+	w, err := watch.New(cfg)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if *once {
+		fired, err := w.Once(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "wardgate diag watch: %v\n", err)
+			return 1
+		}
+		for _, tr := range fired {
+			fmt.Fprintf(stdout, "%s: %g > %g %s: %s\n", tr.Reason, tr.Value, tr.Threshold, tr.Unit, tr.Dir)
+		}
+		if len(fired) > 0 {
+			return exitTriggered
+		}
+		return 0
+	}
+	// Fail fast on a wrong URL or token instead of logging it forever.
+	if _, err := w.Poll(ctx); err != nil {
+		fmt.Fprintf(stderr, "wardgate diag watch: %v\n", err)
+		return 1
+	}
+	if err := w.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "wardgate diag watch: %v\n", err)
+		return 1
+	}
+	return 0
 }

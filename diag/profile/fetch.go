@@ -184,6 +184,11 @@ func Get(ctx context.Context, client *http.Client, rawURL, token string) ([]byte
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		// client.Do wraps in *url.Error, which repeats the URL; keep its cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		var opErr *net.OpError
 		if ctx.Err() == nil && (errors.As(err, &opErr) || errors.Is(err, io.EOF)) {
 			return nil, fmt.Errorf("%w: GET %s: %w", ErrUnreachable, rawURL, err)

@@ -160,7 +160,11 @@ const maxLabelValues = 10
 func (r *GroupsReport) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "%d goroutines in %d groups (identical stacks)\n", r.Total, len(r.Groups))
 	for _, g := range r.Groups {
-		fmt.Fprintf(w, "\n%d goroutine(s): %s", g.Count, g.Top)
+		top := g.Top
+		if top == "" {
+			top = "(no stack recorded)"
+		}
+		fmt.Fprintf(w, "\n%d goroutine(s): %s", g.Count, top)
 		if g.Where != "" && g.Where != g.Top {
 			fmt.Fprintf(w, "  in %s", g.Where)
 		}

@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,14 +209,19 @@ func TestMutexBlockGoroutineParse(t *testing.T) {
 }
 
 //go:noinline
-func leakyFn(ch <-chan struct{}) { <-ch }
+func leakyFn(ch <-chan struct{}, in *atomic.Int64) {
+	in.Add(1)
+	<-ch
+}
 
-func waitGoroutines(t *testing.T, atLeast int) {
+// waitCount waits until n goroutines have entered the function counting
+// into c.
+func waitCount(t *testing.T, c *atomic.Int64, n int64) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
-	for runtime.NumGoroutine() < atLeast {
+	for c.Load() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("goroutines: %d, want >= %d", runtime.NumGoroutine(), atLeast)
+			t.Fatalf("%d goroutines started, want %d", c.Load(), n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -231,11 +237,11 @@ func TestDiffGoroutineLeak(t *testing.T) {
 	}
 	ch := make(chan struct{})
 	defer close(ch)
-	before := runtime.NumGoroutine()
+	var in atomic.Int64
 	for i := 0; i < 500; i++ {
-		go leakyFn(ch)
+		go leakyFn(ch, &in)
 	}
-	waitGoroutines(t, before+500)
+	waitCount(t, &in, 500)
 	newP, _, err := profile.Fetch(ctx, target, profile.Goroutine, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -302,19 +308,22 @@ func TestDiffRejectsDifferentTypes(t *testing.T) {
 }
 
 //go:noinline
-func labeledWait(ch <-chan struct{}) { <-ch }
+func labeledWait(ch <-chan struct{}, in *atomic.Int64) {
+	in.Add(1)
+	<-ch
+}
 
 func TestGroupsLabeledGoroutines(t *testing.T) {
 	target := adminServer(t, "")
 	ch := make(chan struct{})
 	defer close(ch)
-	before := runtime.NumGoroutine()
+	var in atomic.Int64
 	traceIDs := []string{"4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"}
 	for i := 0; i < 20; i++ {
 		id := traceIDs[i%2]
-		go pprof.Do(context.Background(), pprof.Labels("trace_id", id), func(context.Context) { labeledWait(ch) })
+		go pprof.Do(context.Background(), pprof.Labels("trace_id", id), func(context.Context) { labeledWait(ch, &in) })
 	}
-	waitGoroutines(t, before+20)
+	waitCount(t, &in, 20)
 	// The goroutines exist; wait until all of them are parked in
 	// labeledWait (a just-started goroutine has no labeled frame yet).
 	deadline := time.Now().Add(time.Minute)

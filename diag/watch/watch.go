@@ -245,8 +245,11 @@ func (w *Watcher) Check(ctx context.Context) ([]Trigger, error) {
 			return fired, err
 		}
 		w.captures++
-		w.log.Info("watch trigger", "reason", tr.Reason, "value", tr.Value, "threshold", tr.Threshold,
-			"dir", tr.Dir, "files", tr.Files, "errors", tr.Errors)
+		attrs := []any{"target", w.cfg.Target, "reason", tr.Reason, "value", tr.Value, "threshold", tr.Threshold, "dir", tr.Dir, "files", tr.Files}
+		if len(tr.Errors) > 0 {
+			attrs = append(attrs, "errors", tr.Errors)
+		}
+		w.log.Info("watch trigger", attrs...)
 		fired = append(fired, tr)
 	}
 	return fired, nil
