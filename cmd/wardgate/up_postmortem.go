@@ -1,25 +1,76 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 
+	"github.com/wardgate/wardgate/diag/analyze"
+	"github.com/wardgate/wardgate/diag/capture"
 	"github.com/wardgate/wardgate/supervisor"
 )
 
 // postmortemHooks connects the supervisor's post-mortems to the diag
-// packages: analyze writes report.md/report.json next to the core, capture
-// takes a live core of a child stuck in its crash path.
+// packages: analyze writes report.md and report.json next to the core (the
+// same report as `wardgate diag analyze`), capture takes a live core of a
+// child stuck in its crash path before the watchdog kills it.
 type postmortemHooks struct {
 	log *slog.Logger
+	// traceURL is TRACE_URL_TEMPLATE, e.g. http://localhost:16686/trace/{trace_id}.
+	traceURL string
 }
 
-func newPostmortemHooks(log *slog.Logger) postmortemHooks { return postmortemHooks{log: log} }
+func newPostmortemHooks(log *slog.Logger) postmortemHooks {
+	return postmortemHooks{log: log, traceURL: os.Getenv("TRACE_URL_TEMPLATE")}
+}
 
 func (h postmortemHooks) analyze(ctx context.Context, pm supervisor.Postmortem) error {
+	rep, err := analyze.Run(ctx, analyze.Options{
+		Core:             pm.Core,
+		Exe:              pm.Exe,
+		CrashOutput:      pm.CrashOutput,
+		TraceURLTemplate: h.traceURL,
+	})
+	if err != nil {
+		return fmt.Errorf("analyze %s: %w", pm.Dir, err)
+	}
+	var md, js bytes.Buffer
+	if err := rep.WriteMarkdown(&md); err != nil {
+		return err
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		return err
+	}
+	for name, b := range map[string][]byte{"report.md": md.Bytes(), "report.json": js.Bytes()} {
+		if err := writeFileAtomic(filepath.Join(pm.Dir, name), b); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
+// capture writes a native (low-pause) capture bundle of pid into dir: core,
+// exe, bundle.json, maps, status, environ.
 func (h postmortemHooks) capture(ctx context.Context, pid int, dir string) error {
+	_, err := capture.Capture(ctx, capture.Options{PID: pid, OutDir: dir, Method: capture.MethodNative, Logger: h.log})
+	if err != nil {
+		return fmt.Errorf("capture pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes via a temp file and rename, so a reader never sees
+// half a report.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
 	return nil
 }

@@ -1,0 +1,473 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// upWait bounds every wait in these tests: generous, the machine is shared.
+const upWait = 2 * time.Minute
+
+// upRow is one row of the table `wardgate up` prints.
+type upRow struct {
+	service, public, metrics string
+	pid                      int
+}
+
+// upProc is a running `wardgate up` with its table and its log.
+type upProc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	data   string
+	rows   map[string]upRow
+	stderr *logBuffer
+	exited chan struct{}
+}
+
+// logBuffer collects up's stderr (its JSON log plus the children's
+// prefixed lines) for the tests to search.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// upLogs returns up's own JSON log records (not the children's lines).
+func (l *logBuffer) upLogs() []map[string]any {
+	var out []map[string]any
+	for line := range strings.Lines(l.String()) {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["service"] == "wardgate-up" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startUp(t *testing.T, args ...string) *upProc {
+	t.Helper()
+	u := &upProc{t: t, data: t.TempDir(), rows: map[string]upRow{}, stderr: &logBuffer{}, exited: make(chan struct{})}
+	u.cmd = exec.Command(wardgateBin, append([]string{"up", "--listen", freeLoopback(t), "--data", u.data}, args...)...)
+	u.cmd.Stderr = u.stderr
+	stdout, err := u.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = u.cmd.Wait(); close(u.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-u.exited:
+		default:
+			_ = u.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-u.exited:
+			case <-time.After(upWait):
+				_ = u.cmd.Process.Kill()
+				<-u.exited
+			}
+		}
+		if t.Failed() {
+			t.Logf("wardgate up log:\n%s", u.stderr.String())
+		}
+	})
+
+	table := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		inTable := false
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			switch {
+			case len(f) == 4 && f[0] == "SERVICE":
+				inTable = true
+			case inTable && len(f) == 4:
+				pid, err := strconv.Atoi(f[1])
+				if err != nil {
+					table <- fmt.Errorf("bad pid in %q", sc.Text())
+					return
+				}
+				u.rows[f[0]] = upRow{service: f[0], pid: pid, public: f[2], metrics: f[3]}
+			case inTable:
+				table <- nil
+				_, _ = io.Copy(io.Discard, stdout)
+				return
+			}
+		}
+		table <- fmt.Errorf("stdout ended before the table (read error: %v)", sc.Err())
+	}()
+	select {
+	case err := <-table:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(upWait):
+		t.Fatal("no service table within the deadline")
+	}
+	return u
+}
+
+// stop sends SIGTERM to up and returns its exit code.
+func (u *upProc) stop() int {
+	u.t.Helper()
+	if err := u.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		u.t.Fatal(err)
+	}
+	select {
+	case <-u.exited:
+	case <-time.After(upWait):
+		u.t.Fatal("up did not exit after SIGTERM")
+	}
+	return u.cmd.ProcessState.ExitCode()
+}
+
+// waitLog waits for a record of up's log that f accepts.
+func (u *upProc) waitLog(what string, f func(map[string]any) bool) map[string]any {
+	u.t.Helper()
+	deadline := time.Now().Add(upWait)
+	for time.Now().Before(deadline) {
+		for _, m := range u.stderr.upLogs() {
+			if f(m) {
+				return m
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	u.t.Fatalf("timed out waiting for %s in up's log", what)
+	return nil
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitOK polls url until it answers 200.
+func waitOK(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(upWait)
+	for {
+		code, body := httpGet(t, url)
+		if code == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never answered 200 (last: %d %s)", url, code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// postCollection posts one collection whose payloads are {"marker": m}
+// through the gateway and returns the status code.
+func postCollection(t *testing.T, gateway string, markers []string) int {
+	t.Helper()
+	data := make([]map[string]string, len(markers))
+	for i, m := range markers {
+		data[i] = map[string]string{"marker": m}
+	}
+	body, _ := json.Marshal(map[string]any{"version": "10.0.19045", "token": "t", "data": data})
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Post(gateway+"/v1/payloads", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST through the gateway: %v", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// storedMarkers reads every stored object under blobs and returns how many
+// times each payload marker appears.
+func storedMarkers(t *testing.T, blobs string) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	err := filepath.WalkDir(blobs, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		var r io.Reader = f
+		if strings.HasSuffix(path, ".gz") {
+			gz, err := gzip.NewReader(f)
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			r = gz
+		}
+		sc := bufio.NewScanner(r)
+		sc.Buffer(nil, 4<<20)
+		for sc.Scan() {
+			var line struct {
+				Payload struct {
+					Marker string `json:"marker"`
+				} `json:"payload"`
+			}
+			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			seen[line.Payload.Marker]++
+		}
+		return sc.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seen
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+func TestUpTableMetricsIngestAndCleanStop(t *testing.T) {
+	u := startUp(t)
+	if len(u.rows) != 3 {
+		t.Fatalf("table has %d rows, want gateway, jobqueue-1, jobqueue-2: %+v", len(u.rows), u.rows)
+	}
+	for _, name := range []string{"gateway", "jobqueue-1", "jobqueue-2"} {
+		r, ok := u.rows[name]
+		if !ok {
+			t.Fatalf("no row for %s: %+v", name, u.rows)
+		}
+		if !alive(r.pid) {
+			t.Fatalf("%s pid %d is not running", name, r.pid)
+		}
+		if !strings.HasPrefix(r.metrics, "http://127.0.0.1:") || !strings.HasSuffix(r.metrics, "/metrics") {
+			t.Fatalf("%s metrics URL %q", name, r.metrics)
+		}
+		code, body := httpGet(t, r.metrics)
+		if code != http.StatusOK || !strings.Contains(body, "go_goroutines") {
+			t.Fatalf("%s %s: %d, body without go_goroutines:\n%.500s", name, r.metrics, code, body)
+		}
+	}
+	gw := u.rows["gateway"].public
+	var acked []string
+	for i := range 30 {
+		batch := []string{fmt.Sprintf("c%d-a", i), fmt.Sprintf("c%d-b", i), fmt.Sprintf("c%d-c", i)}
+		if code := postCollection(t, gw, batch); code != http.StatusAccepted {
+			t.Fatalf("collection %d: %d, want 202", i, code)
+		}
+		acked = append(acked, batch...)
+	}
+	// Both job queues got traffic: the gateway balances over them.
+	for _, jq := range []string{"jobqueue-1", "jobqueue-2"} {
+		_, body := httpGet(t, u.rows[jq].metrics)
+		if !strings.Contains(body, "wardgate_") {
+			t.Fatalf("%s exposes no wardgate_ metrics", jq)
+		}
+	}
+	if code := u.stop(); code != 0 {
+		t.Fatalf("up exited %d after SIGTERM, want 0", code)
+	}
+	for name, r := range u.rows {
+		if alive(r.pid) {
+			t.Errorf("%s (pid %d) still running after up exited", name, r.pid)
+		}
+	}
+	seen := storedMarkers(t, filepath.Join(u.data, "blobs"))
+	for _, m := range acked {
+		if seen[m] != 1 {
+			t.Errorf("acked payload %s stored %d times, want 1", m, seen[m])
+		}
+	}
+	if len(seen) != len(acked) {
+		t.Errorf("stored %d distinct payloads, acked %d", len(seen), len(acked))
+	}
+	// The stop order is the contract: gateway first, then the job queues.
+	var order []string
+	for _, m := range u.stderr.upLogs() {
+		if m["msg"] == "child exited" {
+			order = append(order, m["child"].(string))
+		}
+	}
+	if len(order) != 3 || order[0] != "gateway" {
+		t.Fatalf("exit order %v, want the gateway first", order)
+	}
+}
+
+func TestUpRestartsCrashedJobqueuesWithPostmortem(t *testing.T) {
+	u := startUp(t, "--ack-mode", "durable")
+	gw := u.rows["gateway"].public
+
+	// kill -9: restarted on the same port, no post-mortem (nothing to read).
+	jq1 := u.rows["jobqueue-1"]
+	if err := syscall.Kill(jq1.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	started := u.waitLog("jobqueue-1 restart", func(m map[string]any) bool {
+		return m["msg"] == "child started" && m["child"] == "jobqueue-1" && m["pid"] != float64(jq1.pid)
+	})
+	waitOK(t, jq1.public+"/healthz")
+	waitOK(t, jq1.metrics)
+	newPID := int(started["pid"].(float64))
+	if !alive(newPID) {
+		t.Fatalf("restarted jobqueue-1 pid %d not running", newPID)
+	}
+
+	// SIGQUIT: GOTRACEBACK=crash makes the child dump core; up turns it
+	// into a post-mortem and restarts the child.
+	jq2 := u.rows["jobqueue-2"]
+	if err := syscall.Kill(jq2.pid, syscall.SIGQUIT); err != nil {
+		t.Fatal(err)
+	}
+	pm := u.waitLog("post-mortem", func(m map[string]any) bool {
+		return m["postmortem"] != nil && m["child"] == "jobqueue-2"
+	})
+	dir := pm["postmortem"].(string)
+	want := filepath.Join(u.data, "postmortem") + string(filepath.Separator)
+	if !strings.HasPrefix(dir, want) || !strings.HasSuffix(dir, "-jobqueue-2-"+strconv.Itoa(jq2.pid)) {
+		t.Fatalf("post-mortem dir %s, want %s<UTC time>-jobqueue-2-%d", dir, want, jq2.pid)
+	}
+	if pm["level"] != "INFO" {
+		t.Fatalf("post-mortem analysis failed: %v", pm)
+	}
+	core, err := elf.Open(filepath.Join(dir, "core"))
+	if err != nil {
+		t.Fatalf("post-mortem core: %v", err)
+	}
+	if core.Type != elf.ET_CORE {
+		t.Fatalf("core is %v, want ET_CORE", core.Type)
+	}
+	core.Close()
+	for _, f := range []string{"exe", "crash.txt", "bundle.json", "report.md", "report.json"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("post-mortem %s: %v", f, err)
+		}
+	}
+	crash, _ := os.ReadFile(filepath.Join(dir, "crash.txt"))
+	if !strings.HasPrefix(string(crash), "SIGQUIT: quit") {
+		t.Errorf("crash.txt starts %.60q", crash)
+	}
+	report, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	if !strings.Contains(string(report), "SIGQUIT") && !strings.Contains(string(report), "SIGABRT") {
+		t.Errorf("report.md does not say why the process stopped:\n%.1500s", report)
+	}
+	var rj map[string]any
+	if b, err := os.ReadFile(filepath.Join(dir, "report.json")); err != nil || json.Unmarshal(b, &rj) != nil {
+		t.Errorf("report.json unreadable: %v", err)
+	}
+	u.waitLog("jobqueue-2 restart", func(m map[string]any) bool {
+		return m["msg"] == "child started" && m["child"] == "jobqueue-2" && m["pid"] != float64(jq2.pid)
+	})
+	waitOK(t, jq2.public+"/healthz")
+
+	// The stack still ingests through the gateway (durable: 202 means stored).
+	var acked []string
+	deadline := time.Now().Add(upWait)
+	for i := 0; len(acked) < 20; i++ {
+		m := fmt.Sprintf("after-restart-%d", i)
+		switch code := postCollection(t, gw, []string{m}); code {
+		case http.StatusAccepted:
+			acked = append(acked, m)
+		case http.StatusBadGateway, http.StatusServiceUnavailable:
+			// the gateway may still have the restarted target marked down
+			if time.Now().After(deadline) {
+				t.Fatalf("gateway still answers %d", code)
+			}
+			time.Sleep(100 * time.Millisecond)
+		default:
+			t.Fatalf("POST after restarts: %d", code)
+		}
+	}
+	seen := storedMarkers(t, filepath.Join(u.data, "blobs"))
+	for _, m := range acked {
+		if seen[m] != 1 {
+			t.Errorf("durably acked %s stored %d times", m, seen[m])
+		}
+	}
+	if code := u.stop(); code != 0 {
+		t.Fatalf("up exited %d, want 0", code)
+	}
+	if _, err := os.Stat(filepath.Join(u.data, "run", "jobqueue-2", "core")); !os.IsNotExist(err) {
+		t.Errorf("core left in the run dir: %v", err)
+	}
+}
+
+func TestUpFlags(t *testing.T) {
+	out, err := exec.Command(wardgateBin, "up", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("up --help: %v\n%s", err, out)
+	}
+	for _, want := range []string{"-listen", "-data", "-workers", "-queue", "-ack-mode", "-blob-url", "docs/up.md"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("up --help does not mention %s", want)
+		}
+	}
+	for _, args := range [][]string{
+		{"--ack-mode", "sometimes"},
+		{"--listen", "8080"},
+		{"--workers", "-1"},
+		{"--blob-url", "not a url"},
+		{"extra"},
+	} {
+		cmd := exec.CommandContext(context.Background(), wardgateBin, append([]string{"up"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 2 {
+			t.Errorf("up %v: %v, want exit 2\n%s", args, err, out)
+		}
+		if !strings.Contains(string(out), strings.TrimLeft(args[0], "-")) {
+			t.Errorf("up %v: error does not name %s: %s", args, args[0], out)
+		}
+	}
+	// A taken --listen port is a clear error before anything starts.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out, err = exec.Command(wardgateBin, "up", "--listen", ln.Addr().String(), "--data", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "address already in use") {
+		t.Fatalf("up on a taken port: %v\n%s", err, out)
+	}
+}
