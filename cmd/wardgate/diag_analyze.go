@@ -2,16 +2,205 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
+
+	"github.com/wardgate/wardgate/diag/analyze"
 )
 
-func runDiagAnalyze(_ context.Context, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "wardgate diag: this command is not built yet in this version")
-	return 2
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// analyzeParseArgs parses flags that may come before or after positional
+// arguments ("analyze BUNDLE --json" as well as "analyze --json BUNDLE").
+func analyzeParseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
 }
 
-func runDiagCrashSetup(_ context.Context, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "wardgate diag: this command is not built yet in this version")
-	return 2
+func runDiagAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wardgate diag analyze", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	exe := fs.String("exe", "", "the executable that produced CORE (required with a core file; a bundle has its own copy)")
+	asJSON := fs.Bool("json", false, "write the report as JSON instead of Markdown")
+	var scripts stringList
+	fs.Var(&scripts, "script", "a delve Starlark script (FILE.star) to run against the core with dlv; its output is appended (repeatable)")
+	crashOut := fs.String("crash-output", "", "file with the fatal error text the process printed (default: the bundle's crash.txt)")
+	out := fs.String("out", "", "write the report to this file instead of stdout")
+	maxGroups := fs.Int("max-groups", 50, "at most this many goroutine groups in the report")
+	dlv := fs.String("dlv", "", "the dlv binary for --script (default: dlv on PATH, then $GOPATH/bin/dlv)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage:
+  wardgate diag analyze BUNDLE_DIR [flags]
+  wardgate diag analyze CORE --exe BIN [flags]
+
+Post-mortem report of a Go core dump: Go version and build, why it stopped
+(signal, fatal error or panic), goroutines by state and grouped by identical
+stack (count, wait reason, longest wait, pprof labels), the crashing
+goroutine with source lines and locals, the wardgate job queue's depth,
+capacity and busy workers, and links to the traces named by trace_id labels.
+
+A BUNDLE_DIR (from 'wardgate diag capture' or a 'wardgate up' post-mortem)
+holds core, exe, bundle.json and optionally crash.txt.
+TRACE_URL_TEMPLATE (e.g. http://localhost:16686/trace/{trace_id}) turns
+trace IDs into links. Shipped delve scripts: scripts/postmortem/*.star.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	pos, err := analyzeParseArgs(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "wardgate diag analyze: want exactly one BUNDLE_DIR or CORE (see --help)")
+		return 2
+	}
+	target := pos[0]
+	st, err := os.Stat(target)
+	if err != nil {
+		fmt.Fprintln(stderr, "wardgate diag analyze:", err)
+		return 2
+	}
+	var opts analyze.Options
+	if st.IsDir() {
+		opts, err = analyze.OptionsFromBundle(target)
+		if err != nil {
+			fmt.Fprintln(stderr, "wardgate diag analyze:", err)
+			return 2
+		}
+		if *exe != "" {
+			opts.Exe = *exe
+		}
+	} else {
+		if *exe == "" {
+			fmt.Fprintln(stderr, "wardgate diag analyze: a core file needs --exe BIN (the binary that crashed)")
+			return 2
+		}
+		opts = analyze.Options{Core: target, Exe: *exe}
+	}
+	if *crashOut != "" {
+		opts.CrashOutput = *crashOut
+	}
+	opts.Scripts = scripts
+	opts.MaxGroups = *maxGroups
+	opts.DlvPath = *dlv
+	opts.TraceURLTemplate = os.Getenv("TRACE_URL_TEMPLATE")
+
+	rep, err := analyze.Run(ctx, opts)
+	if err != nil {
+		fmt.Fprintln(stderr, "wardgate diag analyze:", err)
+		return 1
+	}
+	w := stdout
+	var f *os.File
+	if *out != "" {
+		f, err = os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			fmt.Fprintln(stderr, "wardgate diag analyze:", err)
+			return 1
+		}
+		w = f
+	}
+	if *asJSON {
+		err = rep.WriteJSON(w)
+	} else {
+		err = rep.WriteMarkdown(w)
+	}
+	if f != nil {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "wardgate diag analyze:", err)
+		return 1
+	}
+	return 0
+}
+
+func runDiagCrashSetup(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wardgate diag crash-setup", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	asJSON := fs.Bool("json", false, "print the checks as JSON")
+	dir := fs.String("dir", ".", "directory where the process to debug runs (a relative core_pattern puts cores there)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage:
+  wardgate diag crash-setup [--dir DIR] [--json]
+
+Checks that a crashing Go process on this machine leaves a core that
+'wardgate diag analyze' can read: kernel.core_pattern (a file, or a pipe to
+systemd-coredump/apport), kernel.core_uses_pid, RLIMIT_CORE of this shell,
+GOTRACEBACK, kernel.yama.ptrace_scope (live capture) and free disk space
+where cores land. Prints OK or WARN per check with the command that fixes
+it. Exit status 0 when everything is OK, 1 otherwise.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	pos, err := analyzeParseArgs(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 0 {
+		fmt.Fprintf(stderr, "wardgate diag crash-setup: unexpected argument %q (see --help)\n", pos[0])
+		return 2
+	}
+	checks := analyze.CheckCrashSetup(analyze.CrashSetupFromSystem(*dir))
+	allOK := true
+	for _, c := range checks {
+		allOK = allOK && c.OK
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			OK     bool            `json:"ok"`
+			Checks []analyze.Check `json:"checks"`
+		}{allOK, checks}); err != nil {
+			fmt.Fprintln(stderr, "wardgate diag crash-setup:", err)
+			return 1
+		}
+	} else {
+		for _, c := range checks {
+			status := "OK  "
+			if !c.OK {
+				status = "WARN"
+			}
+			fmt.Fprintf(stdout, "%s %-14s %s\n     %s\n", status, c.Name, c.Value, c.Detail)
+			if c.Fix != "" {
+				fmt.Fprintf(stdout, "     fix: %s\n", c.Fix)
+			}
+		}
+	}
+	if !allOK {
+		return 1
+	}
+	return 0
 }

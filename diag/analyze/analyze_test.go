@@ -131,12 +131,13 @@ func tail(s string) string {
 	return s
 }
 
-func analyzeBundle(t *testing.T, dir string) *Report {
+func analyzeBundle(t *testing.T, dir string, scripts ...string) *Report {
 	t.Helper()
 	opts, err := OptionsFromBundle(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	opts.Scripts = scripts
 	opts.TraceURLTemplate = "http://localhost:16686/trace/{trace_id}"
 	r, err := Run(context.Background(), opts)
 	if err != nil {
@@ -228,7 +229,7 @@ func TestPanicCore(t *testing.T) {
 func TestLeakCore(t *testing.T) {
 	const n = 3000
 	dir := crash(t, "leak", "-n", fmt.Sprint(n))
-	r := analyzeBundle(t, dir)
+	r := analyzeBundle(t, dir, "../../scripts/postmortem/goroutines_by_label.star")
 	if !strings.Contains(r.Stop.Fatal, "SIGQUIT: quit") {
 		t.Errorf("fatal = %q, want SIGQUIT: quit", r.Stop.Fatal)
 	}
@@ -258,6 +259,30 @@ func TestLeakCore(t *testing.T) {
 	if len(r.Traces) != 8 {
 		t.Errorf("traces: %d, want 8", len(r.Traces))
 	}
+	// The shipped delve script, run by the real dlv against the same core.
+	if len(r.Scripts) != 1 {
+		t.Fatalf("scripts: %+v", r.Scripts)
+	}
+	s := r.Scripts[0]
+	if s.Error != "" {
+		t.Errorf("goroutines_by_label.star failed: %s\n%s", s.Error, s.Output)
+	}
+	for i := 1; i <= 8; i++ {
+		want := fmt.Sprintf("trace_id=%032x  goroutines=%d", i, n/8)
+		if !strings.Contains(s.Output, want) {
+			t.Errorf("script output lacks %q:\n%s", want, s.Output)
+		}
+	}
+	if !strings.Contains(s.Output, "main.leakyWorker") {
+		t.Errorf("script output does not name main.leakyWorker:\n%s", s.Output)
+	}
+	var md bytes.Buffer
+	if err := r.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "## Script ") || !strings.Contains(md.String(), "trace_id=00000000000000000000000000000001") {
+		t.Error("markdown report lacks the script section")
+	}
 }
 
 func TestDeadlockCore(t *testing.T) {
@@ -272,5 +297,48 @@ func TestDeadlockCore(t *testing.T) {
 	first := r.Groups[0]
 	if first.Culprit != "main.waitForResult" || first.WaitReason != "chan receive" {
 		t.Errorf("first group: %s %s (%s), want main.waitForResult in chan receive", first.Culprit, first.WaitReason, frameNames(first.Frames))
+	}
+}
+
+func TestUserScriptErrorIsReported(t *testing.T) {
+	dir := crash(t, "deadlock")
+	bad := filepath.Join(t.TempDir(), "bad.star")
+	if err := os.WriteFile(bad, []byte("def main():\n    undefined_builtin()\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := analyzeBundle(t, dir, bad)
+	if len(r.Scripts) != 1 || r.Scripts[0].Error == "" {
+		t.Errorf("a failing script must be reported as failed: %+v", r.Scripts)
+	}
+}
+
+func TestRunRejectsBadInput(t *testing.T) {
+	if _, err := Run(context.Background(), Options{Core: "/nonexistent/core", Exe: crasherBin}); err == nil {
+		t.Error("missing core: no error")
+	}
+	// An executable is not a core.
+	if _, err := Run(context.Background(), Options{Core: crasherBin, Exe: crasherBin}); err == nil || !strings.Contains(err.Error(), "not a core") {
+		t.Errorf("exe as core: err = %v", err)
+	}
+	if _, err := OptionsFromBundle(t.TempDir()); err == nil {
+		t.Error("empty bundle dir: no error")
+	}
+}
+
+func TestParseCrashOutput(t *testing.T) {
+	text := "old run\npanic: first\n\ngoroutine 5 gp=0x1 m=0 mp=0x2 [running]:\nmain.f()\n\n" +
+		"panic: runtime error: invalid memory address or nil pointer dereference\n" +
+		"[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x4a2b3c]\n\n" +
+		"goroutine 42 gp=0x3 m=4 mp=0x5 [running]:\nmain.g()\n"
+	fatal, g := parseCrashOutput(text)
+	want := "panic: runtime error: invalid memory address or nil pointer dereference\n[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x4a2b3c]"
+	if fatal != want || g != 42 {
+		t.Errorf("got %q, goroutine %d; want the last crash, goroutine 42", fatal, g)
+	}
+	if externalSignal(fatal) {
+		t.Error("a nil dereference is not an external signal")
+	}
+	if f, _ := parseCrashOutput("SIGQUIT: quit\nPC=0x408aee m=0 sigcode=0\n\ngoroutine 1 [sleep]:\n"); !externalSignal(f) {
+		t.Errorf("SIGQUIT from kill is external: %q", f)
 	}
 }

@@ -45,20 +45,14 @@ func runScript(ctx context.Context, opts Options, script string) (string, error)
 	if runErr != nil {
 		return text, fmt.Errorf("%s: %w", dlv, runErr)
 	}
-	// dlv reports a failing init command on its output and carries on.
-	if i := strings.Index(text, "init:"); i >= 0 && strings.Contains(text[i:], "\n") && looksLikeInitError(text) {
-		return text, errors.New("the script failed (see its output)")
-	}
-	return text, nil
-}
-
-func looksLikeInitError(text string) bool {
+	// dlv reports a failing init command as "INIT:LINE: error" on its
+	// output and carries on with exit status 0.
 	for _, l := range strings.Split(text, "\n") {
-		if strings.HasPrefix(l, "init:") {
-			return true
+		if strings.HasPrefix(l, init+":") {
+			return text, errors.New("the script failed: " + strings.TrimPrefix(l, init+":1: "))
 		}
 	}
-	return false
+	return text, nil
 }
 
 // findDlv returns the dlv binary: explicit, on PATH, or in $GOPATH/bin (where
