@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"strings"
@@ -410,6 +411,13 @@ Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
 		}
 		if len(fired) > 0 {
 			return exitTriggered
+		}
+		if s := w.Last(); s != nil {
+			fmt.Fprintf(stdout, "ok: goroutines=%d heap_inuse=%.1fMiB", s.Goroutines, float64(s.HeapInuse)/(1<<20))
+			if !math.IsNaN(s.CPUPercent) {
+				fmt.Fprintf(stdout, " cpu=%.1f%%", s.CPUPercent)
+			}
+			fmt.Fprintln(stdout, ": no threshold crossed")
 		}
 		return 0
 	}

@@ -205,8 +205,9 @@ func TestDiagWatchOnceCLI(t *testing.T) {
 			t.Fatalf("bundle %s: %v (stdout %q)", dir, err, stdout)
 		}
 	}
-	if _, stderr, code := runWardgate(t, out, "diag", "watch", "--target", target, "--goroutines", "1000000", "--once", "--out", t.TempDir()); code != 0 {
-		t.Fatalf("below threshold: exit %d: %s", code, stderr)
+	stdout, stderr, code = runWardgate(t, out, "diag", "watch", "--target", target, "--goroutines", "1000000", "--once", "--out", t.TempDir())
+	if code != 0 || !strings.Contains(stdout, "no threshold crossed") {
+		t.Fatalf("below threshold: exit %d: %s%s", code, stdout, stderr)
 	}
 }
 

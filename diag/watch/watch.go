@@ -148,6 +148,9 @@ func New(cfg Config) (*Watcher, error) {
 	return &Watcher{cfg: cfg, log: log, lastFire: map[string]time.Time{}}, nil
 }
 
+// Last is the most recent sample, nil before the first poll of a check.
+func (w *Watcher) Last() *Sample { return w.prev }
+
 // Captures is how many bundles this watcher has written.
 func (w *Watcher) Captures() int { return w.captures }
 
