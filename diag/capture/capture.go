@@ -67,7 +67,8 @@ type Options struct {
 	OutDir string
 	// Method is auto, native or gcore; "" means auto. auto tries native
 	// and falls back to gcore, logging why and recording it in
-	// Meta.FallbackReason.
+	// Meta.FallbackReason; it does not fall back when the process is gone
+	// or ptrace is refused, since gcore would fail the same way.
 	Method string
 	// Logger receives progress and the fallback reason; nil discards.
 	Logger *slog.Logger
@@ -81,6 +82,8 @@ var (
 	ErrNoProcess = errors.New("no such process")
 	// ErrPermission means the kernel refused to let us trace the process.
 	ErrPermission = errors.New("not permitted to trace the process (run as the same user with kernel.yama.ptrace_scope=0, or as root / with CAP_SYS_PTRACE)")
+	// ErrTraced means another tracer (a debugger, strace) holds the process.
+	ErrTraced = errors.New("process is already being traced")
 	// ErrGcoreMissing means the gcore method was needed but gdb is not installed.
 	ErrGcoreMissing = errors.New("gcore not found in PATH: install gdb (apt-get install gdb) or use --method native")
 )
@@ -143,7 +146,8 @@ func Capture(ctx context.Context, opts Options) (*Bundle, error) {
 		err = captureNative(ctx, opts.PID, b.Core, m)
 	case MethodAuto:
 		err = captureNative(ctx, opts.PID, b.Core, m)
-		if err != nil && ctx.Err() == nil && !errors.Is(err, ErrNoProcess) {
+		// A gone process or a refused ptrace would fail gcore the same way.
+		if err != nil && ctx.Err() == nil && !errors.Is(err, ErrNoProcess) && !errors.Is(err, ErrPermission) && !errors.Is(err, ErrTraced) {
 			reason := err.Error()
 			log.Warn("native capture failed, falling back to gcore", "pid", opts.PID, "reason", reason)
 			os.Remove(b.Core)

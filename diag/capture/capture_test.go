@@ -10,12 +10,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wardgate/wardgate/diag/bundle"
+	"golang.org/x/sys/unix"
 )
 
 // targetBin is the test program built by TestMain (testdata/target).
@@ -387,6 +389,24 @@ func TestCaptureNativeBusyProcess(t *testing.T) {
 		out := dlvCore(t, b.Exe, b.Core, "goroutines -with userloc main.busyLoop", "goroutines -group userloc")
 		if !strings.Contains(out, "[8 goroutines]") {
 			t.Errorf("capture %d: dlv does not see the 8 busy goroutines:\n%q", i, out)
+		}
+	}
+}
+
+func TestCaptureAlreadyTraced(t *testing.T) {
+	tg := startTarget(t, 1, 0)
+	// Be the other tracer: hold the process with ptrace from this thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := unix.PtraceSeize(tg.pid); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.PtraceDetach(tg.pid)
+	for _, method := range []string{MethodNative, MethodAuto} {
+		_, err := Capture(context.Background(), Options{PID: tg.pid, OutDir: filepath.Join(t.TempDir(), "b"), Method: method})
+		// The kernel names the tracing thread.
+		if !errors.Is(err, ErrTraced) || !strings.Contains(err.Error(), fmt.Sprintf("by pid %d", unix.Gettid())) {
+			t.Errorf("%s: capture of a traced process: err = %v, want ErrTraced naming %d", method, err, unix.Gettid())
 		}
 	}
 }

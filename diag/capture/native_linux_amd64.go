@@ -319,12 +319,52 @@ func stopCopyResume(ctx context.Context, snap *snapshot, ar *arena) (pause time.
 		reads = append(reads, seg.spans...)
 		snap.segments = append(snap.segments, seg)
 	}
-	copied, skipped, err := readMemory(ctx, pid, reads, snap.pageSize)
+	copied, skipped, err := readMemoryParallel(ctx, pid, reads, snap.pageSize)
 	snap.copied, snap.skipped = copied, skipped
 	if err != nil {
 		return 0, err
 	}
 	return 0, nil
+}
+
+// readMemoryParallel splits large copies across CPUs: process_vm_readv
+// needs no ptrace relationship, so any thread may run it, and the copy is
+// bound by page-table walks and memcpy, which scale with cores.
+func readMemoryParallel(ctx context.Context, pid int, spans []span, pageSize uint64) (copied int64, skipped int, err error) {
+	var total uint64
+	for _, s := range spans {
+		total += uint64(len(s.buf))
+	}
+	workers := min(runtime.GOMAXPROCS(0), 4)
+	if workers < 2 || total < 64<<20 {
+		return readMemory(ctx, pid, spans, pageSize)
+	}
+	type result struct {
+		copied  int64
+		skipped int
+		err     error
+	}
+	results := make(chan result, workers)
+	share, start, acc, started := total/uint64(workers), 0, uint64(0), 0
+	for i := range spans {
+		acc += uint64(len(spans[i].buf))
+		if acc >= share || i == len(spans)-1 {
+			part := spans[start : i+1]
+			go func() {
+				c, s, e := readMemory(ctx, pid, part, pageSize)
+				results <- result{c, s, e}
+			}()
+			started++
+			start, acc = i+1, 0
+		}
+	}
+	for range started {
+		r := <-results
+		copied += r.copied
+		skipped += r.skipped
+		err = errors.Join(err, r.err)
+	}
+	return copied, skipped, err
 }
 
 // waitStopped waits for tid to reach a ptrace stop after PTRACE_INTERRUPT.
@@ -375,6 +415,9 @@ func waitStopped(ctx context.Context, tid int) (t *threadRegs, alive bool, err e
 func ptraceErr(pid, tid int, err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		if tracer := tracerPID(pid); tracer > 0 {
+			return fmt.Errorf("capture: pid %d: %w by pid %d (a debugger or strace?); detach it first", pid, ErrTraced, tracer)
+		}
 		return fmt.Errorf("capture: pid %d: ptrace thread %d: %w: %w", pid, tid, ErrPermission, err)
 	case errors.Is(err, unix.ESRCH):
 		return fmt.Errorf("capture: pid %d: %w", pid, ErrNoProcess)

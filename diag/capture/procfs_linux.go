@@ -105,7 +105,7 @@ func openPagemap(pid int, pageSize uint64) (*pagemap, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pagemap{f: f, pageSize: pageSize, buf: make([]byte, 8*8192)}, nil
+	return &pagemap{f: f, pageSize: pageSize, buf: make([]byte, 8*65536)}, nil
 }
 
 func (p *pagemap) Close() error { return p.f.Close() }
@@ -203,4 +203,20 @@ func listTasks(pid int) ([]int, error) {
 		}
 	}
 	return tids, nil
+}
+
+// tracerPID is the TracerPid of /proc/PID/status: the pid of the process
+// ptracing it, or 0.
+func tracerPID(pid int) int {
+	lines, err := readLines(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range lines {
+		if rest, ok := strings.CutPrefix(l, "TracerPid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(rest))
+			return n
+		}
+	}
+	return 0
 }
