@@ -26,6 +26,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -44,11 +45,12 @@ type Telemetry struct {
 	shutdown []func(context.Context) error
 }
 
-// Setup builds the providers for service (the default for
-// OTEL_SERVICE_NAME). Call Shutdown before the process exits.
+// Setup builds the providers for service, the default for
+// OTEL_SERVICE_NAME; Telemetry.Service is the name that won. Call Shutdown
+// before the process exits.
 func Setup(ctx context.Context, service string) (*Telemetry, error) {
 	res, err := resource.New(ctx,
-		resource.WithAttributes(serviceName(service)),
+		resource.WithAttributes(semconv.ServiceName(service)),
 		resource.WithFromEnv(), // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
 		resource.WithProcessPID(),
 		resource.WithHost(),
@@ -56,6 +58,12 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 	)
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
+	}
+	// OTEL_SERVICE_NAME wins over the caller's default, so log lines carry
+	// the same service name as the process's spans (wardgate up names its
+	// children wardgate-jobqueue-1, -2, ... that way).
+	if v, ok := res.Set().Value(semconv.ServiceNameKey); ok && v.AsString() != "" {
+		service = v.AsString()
 	}
 	t := &Telemetry{
 		Service:  service,
