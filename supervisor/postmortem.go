@@ -357,7 +357,7 @@ func (s *Supervisor) fireWatchdog(c *child, r *run, crashing time.Duration) {
 		return
 	}
 	r.watchdogDir = dir
-	s.log.Warn("child stuck in its crash path; capturing and killing it", "child", c.spec.Name, "pid", r.pid, "crashing_for", crashing.Round(time.Millisecond).String(), "postmortem", dir)
+	s.log.Warn("child stuck in its crash path; capturing and killing it", "child", c.spec.Name, "pid", r.pid, "crashing_for", crashing.Round(time.Millisecond).String(), "capture_dir", dir)
 	if s.opts.Capture != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		err = s.opts.Capture(ctx, r.pid, dir)

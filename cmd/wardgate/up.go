@@ -151,7 +151,14 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	log := telemetry.NewLogger(stderr, "wardgate-up", cfg.logLevel)
-	if err := up(ctx, cfg, log, stdout, stderr); err != nil {
+	err := up(ctx, cfg, log, stdout, stderr)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// Interrupted while starting: everything started was stopped in
+		// order, which is what the user asked for.
+		log.Info("interrupted during start; stopped", "err", err.Error())
+		return 0
+	}
+	if err != nil {
 		log.Error("up failed", "err", err.Error())
 		return 1
 	}
