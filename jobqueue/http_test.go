@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -288,6 +289,17 @@ func TestDurableAckWaitsForStore(t *testing.T) {
 	case r := <-answer:
 		t.Fatalf("answered %d before the payloads were stored", r.code)
 	default:
+	}
+	// The waiting request goroutine and the uploading worker both carry
+	// pprof labels that name their trace (what diag goroutines shows).
+	var prof strings.Builder
+	if err := pprof.Lookup("goroutine").WriteTo(&prof, 1); err != nil {
+		t.Fatal(err)
+	}
+	reqLabels := regexp.MustCompile(`# labels: \{"http_route":"/v1/payloads", "span_id":"[0-9a-f]{16}", "trace_id":"[0-9a-f]{32}"\}`)
+	workerLabels := regexp.MustCompile(`# labels: \{"span_id":"[0-9a-f]{16}", "trace_id":"[0-9a-f]{32}"\}(?s:.)*?\(\*Queue\)\.worker`)
+	if !reqLabels.MatchString(prof.String()) || !workerLabels.MatchString(prof.String()) {
+		t.Errorf("goroutine profile lacks request or worker labels:\n%s", prof.String())
 	}
 	sink.Open()
 	if r := <-answer; r.code != 202 || r.body["accepted"] != float64(5) {

@@ -37,8 +37,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/wardgate/wardgate/telemetry"
 )
@@ -188,7 +188,11 @@ func New(cfg Config, sink Sink, opts ...Option) (*Queue, error) {
 		q.log = slog.New(slog.DiscardHandler)
 	}
 	q.prop = propagation.TraceContext{}
-	var tp trace.TracerProvider = noop.NewTracerProvider()
+	// Without telemetry, spans are still created by an SDK provider that
+	// samples and exports nothing: stored lines, error bodies, logs and
+	// pprof labels keep real trace IDs (as telemetry.Setup does when
+	// tracing is off).
+	var tp trace.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
 	if q.tel != nil {
 		if q.tel.TracerProvider != nil {
 			tp = q.tel.TracerProvider

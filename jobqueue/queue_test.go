@@ -55,7 +55,7 @@ func TestAcceptAndStore(t *testing.T) {
 						t.Errorf("duplicate or empty id %q", l.ID)
 					}
 					ids[l.ID] = true
-					if l.Version != "10.0.19045" || len(l.TraceID) != 32 {
+					if l.Version != "10.0.19045" || len(l.TraceID) != 32 || l.TraceID == strings.Repeat("0", 32) {
 						t.Errorf("line %+v", l)
 					}
 					if _, err := time.Parse(time.RFC3339Nano, l.ReceivedAt); err != nil {
