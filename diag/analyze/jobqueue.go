@@ -17,7 +17,10 @@ const jobqueuePkg = "github.com/wardgate/wardgate/jobqueue"
 // receiver or arguments of a jobqueue frame (a worker or dispatcher loop)
 // lead to the queue struct, whose fields are matched by these names.
 var jobqueueFields = map[string][]string{
-	"depth":    {"depth", "queued", "pending", "inqueue", "len"},
+	// reserved: jobqueue.Queue's MAX_QUEUE budget in use (payloads acked
+	// and not yet stored), the spec's queue depth; queued is only the part
+	// still in the channel.
+	"depth":    {"reserved", "depth", "queued", "pending", "inqueue"},
 	"capacity": {"capacity", "maxqueue", "max_queue", "limit", "cap"},
 	"busy":     {"busy", "busyworkers", "active", "inflight", "working"},
 	"workers":  {"workers", "maxworkers", "max_workers", "nworkers", "numworkers"},
@@ -85,6 +88,12 @@ func (a *analysis) jobQueue(gs []*proc.G) JobQueue {
 	jq.Source = source
 	vals := map[string]*int64{}
 	collectQueueFields(found, vals, 0)
+	if vals["depth"] == nil {
+		vals["depth"] = vals["chanlen"]
+	}
+	if vals["capacity"] == nil {
+		vals["capacity"] = vals["chancap"]
+	}
 	if v := vals["depth"]; v != nil {
 		jq.Depth = v
 	}
@@ -153,7 +162,7 @@ func (a *analysis) queueVar(g *proc.G, frames []proc.Stackframe, i int) (*proc.V
 		}
 		vals := map[string]*int64{}
 		collectQueueFields(sv, vals, 0)
-		if vals["depth"] != nil || vals["capacity"] != nil {
+		if vals["depth"] != nil || vals["capacity"] != nil || vals["chanlen"] != nil {
 			return sv, fmt.Sprintf("%s (%s) in %s of goroutine %d", v.Name, typ, frames[i].Call.Fn.Name, g.ID)
 		}
 	}
@@ -193,11 +202,12 @@ func collectQueueFields(v *proc.Variable, out map[string]*int64, level int) {
 					}
 				}
 			}
-			if out["depth"] == nil && qlen != nil {
-				out["depth"] = qlen
+			// Only a fallback: named counters seen later in the struct win.
+			if out["chanlen"] == nil && qlen != nil {
+				out["chanlen"] = qlen
 			}
-			if out["capacity"] == nil && qcap != nil {
-				out["capacity"] = qcap
+			if out["chancap"] == nil && qcap != nil {
+				out["chancap"] = qcap
 			}
 		}
 		sc := c
