@@ -237,7 +237,8 @@ func runtimeBoard() *dashboard.DashboardBuilder {
 			{title: "GC pause", unit: "s", min0: true,
 				desc: "Stop-the-world pause: longest and median over the recent cycles (go_gc_duration_seconds summary), and the p99 of GC stop-the-world pauses from runtime/metrics (/sched/pauses/total/gc).",
 				queries: []q{
-					{gauge("go_gc_duration_seconds", `quantile="1"`), "max " + legend},
+					// OpenMetrics writes quantile="1.0", the text format "1".
+					{gauge("go_gc_duration_seconds", `quantile=~"1|1.0"`), "max " + legend},
 					{gauge("go_gc_duration_seconds", `quantile="0.5"`), "median " + legend},
 					{quantile("0.99", "go_sched_pauses_total_gc_seconds", "job, instance", ""), "p99 " + legend},
 				}},

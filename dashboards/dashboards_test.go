@@ -251,7 +251,7 @@ func TestQueriesParse(t *testing.T) {
 		vars := boardVars(b)
 		for _, p := range b.panels() {
 			for _, tg := range p.Targets {
-				rules = append(rules, rule{Record: fmt.Sprintf("check:panel%d", len(rules)), Expr: substitute(tg.Expr, vars)})
+				rules = append(rules, rule{Record: fmt.Sprintf("check:panel%d", len(rules)), Expr: substitute(tg.Expr, vars, "15s")})
 				names = append(names, fmt.Sprintf("%s / %q / %s", name, p.Title, tg.RefID))
 			}
 		}
@@ -296,10 +296,10 @@ func boardVars(b board) map[string]string {
 // substitute replaces Grafana's variables the way Grafana does before it
 // sends a query: template variables by their value, and the built-in
 // interval variables by durations fitting a 1s scrape interval and a
-// minutes-long test.
-func substitute(expr string, vars map[string]string) string {
+// minutes-long test ($__rate_interval by rateInterval).
+func substitute(expr string, vars map[string]string, rateInterval string) string {
 	builtins := []string{
-		"$__rate_interval", "15s",
+		"$__rate_interval", rateInterval,
 		"$__interval", "5s",
 		"$__range", "5m",
 	}

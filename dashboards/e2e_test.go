@@ -1,0 +1,478 @@
+package dashboards
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// rateInterval is what $__rate_interval becomes in the end-to-end test:
+// wide enough that the incidents the test provokes mid-load (a killed job
+// queue, a reload, a blob store outage) are still inside the window when
+// the queries run right after the load.
+const rateInterval = "30s"
+
+// TestPanelsReturnDataFromRealPrometheus is the dashboards' contract: it
+// runs `wardgate up`, has a real Prometheus scrape every admin listener
+// every second, drives load through the gateway (valid collections, bad
+// JSON, wrong content type, oversized bodies, a killed job queue, a config
+// reload, a blob store outage), then runs every query of every panel
+// through Prometheus's HTTP API. A query without a series fails, naming
+// the dashboard and the panel.
+func TestPanelsReturnDataFromRealPrometheus(t *testing.T) {
+	promBin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Fatalf("prometheus not found (scripts/install-test-deps.sh installs it): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+
+	bin := buildWardgate(t, ctx, dir)
+	stack := startUp(t, ctx, bin, filepath.Join(dir, "data"))
+	prom := startPrometheus(t, ctx, promBin, dir, stack)
+
+	// Every admin listener must be scraped before the load starts, so
+	// counters have a starting sample to take rates from.
+	waitFor(t, ctx, "Prometheus scraping every wardgate process", func() bool {
+		res, err := prom.query(ctx, `up{job=~"wardgate-.*"} == 1`)
+		return err == nil && len(res) == 1+len(stack.jobqueues)
+	})
+
+	runLoad(t, ctx, stack, 18*time.Second)
+	// Let a couple of scrapes see the last of the load.
+	time.Sleep(2500 * time.Millisecond)
+
+	checked := 0
+	boards := loadBoards(t)
+	for _, name := range []string{"gateway.json", "jobqueue.json", "go-runtime.json", "diagnostics.json"} {
+		b := boards[name]
+		vars := boardVars(b)
+		for _, p := range b.panels() {
+			for _, tg := range p.Targets {
+				expr := substitute(tg.Expr, vars, rateInterval)
+				res, err := prom.query(ctx, expr)
+				switch {
+				case err != nil:
+					t.Errorf("%s / panel %q / query %s: %v\n  %s", name, p.Title, tg.RefID, err, expr)
+				case len(res) == 0:
+					t.Errorf("%s / panel %q / query %s: no series\n  %s", name, p.Title, tg.RefID, expr)
+				}
+				checked++
+			}
+		}
+	}
+	t.Logf("%d panel queries returned data", checked)
+	if t.Failed() {
+		t.Logf("up stderr (last lines):\n%s", stack.logTail())
+	}
+}
+
+// buildWardgate builds the binary the way users run it (no -race: the
+// test measures the product, not the race detector).
+func buildWardgate(t *testing.T, ctx context.Context, dir string) string {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	bin := filepath.Join(dir, "wardgate")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/wardgate")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/wardgate: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// process is one row of the table `wardgate up` prints.
+type process struct {
+	service string
+	pid     int
+	public  string // http://127.0.0.1:PORT
+	metrics string // http://127.0.0.1:PORT/metrics
+}
+
+// scrapeTarget is the host:port Prometheus scrapes.
+func (p process) scrapeTarget(t testing.TB) string {
+	u, err := url.Parse(p.metrics)
+	if err != nil || u.Path != "/metrics" {
+		t.Fatalf("%s: metrics URL %q is not http://HOST:PORT/metrics", p.service, p.metrics)
+	}
+	return u.Host
+}
+
+type upStack struct {
+	data      string
+	gateway   process
+	jobqueues []process
+	mu        sync.Mutex
+	log       []string
+}
+
+func (s *upStack) logTail() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	from := max(0, len(s.log)-200)
+	return strings.Join(s.log[from:], "\n")
+}
+
+// startUp runs `wardgate up` and reads the gateway and job-queue rows of
+// the table it prints once everything answers.
+func startUp(t *testing.T, ctx context.Context, bin, data string) *upStack {
+	t.Helper()
+	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	cmd := exec.Command(bin, "up", "--data", data, "--listen", listen)
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("wardgate up: %v", err)
+	}
+	stack := &upStack{data: data}
+	done := make(chan error, 1)
+	var drained sync.WaitGroup
+	drained.Add(1)
+	go func() {
+		defer drained.Done()
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), `"msg":"http request"`) {
+				continue // access log: too many lines to be useful here
+			}
+			stack.mu.Lock()
+			stack.log = append(stack.log, sc.Text())
+			stack.mu.Unlock()
+		}
+	}()
+	// The reader sends the whole table once, at the line that ends it.
+	table := make(chan []process, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		var rows []process
+		inTable, sentTable := false, false
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			switch {
+			case len(f) == 4 && f[0] == "SERVICE":
+				inTable, rows = true, nil
+			case inTable && len(f) == 4:
+				pid, _ := strconv.Atoi(f[1])
+				rows = append(rows, process{service: f[0], pid: pid, public: f[2], metrics: f[3]})
+			case inTable:
+				inTable = false
+				if !sentTable {
+					table <- rows
+					sentTable = true
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("wardgate up did not stop cleanly: %v\n%s", err, stack.logTail())
+			}
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("wardgate up did not stop within 60s of SIGTERM")
+		}
+		drained.Wait()
+	})
+
+	select {
+	case rows := <-table:
+		for _, p := range rows {
+			switch {
+			case p.service == "gateway":
+				stack.gateway = p
+			case strings.HasPrefix(p.service, "jobqueue"):
+				stack.jobqueues = append(stack.jobqueues, p)
+			}
+		}
+	case err := <-done:
+		t.Fatalf("wardgate up exited before printing its table: %v\n%s", err, stack.logTail())
+	case <-time.After(90 * time.Second):
+		t.Fatalf("wardgate up printed no table within 90s\n%s", stack.logTail())
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	if stack.gateway.pid == 0 || len(stack.jobqueues) < 2 {
+		t.Fatalf("up table has gateway %+v and %d job queues, want a gateway and at least 2", stack.gateway, len(stack.jobqueues))
+	}
+	return stack
+}
+
+type promServer struct{ base string }
+
+// startPrometheus runs a real Prometheus scraping every admin listener of
+// stack every second, with the job names of deploy/prometheus.yml.
+func startPrometheus(t *testing.T, ctx context.Context, bin, dir string, stack *upStack) *promServer {
+	t.Helper()
+	var jq []string
+	for _, p := range stack.jobqueues {
+		jq = append(jq, strconv.Quote(p.scrapeTarget(t)))
+	}
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: wardgate-gateway
+    static_configs:
+      - targets: [%q]
+  - job_name: wardgate-jobqueue
+    static_configs:
+      - targets: [%s]
+`, stack.gateway.scrapeTarget(t), strings.Join(jq, ", "))
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	var logs bytes.Buffer
+	cmd := exec.Command(bin,
+		"--config.file="+cfgFile,
+		"--storage.tsdb.path="+filepath.Join(dir, "prom"),
+		"--web.listen-address="+addr,
+		"--enable-feature=exemplar-storage",
+		"--log.level=warn")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("prometheus: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", logs.String())
+		}
+	})
+	p := &promServer{base: "http://" + addr}
+	waitFor(t, ctx, "Prometheus ready", func() bool {
+		resp, err := http.Get(p.base + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return p
+}
+
+// query runs an instant query and returns its series (or the scalar as
+// one sample).
+func (p *promServer) query(ctx context.Context, expr string) ([]json.RawMessage, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+"/api/v1/query",
+		strings.NewReader(url.Values{"query": {expr}}.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string          `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("decode answer (HTTP %d): %w", resp.StatusCode, err)
+	}
+	if body.Status != "success" {
+		return nil, fmt.Errorf("prometheus: %s", body.Error)
+	}
+	if body.Data.ResultType == "scalar" {
+		return []json.RawMessage{body.Data.Result}, nil
+	}
+	var series []json.RawMessage
+	if err := json.Unmarshal(body.Data.Result, &series); err != nil {
+		return nil, fmt.Errorf("decode %s result: %w", body.Data.ResultType, err)
+	}
+	return series, nil
+}
+
+// runLoad posts through the gateway for d and provokes, part-way, what the
+// incident panels show: a job queue killed (up restarts it), a config
+// reload that adds a target nothing listens on (connection refused: the
+// gateway retries on another target, ejects it, and its health check
+// marks it down), and a blob store outage (the blob directory replaced by
+// a file, so PUTs fail and are retried).
+func runLoad(t *testing.T, ctx context.Context, stack *upStack, d time.Duration) {
+	t.Helper()
+	target := stack.gateway.public + "/v1/payloads"
+	valid := []byte(`{"version":"10.0.19045","data":[{"kind":"ping","n":1},{"n":2},{"n":3}]}`)
+	oversized := append(append([]byte(`{"version":"1","data":[{"blob":"`), bytes.Repeat([]byte("x"), 1<<20+1024)...), []byte(`"}]}`)...)
+	client := &http.Client{Timeout: 10 * time.Second}
+	loadCtx, stop := context.WithTimeout(ctx, d)
+	defer stop()
+
+	var sent, ok atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; loadCtx.Err() == nil; i++ {
+				method, body, ct := http.MethodPost, valid, "application/json"
+				switch n := i*4 + w; {
+				case n%97 == 0:
+					body = oversized
+				case n%23 == 0:
+					body = []byte(`{"version":"1","data":`)
+				case n%29 == 0:
+					ct = "text/plain"
+				case n%31 == 0:
+					method, body = http.MethodGet, nil
+				}
+				req, err := http.NewRequestWithContext(loadCtx, method, target, bytes.NewReader(body))
+				if err != nil {
+					return
+				}
+				if body != nil {
+					req.Header.Set("Content-Type", ct)
+				}
+				resp, err := client.Do(req)
+				sent.Add(1)
+				if err != nil {
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusAccepted {
+					ok.Add(1)
+				}
+				// Pace each client so four of them leave CPU to the
+				// stack on a small shared machine.
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+
+	blobs := filepath.Join(stack.data, "blobs")
+	step := func(after time.Duration, what string, f func() error) {
+		select {
+		case <-loadCtx.Done():
+			t.Errorf("load ended before %s", what)
+			return
+		case <-time.After(after):
+		}
+		if err := f(); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	step(d/4, "killing jobqueue-1", func() error {
+		return syscall.Kill(stack.jobqueues[0].pid, syscall.SIGKILL)
+	})
+	step(d/8, "adding a dead target to the gateway config", func() error {
+		return addDeadTarget(stack, freePort(t))
+	})
+	step(d/8, "taking the blob store away", func() error {
+		if err := os.Rename(blobs, blobs+".away"); err != nil {
+			return err
+		}
+		return os.WriteFile(blobs, []byte("not a directory: PUTs fail until the test puts the store back\n"), 0o600)
+	})
+	step(3*time.Second, "bringing the blob store back", func() error {
+		if err := os.Remove(blobs); err != nil {
+			return err
+		}
+		return os.Rename(blobs+".away", blobs)
+	})
+	<-loadCtx.Done()
+	wg.Wait()
+	t.Logf("load: %d requests, %d accepted", sent.Load(), ok.Load())
+	if ok.Load() == 0 {
+		t.Fatalf("no request was accepted through the gateway\n%s", stack.logTail())
+	}
+}
+
+// addDeadTarget rewrites the config `up` generated for the gateway with
+// one more target on a port nothing listens on, and sends SIGHUP (the
+// gateway also reloads on the file change; two reloads are fine).
+func addDeadTarget(stack *upStack, port int) error {
+	file := filepath.Join(stack.data, "run", "gateway", "gateway.yaml")
+	cfg, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	const anchor = "    targets:\n"
+	if !bytes.Contains(cfg, []byte(anchor)) {
+		return fmt.Errorf("%s has no %q line to add a target under:\n%s", file, anchor, cfg)
+	}
+	dead := fmt.Sprintf("      - {url: \"http://127.0.0.1:%d\", weight: 1}\n", port)
+	cfg = bytes.Replace(cfg, []byte(anchor), []byte(anchor+dead), 1)
+	tmp := file + ".new"
+	if err := os.WriteFile(tmp, cfg, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return err
+	}
+	return syscall.Kill(stack.gateway.pid, syscall.SIGHUP)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitFor polls cond every 200ms until it holds, failing after a generous
+// deadline (the machine is shared and slow).
+func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
