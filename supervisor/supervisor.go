@@ -98,8 +98,12 @@ type Options struct {
 	// Analyze writes report.md/report.json into pm.Dir. Called once per
 	// post-mortem that has a core, in the background; optional.
 	Analyze func(ctx context.Context, pm Postmortem) error
-	// Capture writes a core of the live process pid into dir (as dir/core).
-	// Used by the watchdog before it kills a stuck child; optional.
+	// Capture writes a core of the live process pid into dir (as dir/core;
+	// a bundle.json of its own is kept). Used by the watchdog before it
+	// kills a stuck child; optional. It must trace the child from another
+	// process (e.g. run `wardgate diag capture`): the supervisor is the
+	// child's parent, and its own wait for the child would consume the
+	// ptrace stops an in-process tracer waits for.
 	Capture func(ctx context.Context, pid int, dir string) error
 	// OnEvent observes lifecycle events; it is called synchronously from the
 	// supervising goroutines and must not block for long. Optional.

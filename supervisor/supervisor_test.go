@@ -310,14 +310,17 @@ func TestSIGQUITCoreBecomesPostmortem(t *testing.T) {
 	}
 }
 
-// gcoreCapture is a real live capture for the watchdog test (the product
-// wires diag/capture's native method in its place).
+// gcoreCapture is a real live capture from another process, as Options.Capture
+// requires (`wardgate up` runs `wardgate diag capture --method native`).
 func gcoreCapture(ctx context.Context, pid int, dir string) error {
 	out, err := exec.CommandContext(ctx, "gcore", "-o", filepath.Join(dir, "core"), strconv.Itoa(pid)).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("gcore: %w: %s", err, out)
 	}
-	return os.Rename(filepath.Join(dir, "core."+strconv.Itoa(pid)), filepath.Join(dir, "core"))
+	if err := os.Rename(filepath.Join(dir, "core."+strconv.Itoa(pid)), filepath.Join(dir, "core")); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "bundle.json"), []byte(fmt.Sprintf(`{"pid": %d, "method": "gcore"}`, pid)), 0o600)
 }
 
 func TestWatchdogCapturesChildStuckInCrash(t *testing.T) {
@@ -355,13 +358,28 @@ func TestWatchdogCapturesChildStuckInCrash(t *testing.T) {
 		t.Fatalf("captured core: %v", err)
 	}
 	f.Close()
+	// The capture's bundle.json stays; the supervisor's view goes next to it.
 	b, err := os.ReadFile(filepath.Join(pm.Dir, "bundle.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var capMeta struct {
+		PID    int    `json:"pid"`
+		Method string `json:"method"`
+	}
+	if err := json.Unmarshal(b, &capMeta); err != nil || capMeta.PID != pid || capMeta.Method != "gcore" {
+		t.Fatalf("capture bundle.json %s (%v)", b, err)
+	}
+	b, err = os.ReadFile(filepath.Join(pm.Dir, "supervisor.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var info bundleInfo
-	if err := json.Unmarshal(b, &info); err != nil || info.Method != "watchdog" || info.CrashReason != "fatal error: simulated crash that never finishes" {
-		t.Fatalf("bundle.json %s (%v)", b, err)
+	if err := json.Unmarshal(b, &info); err != nil || info.Method != "watchdog" || info.CrashReason != "fatal error: simulated crash that never finishes" || info.Exit != "signal: killed" {
+		t.Fatalf("supervisor.json %s (%v)", b, err)
+	}
+	if pm.Exe != filepath.Join(pm.Dir, "exe") || pm.CrashOutput != filepath.Join(pm.Dir, "crash.txt") {
+		t.Fatalf("Analyze got %+v", pm)
 	}
 	if r := h.wait("restarted", func(e Event) bool { return e.Kind == EventReady }); r.PID == pid {
 		t.Fatal("not restarted")

@@ -471,3 +471,57 @@ func TestUpFlags(t *testing.T) {
 		t.Fatalf("up on a taken port: %v\n%s", err, out)
 	}
 }
+
+// TestUpWatchdogCapturesStuckCrash makes a job queue look stuck in its crash
+// path (its crash output starts with a fatal error, then nothing more, and the
+// process does not exit): up must capture it live with the native capturer,
+// kill it, write the post-mortem with a report, and restart it.
+func TestUpWatchdogCapturesStuckCrash(t *testing.T) {
+	u := startUp(t, "--jobqueues", "1")
+	jq := u.rows["jobqueue-1"]
+	crash := filepath.Join(u.data, "run", "jobqueue-1", "crash.txt")
+	f, err := os.OpenFile(crash, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("fatal error: simulated crash that never finishes\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	pm := u.waitLog("post-mortem", func(m map[string]any) bool {
+		return m["postmortem"] != nil && m["child"] == "jobqueue-1"
+	})
+	if pm["level"] != "INFO" || pm["exit"] != "signal: killed" {
+		t.Fatalf("post-mortem log %v, want a clean analysis of a killed process", pm)
+	}
+	dir := pm["postmortem"].(string)
+	var capMeta struct {
+		PID    int    `json:"pid"`
+		Method string `json:"method"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "bundle.json")); err != nil || json.Unmarshal(b, &capMeta) != nil || capMeta.PID != jq.pid || capMeta.Method != "native" {
+		t.Fatalf("capture bundle.json: %+v %v", capMeta, err)
+	}
+	var sup struct {
+		Method string `json:"method"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "supervisor.json")); err != nil || json.Unmarshal(b, &sup) != nil || sup.Method != "watchdog" {
+		t.Fatalf("supervisor.json: %+v %v", sup, err)
+	}
+	core, err := elf.Open(filepath.Join(dir, "core"))
+	if err != nil {
+		t.Fatalf("captured core: %v", err)
+	}
+	core.Close()
+	report, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil || !strings.Contains(string(report), "simulated crash that never finishes") {
+		t.Fatalf("report.md does not carry the crash output (%v):\n%.1500s", err, report)
+	}
+	u.waitLog("restart", func(m map[string]any) bool {
+		return m["msg"] == "child started" && m["child"] == "jobqueue-1" && m["pid"] != float64(jq.pid)
+	})
+	waitOK(t, jq.public+"/healthz")
+	if code := u.stop(); code != 0 {
+		t.Fatalf("up exited %d, want 0", code)
+	}
+}

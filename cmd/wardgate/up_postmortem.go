@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 
 	"github.com/wardgate/wardgate/diag/analyze"
-	"github.com/wardgate/wardgate/diag/capture"
 	"github.com/wardgate/wardgate/supervisor"
 )
 
@@ -53,11 +54,19 @@ func (h postmortemHooks) analyze(ctx context.Context, pm supervisor.Postmortem) 
 }
 
 // capture writes a native (low-pause) capture bundle of pid into dir: core,
-// exe, bundle.json, maps, status, environ.
+// exe, bundle.json, maps, status, environ. It runs `wardgate diag capture`
+// as a separate process rather than calling diag/capture here: up is the
+// child's parent, and the wait it keeps on the child would reap the ptrace
+// stops an in-process tracer waits for.
 func (h postmortemHooks) capture(ctx context.Context, pid int, dir string) error {
-	_, err := capture.Capture(ctx, capture.Options{PID: pid, OutDir: dir, Method: capture.MethodNative, Logger: h.log})
+	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("capture pid %d: %w", pid, err)
+	}
+	out, err := exec.CommandContext(ctx, exe, "diag", "capture", "--pid", strconv.Itoa(pid),
+		"--out", dir, "--method", "native", "--quiet").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("capture pid %d: %w: %s", pid, err, bytes.TrimSpace(out))
 	}
 	return nil
 }
