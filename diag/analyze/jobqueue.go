@@ -169,7 +169,7 @@ func (a *analysis) queueVar(g *proc.G, frames []proc.Stackframe, i int) (*proc.V
 	return nil, ""
 }
 
-// collectQueueFields walks struct fields (and nested structs, two levels)
+// collectQueueFields walks struct fields (then nested structs, two levels)
 // and records the first integer or channel found for each role. A channel
 // field that is the queue itself gives depth = len and capacity = cap.
 func collectQueueFields(v *proc.Variable, out map[string]*int64, level int) {
@@ -210,7 +210,11 @@ func collectQueueFields(v *proc.Variable, out map[string]*int64, level int) {
 				out["chancap"] = qcap
 			}
 		}
-		sc := c
+	}
+	// Nested structs only after the struct's own fields: Queue.reserved
+	// must win over a same-named counter inside an embedded helper.
+	for i := range v.Children {
+		sc := &v.Children[i]
 		for sc.Kind == reflect.Ptr && len(sc.Children) == 1 {
 			sc = &sc.Children[0]
 		}

@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// analyzeJobqueue is a running `wardgate jobqueue`.
+type analyzeJobqueue struct {
+	cmd           *exec.Cmd
+	public, admin string
+	stderr        *analyzeBuffer
+}
+
+type analyzeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *analyzeBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *analyzeBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+var analyzeListeningRE = regexp.MustCompile(`^listening public=(\S+) admin=(\S+)$`)
+
+// analyzeStartJobqueue runs `wardgate jobqueue` with env on loopback ports
+// and waits for its "listening" line.
+func analyzeStartJobqueue(t *testing.T, env ...string) *analyzeJobqueue {
+	t.Helper()
+	cmd := exec.Command(wardgateBin, "jobqueue")
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "LISTEN=127.0.0.1:0", "ADMIN_LISTEN=127.0.0.1:0")
+	cmd.Env = append(cmd.Env, env...)
+	p := &analyzeJobqueue{cmd: cmd, stderr: &analyzeBuffer{}}
+	cmd.Stderr = p.stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+		io.Copy(io.Discard, out)
+	}()
+	select {
+	case l, ok := <-line:
+		m := analyzeListeningRE.FindStringSubmatch(l)
+		if !ok || m == nil {
+			t.Fatalf("jobqueue first line %q; stderr:\n%s", l, p.stderr)
+		}
+		p.public, p.admin = "http://"+m[1], "http://"+m[2]
+	case <-time.After(60 * time.Second):
+		t.Fatalf("jobqueue not listening within 60s; stderr:\n%s", p.stderr)
+	}
+	return p
+}
+
+// analyzeClosedPort returns a loopback address nothing listens on.
+func analyzeClosedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// analyzePost posts one collection of n payloads and returns the status.
+func analyzePost(t *testing.T, base string, n int, tag string) int {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString(`{"version":"analyze-e2e","data":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"tag":%q,"i":%d}`, tag, i)
+	}
+	b.WriteString("]}")
+	resp, err := http.Post(base+"/v1/payloads", "application/json", strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// analyzeRun runs the wardgate binary and returns stdout, stderr and the
+// exit code.
+func analyzeRun(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, wardgateBin, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), 0
+}
+
+// analyzeDlv is the real delve binary the team installs
+// (scripts/install-test-deps.sh).
+func analyzeDlv(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("dlv"); err == nil {
+		return p
+	}
+	gopath, err := exec.Command("go", "env", "GOPATH").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "dlv")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("dlv not installed (run scripts/install-test-deps.sh): %v", err)
+	}
+	return p
+}
+
+// analyzeReport is the part of `diag analyze --json` these tests read.
+type analyzeReport struct {
+	Build struct {
+		GoVersion string `json:"go_version"`
+	} `json:"build"`
+	Stop struct {
+		Signal  int    `json:"signal"`
+		Summary string `json:"summary"`
+	} `json:"stop"`
+	Goroutines int `json:"goroutines"`
+	States     []struct {
+		State string `json:"state"`
+		Count int    `json:"count"`
+	} `json:"states"`
+	Groups []struct {
+		Count              int                 `json:"count"`
+		State              string              `json:"state"`
+		WaitReason         string              `json:"wait_reason"`
+		Culprit            string              `json:"culprit"`
+		LongestWaitSeconds *float64            `json:"longest_wait_seconds"`
+		Labels             map[string][]string `json:"labels"`
+		Frames             []struct {
+			Function string `json:"function"`
+		} `json:"frames"`
+	} `json:"groups"`
+	JobQueue struct {
+		Found       bool   `json:"found"`
+		Note        string `json:"note"`
+		Depth       *int64 `json:"depth"`
+		Capacity    *int64 `json:"capacity"`
+		BusyWorkers *int64 `json:"busy_workers"`
+		Workers     *int64 `json:"workers"`
+		Source      string `json:"source"`
+	} `json:"job_queue"`
+	Scripts []struct {
+		Path   string `json:"path"`
+		Output string `json:"output"`
+		Error  string `json:"error"`
+	} `json:"scripts"`
+	Warnings []string `json:"warnings"`
+}
+
+func int64p(p *int64) string {
+	if p == nil {
+		return "nil"
+	}
+	return strconv.FormatInt(*p, 10)
+}
+
+// jobqueueBundle is a native capture of a running job queue whose store is
+// down: every posted payload is acked and stays queued.
+type jobqueueBundle struct {
+	dir      string
+	jq       *analyzeJobqueue
+	payloads int
+}
+
+const (
+	analyzeMaxWorkers = 3
+	analyzeMaxQueue   = 5000
+)
+
+// captureStuckJobqueue starts `wardgate jobqueue` with an S3 store on a
+// closed port (every PUT fails and is retried, nothing is stored), posts
+// collections, and captures it with `wardgate diag capture --method native`.
+func captureStuckJobqueue(t *testing.T) jobqueueBundle {
+	t.Helper()
+	jq := analyzeStartJobqueue(t,
+		"BLOB_URL=s3://wardgate-test?endpoint=http://"+analyzeClosedPort(t)+"&region=us-east-1&use_path_style=true",
+		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+		"ACK_MODE=enqueued",
+		"MAX_WORKERS="+strconv.Itoa(analyzeMaxWorkers),
+		"MAX_QUEUE="+strconv.Itoa(analyzeMaxQueue),
+		"BATCH_MAX_WAIT=10ms",
+	)
+	payloads := 0
+	for i, n := range []int{7, 40, 3, 150, 1, 99} {
+		if code := analyzePost(t, jq.public, n, fmt.Sprint("c", i)); code != http.StatusAccepted {
+			t.Fatalf("post %d: status %d, want 202; stderr:\n%s", i, code, jq.stderr)
+		}
+		payloads += n
+	}
+	// Wait until a worker has taken payloads and failed to store them.
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(jq.stderr.String(), "blob put failed, retrying") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed PUT within 60s; stderr:\n%s", jq.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out := filepath.Join(t.TempDir(), "bundle")
+	stdout, stderr, code := analyzeRun(t, "diag", "capture", "--pid", strconv.Itoa(jq.cmd.Process.Pid), "--method", "native", "--out", out)
+	if code != 0 {
+		t.Fatalf("diag capture: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "method=native") {
+		t.Fatalf("diag capture did not use the native capturer:\n%s", stdout)
+	}
+	return jobqueueBundle{dir: out, jq: jq, payloads: payloads}
+}
+
+func analyzeGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+// TestDiagAnalyzeJobqueueCore: a real job queue with its store down,
+// captured live; the real dlv lists its worker goroutines in the core, and
+// `diag analyze --json` reads depth = payloads posted, capacity = MAX_QUEUE
+// and workers = MAX_WORKERS from the queue's memory.
+func TestDiagAnalyzeJobqueueCore(t *testing.T) {
+	b := captureStuckJobqueue(t)
+
+	// The process keeps running after the capture.
+	if body := analyzeGet(t, b.jq.admin+"/healthz"); body == "" {
+		t.Fatal("empty /healthz after capture")
+	}
+
+	// The real dlv opens the core and sees the worker goroutines (-s: by
+	// start location).
+	initFile := filepath.Join(t.TempDir(), "init.dlv")
+	if err := os.WriteFile(initFile, []byte("goroutines -s\nexit\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dlv := exec.CommandContext(ctx, analyzeDlv(t), "core", filepath.Join(b.dir, "exe"), filepath.Join(b.dir, "core"),
+		"--init", initFile, "--allow-non-terminal-interactive")
+	dlv.Stdin = strings.NewReader("")
+	out, err := dlv.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dlv core: %v\n%s", err, out)
+	}
+	workers := strings.Count(string(out), "jobqueue.(*Queue).worker")
+	if workers != analyzeMaxWorkers {
+		t.Errorf("dlv lists %d goroutines started at jobqueue.(*Queue).worker, want %d:\n%s", workers, analyzeMaxWorkers, out)
+	}
+
+	stdout, stderr, code := analyzeRun(t, "diag", "analyze", b.dir, "--json")
+	if code != 0 {
+		t.Fatalf("diag analyze: exit %d\n%s", code, stderr)
+	}
+	var r analyzeReport
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, stdout)
+	}
+	jq := r.JobQueue
+	if !jq.Found {
+		t.Fatalf("job queue not found: %s", jq.Note)
+	}
+	if jq.Depth == nil || *jq.Depth != int64(b.payloads) {
+		t.Errorf("depth %s, want %d payloads posted (source %s)", int64p(jq.Depth), b.payloads, jq.Source)
+	}
+	if jq.Capacity == nil || *jq.Capacity != analyzeMaxQueue {
+		t.Errorf("capacity %s, want MAX_QUEUE=%d (source %s)", int64p(jq.Capacity), analyzeMaxQueue, jq.Source)
+	}
+	if jq.Workers == nil || *jq.Workers != analyzeMaxWorkers {
+		t.Errorf("workers %s, want MAX_WORKERS=%d (source %s)", int64p(jq.Workers), analyzeMaxWorkers, jq.Source)
+	}
+	if jq.BusyWorkers == nil || *jq.BusyWorkers < 0 || *jq.BusyWorkers > analyzeMaxWorkers {
+		t.Errorf("busy workers %s, want 0..%d", int64p(jq.BusyWorkers), analyzeMaxWorkers)
+	}
+	t.Logf("job queue: depth=%s capacity=%s workers=%s busy=%s from %s", int64p(jq.Depth), int64p(jq.Capacity), int64p(jq.Workers), int64p(jq.BusyWorkers), jq.Source)
+}
