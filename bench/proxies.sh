@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Gateway vs its peers, side by side, in one run on this machine.
+#
+# Two identical Go backends (bench/backend, 64-byte body) on loopback; in
+# front of them, each on its own loopback port with a generated config in a
+# temp dir, in the foreground:
+#   nginx      worker_processes 2, upstream keepalive 256, HTTP/1.1 upstream
+#   haproxy    nbthread 2, http-reuse always
+#   caddy      reverse_proxy, round robin, 256 idle conns per host
+#   wardgate   `wardgate gateway`, round_robin (default: access log on,
+#              written to /dev/null) and the same with --log-level warn
+#              (no access log, like the peers here)
+#   plain      bench/plainproxy: httputil.ReverseProxy, default settings
+#   direct     wrk straight at one backend (the ceiling)
+# The peers log nothing per request (nginx access_log off, haproxy no log,
+# caddy's default), so the "wardgate, no access log" row is the like-for-like
+# one and the default row shows what the access log costs.
+#
+# Runs are interleaved (A B C ... A B C ...) so slow drift of a shared
+# machine hits every target alike; each row is the median over the rounds.
+# Prints a Markdown table on stdout; progress on stderr. Stops by itself and
+# kills what it started on exit.
+#
+# Environment: ROUNDS (3), DURATION (10s), THREADS (2), CONNS (64),
+# WARMUP (2s), BODY (64 bytes), BENCH_KEEP=1 keeps the temp dir.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10s}"
+THREADS="${THREADS:-2}"
+CONNS="${CONNS:-64}"
+WARMUP="${WARMUP:-2s}"
+BODY="${BODY:-64}"
+
+need wrk nginx haproxy caddy curl go
+bench_init
+build_bins
+B="$BENCH_TMP/bin"
+
+spawn backend1 "$B/backend" -size "$BODY"
+pid_be1=$SPAWNED
+spawn backend2 "$B/backend" -size "$BODY"
+be1="$(listen_addr backend1 "$pid_be1")"
+be2="$(listen_addr backend2 "$SPAWNED")"
+log "backends on $be1 and $be2"
+
+read -r p_nginx p_haproxy p_caddy p_wg p_wg_admin p_wgq p_wgq_admin <<<"$(free_ports 7 | tr "\n" " ")"
+
+# nginx ---------------------------------------------------------------------
+ng="$BENCH_TMP/nginx"
+mkdir -p "$ng/logs" "$ng/tmp"
+cat >"$ng/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 2;
+pid $ng/nginx.pid;
+error_log $ng/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $ng/tmp/body;
+  proxy_temp_path $ng/tmp/proxy;
+  fastcgi_temp_path $ng/tmp/fastcgi;
+  uwsgi_temp_path $ng/tmp/uwsgi;
+  scgi_temp_path $ng/tmp/scgi;
+  keepalive_requests 100000;
+  upstream backends {
+    server $be1;
+    server $be2;
+    keepalive 256;
+    keepalive_requests 100000;
+  }
+  server {
+    listen 127.0.0.1:$p_nginx;
+    location / {
+      proxy_pass http://backends;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+spawn nginx nginx -p "$ng" -c "$ng/nginx.conf"
+pid_nginx=$SPAWNED
+
+# HAProxy -------------------------------------------------------------------
+hp="$BENCH_TMP/haproxy.cfg"
+cat >"$hp" <<EOF
+global
+  nbthread 2
+  maxconn 4096
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+frontend fe
+  bind 127.0.0.1:$p_haproxy
+  default_backend be
+backend be
+  balance roundrobin
+  server s1 $be1
+  server s2 $be2
+EOF
+spawn haproxy haproxy -db -f "$hp"
+pid_haproxy=$SPAWNED
+
+# Caddy ---------------------------------------------------------------------
+cd_dir="$BENCH_TMP/caddy"
+mkdir -p "$cd_dir"
+cat >"$cd_dir/Caddyfile" <<EOF
+{
+  admin off
+  auto_https off
+}
+http://127.0.0.1:$p_caddy {
+  reverse_proxy $be1 $be2 {
+    lb_policy round_robin
+    transport http {
+      keepalive 90s
+      keepalive_idle_conns 512
+      keepalive_idle_conns_per_host 256
+    }
+  }
+}
+EOF
+XDG_DATA_HOME="$cd_dir" XDG_CONFIG_HOME="$cd_dir" HOME="$cd_dir" \
+  spawn caddy caddy run --adapter caddyfile --config "$cd_dir/Caddyfile"
+pid_caddy=$SPAWNED
+
+# wardgate gateway, twice: default logging and --log-level warn ----------------
+gw_conf() { # LISTEN_PORT ADMIN_PORT
+  cat <<EOF
+listen: 127.0.0.1:$1
+admin: 127.0.0.1:$2
+routes:
+  - path_prefix: /
+    upstream: backends
+upstreams:
+  backends:
+    balancer: round_robin
+    targets:
+      - {url: "http://$be1"}
+      - {url: "http://$be2"}
+EOF
+}
+gw_conf "$p_wg" "$p_wg_admin" >"$BENCH_TMP/gateway.yaml"
+gw_conf "$p_wgq" "$p_wgq_admin" >"$BENCH_TMP/gateway-quiet.yaml"
+# The access log goes to /dev/null: the cost of formatting and writing each
+# line is measured, not the disk.
+"$B/wardgate" gateway --config "$BENCH_TMP/gateway.yaml" >/dev/null 2>/dev/null &
+pid_wg=$!
+BENCH_PIDS+=("$pid_wg")
+spawn wardgate-quiet "$B/wardgate" gateway --config "$BENCH_TMP/gateway-quiet.yaml" --log-level warn
+pid_wgq=$SPAWNED
+
+spawn plainproxy "$B/plainproxy" -targets "http://$be1,http://$be2"
+pid_plain=$SPAWNED
+plain="$(listen_addr plainproxy "$pid_plain")"
+
+declare -A URL=(
+  [direct]="http://$be1/"
+  [plain]="http://$plain/"
+  [wardgate]="http://127.0.0.1:$p_wg/"
+  [wardgate-nolog]="http://127.0.0.1:$p_wgq/"
+  [nginx]="http://127.0.0.1:$p_nginx/"
+  [haproxy]="http://127.0.0.1:$p_haproxy/"
+  [caddy]="http://127.0.0.1:$p_caddy/"
+)
+declare -A PID=(
+  [direct]=$pid_be1 [plain]=$pid_plain [wardgate]=$pid_wg [wardgate-nolog]=$pid_wgq
+  [nginx]=$pid_nginx [haproxy]=$pid_haproxy [caddy]=$pid_caddy
+)
+ORDER=(direct wardgate wardgate-nolog nginx haproxy caddy plain)
+declare -A LABEL=(
+  [direct]="direct to one backend (ceiling)"
+  [wardgate]="wardgate gateway (default, access log on)"
+  [wardgate-nolog]="wardgate gateway, --log-level warn (no access log)"
+  [nginx]="nginx $(nginx -v 2>&1 | sed 's|.*/||')"
+  [haproxy]="HAProxy $(haproxy -v | head -1 | awk '{print $3}' | cut -d- -f1)"
+  [caddy]="Caddy $(caddy version | awk '{print $1}')"
+  [plain]="httputil.ReverseProxy, defaults"
+)
+
+for t in "${ORDER[@]}"; do
+  wait_http "${URL[$t]}" "${PID[$t]}"
+  # Every proxy must actually reach the backends with a 2xx.
+  [[ "$(curl -s "${URL[$t]}" | wc -c)" -eq "$BODY" ]] || die "$t: unexpected body"
+done
+log "all up; warm-up $WARMUP each, then $ROUNDS rounds x $DURATION, wrk -t$THREADS -c$CONNS"
+for t in "${ORDER[@]}"; do
+  wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "${URL[$t]}" >/dev/null
+done
+for r in $(seq 1 "$ROUNDS"); do
+  for t in "${ORDER[@]}"; do
+    wrk_run "$t" "$r" "${URL[$t]}" -t"$THREADS" -c"$CONNS" -d"$DURATION"
+  done
+done
+
+res() { echo "$BENCH_TMP/wrk/$1.res"; }
+wg_rps="$(median_col "$(res wardgate)" 1)"
+wgq_rps="$(median_col "$(res wardgate-nolog)" 1)"
+echo "| target | requests/s (median) | p50 ms | p99 ms | errors | wardgate / this | wardgate no-log / this |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for t in "${ORDER[@]}"; do
+  f="$(res "$t")"
+  rps="$(median_col "$f" 1)"
+  printf '| %s | %.0f | %.2f | %.2f | %d | %.2f | %.2f |\n' "${LABEL[$t]}" "$rps" \
+    "$(median_col "$f" 2)" "$(median_col "$f" 3)" "$(sum_col "$f" 4)" \
+    "$(awk -v a="$wg_rps" -v b="$rps" 'BEGIN {print a / b}')" \
+    "$(awk -v a="$wgq_rps" -v b="$rps" 'BEGIN {print a / b}')"
+done
+echo
+echo "wrk -t$THREADS -c$CONNS --latency, $ROUNDS interleaved rounds x $DURATION per target (median shown)," \
+  "GET /, $BODY-byte body, two bench/backend upstreams, all on loopback; $(machine_line);" \
+  "$(wrk -v 2>&1 | head -1 | awk '{print "wrk", $2}')."
