@@ -40,7 +40,7 @@ func TestPanelsReturnDataFromRealPrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatalf("prometheus not found (scripts/install-test-deps.sh installs it): %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 
