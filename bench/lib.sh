@@ -117,6 +117,7 @@ wait_http() {
 # wrk_run NAME ROUND URL [wrk args...]: run wrk --latency, keep its output
 # in $BENCH_TMP/wrk/NAME.ROUND.txt and append "rps p50_ms p99_ms errors" to
 # $BENCH_TMP/wrk/NAME.res. errors = non-2xx/3xx responses + socket errors.
+# The full line is "rps p50_ms p99_ms errors requests non2xx seconds".
 wrk_run() {
   local name=$1 round=$2 url=$3
   shift 3
@@ -139,10 +140,10 @@ wrk_parse() {
     /^ +50%/ { p50 = ms($2) }
     /^ +99%/ { p99 = ms($2) }
     /^Requests\/sec:/ { rps = $2 }
-    /Non-2xx or 3xx responses:/ { err += $NF }
+    /Non-2xx or 3xx responses:/ { err += $NF; non2xx = $NF }
     /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
-    /^ +[0-9]+ requests in/ { total = $1 }
-    END { printf "%.0f %.3f %.3f %d %d\n", rps, p50, p99, err + 0, total + 0 }
+    /^ +[0-9]+ requests in/ { total = $1; d = $4; sub(/,$/, "", d); secs = ms(d) / 1000 }
+    END { printf "%.0f %.3f %.3f %d %d %d %.3f\n", rps, p50, p99, err + 0, total + 0, non2xx + 0, secs }
   ' "$1"
 }
 
