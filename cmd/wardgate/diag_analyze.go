@@ -104,6 +104,14 @@ Flags:
 	if *crashOut != "" {
 		opts.CrashOutput = *crashOut
 	}
+	// A mistyped --script is a usage error, found before the (possibly
+	// long) analysis rather than as a note at the end of the report.
+	for _, s := range scripts {
+		if _, err := os.Stat(s); err != nil {
+			fmt.Fprintln(stderr, "wardgate diag analyze: --script:", err)
+			return 2
+		}
+	}
 	opts.Scripts = scripts
 	opts.MaxGroups = *maxGroups
 	opts.DlvPath = *dlv

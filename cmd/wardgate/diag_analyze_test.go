@@ -334,3 +334,236 @@ func TestDiagAnalyzeJobqueueCore(t *testing.T) {
 	}
 	t.Logf("job queue: depth=%s capacity=%s workers=%s busy=%s from %s", int64p(jq.Depth), int64p(jq.Capacity), int64p(jq.Workers), int64p(jq.BusyWorkers), jq.Source)
 }
+
+// TestDiagAnalyzeCLI drives `wardgate diag analyze` on one live capture of
+// a job queue: Markdown by default, --json, --out, --script with a shipped
+// delve script, a core file with --exe, and the usage errors.
+func TestDiagAnalyzeCLI(t *testing.T) {
+	b := captureStuckJobqueue(t)
+	core, exe := filepath.Join(b.dir, "core"), filepath.Join(b.dir, "exe")
+
+	t.Run("markdown", func(t *testing.T) {
+		stdout, stderr, code := analyzeRun(t, "diag", "analyze", b.dir)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		for _, want := range []string{
+			"# Post-mortem report\n",
+			"## Why it stopped\n",
+			"## Goroutines: ",
+			"## Goroutines grouped by stack",
+			"## Job queue\n",
+			fmt.Sprintf("| %d | %d | ", b.payloads, analyzeMaxQueue),
+			fmt.Sprintf(" | %d |\n", analyzeMaxWorkers),
+			"github.com/wardgate/wardgate/jobqueue.(*Queue).worker",
+		} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("Markdown report lacks %q:\n%s", want, stdout)
+			}
+		}
+	})
+
+	t.Run("json and core with --exe", func(t *testing.T) {
+		for _, args := range [][]string{{b.dir, "--json"}, {"--json", core, "--exe", exe}} {
+			stdout, stderr, code := analyzeRun(t, append([]string{"diag", "analyze"}, args...)...)
+			if code != 0 {
+				t.Fatalf("%v: exit %d: %s", args, code, stderr)
+			}
+			var r analyzeReport
+			if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+				t.Fatalf("%v: not JSON: %v", args, err)
+			}
+			sum := 0
+			for _, s := range r.States {
+				sum += s.Count
+			}
+			if r.Goroutines == 0 || sum != r.Goroutines {
+				t.Errorf("%v: %d goroutines, states add up to %d", args, r.Goroutines, sum)
+			}
+			if !strings.HasPrefix(r.Build.GoVersion, "go1.") {
+				t.Errorf("%v: go version %q", args, r.Build.GoVersion)
+			}
+			if r.JobQueue.Depth == nil || *r.JobQueue.Depth != int64(b.payloads) {
+				t.Errorf("%v: depth %s, want %d", args, int64p(r.JobQueue.Depth), b.payloads)
+			}
+		}
+	})
+
+	t.Run("out", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "report.json")
+		stdout, stderr, code := analyzeRun(t, "diag", "analyze", b.dir, "--json", "--out", out)
+		if code != 0 || stdout != "" {
+			t.Fatalf("exit %d, stdout %q: %s", code, stdout, stderr)
+		}
+		st, err := os.Stat(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("report mode %v, want 0600 (it may quote secrets from memory)", st.Mode().Perm())
+		}
+		data, _ := os.ReadFile(out)
+		var r analyzeReport
+		if err := json.Unmarshal(data, &r); err != nil || r.Goroutines == 0 {
+			t.Fatalf("--out file is not the JSON report (%v):\n%s", err, data)
+		}
+	})
+
+	t.Run("script", func(t *testing.T) {
+		script, err := filepath.Abs("../../scripts/postmortem/jobqueue.star")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr, code := analyzeRun(t, "diag", "analyze", b.dir, "--json", "--script", script, "--dlv", analyzeDlv(t))
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var r analyzeReport
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Scripts) != 1 || r.Scripts[0].Error != "" {
+			t.Fatalf("scripts: %+v", r.Scripts)
+		}
+		// One line per worker, each in the worker loop.
+		if n := strings.Count(r.Scripts[0].Output, "in github.com/wardgate/wardgate/jobqueue.(*Queue).worker"); n != analyzeMaxWorkers {
+			t.Errorf("jobqueue.star shows %d workers, want %d:\n%s", n, analyzeMaxWorkers, r.Scripts[0].Output)
+		}
+		// And the Markdown report carries the script's output.
+		md, _, code := analyzeRun(t, "diag", "analyze", b.dir, "--script", script, "--dlv", analyzeDlv(t))
+		if code != 0 || !strings.Contains(md, "## Script ") || !strings.Contains(md, fmt.Sprintf("workers: %d busy workers:", analyzeMaxWorkers)) {
+			t.Errorf("Markdown report (exit %d) lacks the script section:\n%s", code, md)
+		}
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		dir := t.TempDir()
+		garbage := filepath.Join(dir, "garbage.core")
+		if err := os.WriteFile(garbage, bytes.Repeat([]byte("not a core\n"), 100), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// A core cut short: the ELF header is there, the segments are not.
+		truncated := filepath.Join(dir, "truncated.core")
+		f, err := os.Open(core)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := make([]byte, 4096)
+		io.ReadFull(f, head)
+		f.Close()
+		if err := os.WriteFile(truncated, head, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		noCore := filepath.Join(dir, "bundle-without-core")
+		if err := os.Mkdir(noCore, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(exe, filepath.Join(noCore, "exe")); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			args []string
+			code int
+			want string
+		}{
+			{"no argument", nil, 2, "want exactly one BUNDLE_DIR or CORE"},
+			{"two arguments", []string{b.dir, b.dir}, 2, "want exactly one BUNDLE_DIR or CORE"},
+			{"missing bundle", []string{filepath.Join(dir, "nope")}, 2, "no such file or directory"},
+			{"bundle without core", []string{noCore}, 2, "core: no such file or directory"},
+			{"core without --exe", []string{core}, 2, "needs --exe"},
+			{"missing exe", []string{core, "--exe", filepath.Join(dir, "nope")}, 1, "no such file or directory"},
+			{"garbage core", []string{garbage, "--exe", exe}, 1, "is not an ELF core file"},
+			{"truncated core", []string{truncated, "--exe", exe}, 1, "is truncated"},
+			{"missing script", []string{b.dir, "--script", filepath.Join(dir, "nope.star")}, 2, "nope.star"},
+			{"bad max-groups", []string{b.dir, "--max-groups", "x"}, 2, "invalid value"},
+			{"unknown flag", []string{b.dir, "--frobnicate"}, 2, "frobnicate"},
+		} {
+			stdout, stderr, code := analyzeRun(t, append([]string{"diag", "analyze"}, tc.args...)...)
+			if code != tc.code || !strings.Contains(stdout+stderr, tc.want) {
+				t.Errorf("%s: exit %d, want %d with %q; stdout %q stderr %q", tc.name, code, tc.code, tc.want, stdout, stderr)
+			}
+		}
+	})
+
+	t.Run("help", func(t *testing.T) {
+		stdout, _, code := analyzeRun(t, "diag", "analyze", "--help")
+		if code != 0 || !strings.Contains(stdout, "Usage:") || !strings.Contains(stdout, "-script") || !strings.Contains(stdout, "TRACE_URL_TEMPLATE") {
+			t.Errorf("--help: exit %d\n%s", code, stdout)
+		}
+	})
+}
+
+// TestDiagCrashSetupCLI runs the checks on this machine: the exit status
+// says whether every check passed, --json says the same, and the
+// GOTRACEBACK check follows the environment it runs in.
+func TestDiagCrashSetupCLI(t *testing.T) {
+	run := func(gotraceback string, args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(wardgateBin, append([]string{"diag", "crash-setup", "--dir", t.TempDir()}, args...)...)
+		cmd.Env = append(os.Environ(), "GOTRACEBACK="+gotraceback)
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if e.Len() > 0 && code != 2 {
+			t.Errorf("stderr: %s", e.String())
+		}
+		return o.String(), code
+	}
+	type report struct {
+		OK     bool `json:"ok"`
+		Checks []struct {
+			Name string `json:"name"`
+			OK   bool   `json:"ok"`
+			Fix  string `json:"fix"`
+		} `json:"checks"`
+	}
+	for _, tb := range []string{"crash", "none"} {
+		text, code := run(tb)
+		if warns := strings.Count(text, "WARN "); (warns == 0) != (code == 0) || (code != 0 && code != 1) {
+			t.Errorf("GOTRACEBACK=%s: exit %d with %d WARN lines:\n%s", tb, code, warns, text)
+		}
+		out, jcode := run(tb, "--json")
+		var r report
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("--json: %v\n%s", err, out)
+		}
+		if jcode != code || r.OK != (code == 0) {
+			t.Errorf("GOTRACEBACK=%s: --json ok=%v exit %d, text exit %d", tb, r.OK, jcode, code)
+		}
+		all, names := true, map[string]bool{}
+		for _, c := range r.Checks {
+			all = all && c.OK
+			names[c.Name] = c.OK
+			if !c.OK && c.Fix == "" {
+				t.Errorf("check %s fails without saying what to change", c.Name)
+			}
+		}
+		if all != r.OK {
+			t.Errorf("ok=%v but checks all OK=%v", r.OK, all)
+		}
+		for _, n := range []string{"core_pattern", "RLIMIT_CORE", "GOTRACEBACK", "ptrace_scope", "free space"} {
+			if _, ok := names[n]; !ok {
+				t.Errorf("no %s check in %+v", n, r.Checks)
+			}
+		}
+		if names["GOTRACEBACK"] != (tb == "crash") {
+			t.Errorf("GOTRACEBACK=%s judged OK=%v", tb, names["GOTRACEBACK"])
+		}
+		if tb == "none" && code != 1 {
+			t.Errorf("GOTRACEBACK=none: exit %d, want 1 (no core on a fatal error)", code)
+		}
+	}
+	if stdout, _ := run("crash", "--help"); !strings.Contains(stdout, "Usage:") {
+		t.Errorf("--help:\n%s", stdout)
+	}
+	if _, code := run("crash", "extra"); code != 2 {
+		t.Errorf("unexpected argument: exit %d, want 2", code)
+	}
+}

@@ -47,7 +47,7 @@ type coreNotes struct {
 func readCoreNotes(path string) (coreNotes, error) {
 	f, err := elf.Open(path)
 	if err != nil {
-		return coreNotes{}, fmt.Errorf("analyze: core %s: %w", path, err)
+		return coreNotes{}, fmt.Errorf("analyze: core %s is not an ELF core file: %w", path, err)
 	}
 	defer f.Close()
 	if f.Type != elf.ET_CORE {
@@ -60,7 +60,7 @@ func readCoreNotes(path string) (coreNotes, error) {
 		}
 		data := make([]byte, p.Filesz)
 		if _, err := p.ReadAt(data, 0); err != nil {
-			return coreNotes{}, fmt.Errorf("analyze: core notes: %w", err)
+			return coreNotes{}, fmt.Errorf("analyze: core %s is truncated (its notes end early; was the disk full while it was written?): %w", path, err)
 		}
 		for len(data) >= 12 {
 			namesz := binary.LittleEndian.Uint32(data[0:])
