@@ -78,7 +78,7 @@ upstreams:
 	// An invalid config is refused and the current one keeps serving.
 	bad, _ := decode([]byte(strings.Replace(`
 routes: [{path_prefix: /, upstream: nope}]
-upstreams: {u: {targets: [{url: "` + a.URL + `"}]}}`, "\t", "", -1)))
+upstreams: {u: {targets: [{url: "`+a.URL+`"}]}}`, "\t", "", -1)))
 	err = f.g.Reload(bad)
 	if err == nil || !strings.Contains(err.Error(), `routes[0].upstream: unknown upstream "nope"`) {
 		t.Fatalf("bad reload: %v", err)
