@@ -90,7 +90,7 @@ upstreams: {u: {targets: [{url: "`+a.URL+`"}]}}`, "\t", "", -1)))
 
 func TestAdminUpstreamsAndMetrics(t *testing.T) {
 	a := newBackend(t, "a", nil)
-	f := newFixture(t, oneUpstream("", "    balancer: least_conn\n", a.URL, deadURL(t)))
+	f := newFixture(t, oneUpstream("", "    balancer: weighted_round_robin\n", a.URL, deadURL(t)))
 	for range 4 {
 		get(t, f.public.URL+"/v1/x", "Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	}
@@ -103,7 +103,7 @@ func TestAdminUpstreamsAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := st["u"]
-	if u.Balancer != "least_conn" || len(u.Targets) != 2 || u.Targets[0].URL != a.URL || u.Targets[0].Weight != 1 || !u.Targets[0].Healthy {
+	if u.Balancer != "weighted_round_robin" || len(u.Targets) != 2 || u.Targets[0].URL != a.URL || u.Targets[0].Weight != 1 || !u.Targets[0].Healthy {
 		t.Errorf("admin upstreams: %s", body)
 	}
 	if u.Targets[0].Requests == 0 || u.Targets[1].Failures == 0 || u.Targets[0].EWMAMillis <= 0 {
