@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs every benchmark of the project and writes its table into
+# docs/benchmarks.md between markers:
+#   <!-- bench:NAME:begin --> ... <!-- bench:NAME:end -->
+# NAME is proxies (bench/proxies.sh), ingest (bench/ingest.sh), capture
+# (bench/capture.sh), tracing (bench/tracing.sh) and analyze (the
+# diag/analyze Go benchmark). Scripts that are not there are skipped with a
+# note. With --print (or when the doc has no marker for a section) the
+# tables go to stdout for pasting instead.
+#
+# The settings of each script come from the environment (ROUNDS, DURATION,
+# CONNS, ...: see each script's header); QUICK=1 sets short ones
+# (ROUNDS=2 DURATION=5s) for a smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+print=""
+case "${1:-}" in
+  --print) print=1 ;;
+  -h | --help)
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  "") ;;
+  *) echo "usage: bench/run-all.sh [--print]" >&2; exit 2 ;;
+esac
+if [[ -n "${QUICK:-}" ]]; then
+  export ROUNDS="${ROUNDS:-2}" DURATION="${DURATION:-5s}"
+fi
+
+doc=docs/benchmarks.md
+out="$(mktemp -d "${TMPDIR:-/tmp}/wardgate-run-all.XXXXXX")"
+trap 'rm -rf "$out"' EXIT
+
+# put NAME FILE: replace the doc's NAME section by FILE, or print it.
+put() {
+  local name=$1 file=$2 begin="<!-- bench:$1:begin -->" end="<!-- bench:$1:end -->"
+  if [[ -z $print && -f $doc ]] && grep -qF "$begin" "$doc" && grep -qF "$end" "$doc"; then
+    awk -v b="$begin" -v e="$end" -v f="$file" '
+      $0 == b { print; while ((getline l < f) > 0) print l; skip = 1; next }
+      $0 == e { skip = 0 }
+      !skip { print }' "$doc" >"$out/doc" && cat "$out/doc" >"$doc"
+    echo "run-all: wrote section $name of $doc" >&2
+  else
+    echo "### $name"
+    cat "$file"
+    echo
+  fi
+}
+
+stamp() { echo "_Measured $(date -u +%Y-%m-%dT%H:%MZ) at commit $(git rev-parse --short HEAD)._"; echo; }
+
+run_section() { # NAME CMD...
+  local name=$1
+  shift
+  echo "run-all: $name: $*" >&2
+  { stamp; "$@"; } >"$out/$name" || { echo "run-all: $name failed" >&2; return 1; }
+  put "$name" "$out/$name"
+}
+
+failed=()
+run_section proxies bench/proxies.sh || failed+=(proxies)
+run_section ingest bench/ingest.sh || failed+=(ingest)
+if [[ -x bench/tracing.sh ]]; then
+  run_section tracing bench/tracing.sh || failed+=(tracing)
+else
+  echo "run-all: bench/tracing.sh not present, skipped" >&2
+fi
+if [[ -x bench/capture.sh ]]; then
+  run_section capture bench/capture.sh || failed+=(capture)
+fi
+analyze_bench() {
+  local raw
+  raw="$(go test -run '^$' -bench . -benchtime "${ANALYZE_BENCHTIME:-1x}" ./diag/analyze/ 2>&1)" || { echo "$raw" >&2; return 1; }
+  echo "| core | analyze time (s) |"
+  echo "|---|---:|"
+  echo "$raw" | awk '/^Benchmark/ { split($1, p, "/"); sub(/-[0-9]+$/, "", p[2]); printf "| %s | %.2f |\n", p[2], $3 / 1e9 }'
+  echo
+  echo "go test -bench . -benchtime ${ANALYZE_BENCHTIME:-1x} ./diag/analyze/ (wall time of one analyze run per core); $(nproc) CPUs, $(go version | cut -d' ' -f3)."
+}
+if [[ -f diag/analyze/bench_test.go ]]; then
+  run_section analyze analyze_bench || failed+=(analyze)
+fi
+if ((${#failed[@]})); then
+  echo "run-all: failed: ${failed[*]}" >&2
+  exit 1
+fi
