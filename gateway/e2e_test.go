@@ -655,7 +655,22 @@ func TestE2EReload(t *testing.T) {
 		t.Errorf("%d refusal lines, want 2 (one per attempt)", n)
 	}
 
-	// The long request started on the first config finishes normally.
+	_, metrics := get(t, p.admin+"/metrics")
+	for _, want := range []string{`wardgate_gateway_reloads_total{`, `result="ok"`, `result="error"`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// SIGTERM while the long request (started on the first config) is in
+	// flight: the gateway stops accepting, lets it finish, exits 0.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, "shutdown started", func() bool { return len(p.logs.lines("gateway shutting down")) == 1 })
+	select {
+	case <-p.exited:
+		t.Fatal("gateway exited with a request in flight")
+	default:
+	}
 	unblock()
 	select {
 	case got := <-long:
@@ -665,13 +680,6 @@ func TestE2EReload(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("long request did not finish")
 	}
-	_, metrics := get(t, p.admin+"/metrics")
-	for _, want := range []string{`wardgate_gateway_reloads_total{`, `result="ok"`, `result="error"`} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(t); code != 0 {
 		t.Errorf("exit code %d after SIGTERM", code)
 	}
