@@ -23,19 +23,19 @@ import (
 
 // Defaults applied by SetDefaults for fields the file leaves out.
 const (
-	DefaultListen               = "127.0.0.1:8080"
-	DefaultAdmin                = "127.0.0.1:6061"
-	DefaultBalancer             = "round_robin"
-	DefaultHealthInterval       = 2 * time.Second
-	DefaultHealthTimeout        = time.Second
-	DefaultHealthFall           = 2
-	DefaultHealthRise           = 1
-	DefaultPassiveFailThreshold = 5
-	DefaultPassiveWindow        = 10 * time.Second
-	DefaultPassiveEjectFor      = 30 * time.Second
-	DefaultRetries              = 1
-	DefaultDialTimeout          = 2 * time.Second
-	DefaultResponseHeaderTimout = 30 * time.Second
+	DefaultListen                = "127.0.0.1:8080"
+	DefaultAdmin                 = "127.0.0.1:6061"
+	DefaultBalancer              = "round_robin"
+	DefaultHealthInterval        = 2 * time.Second
+	DefaultHealthTimeout         = time.Second
+	DefaultHealthFall            = 2
+	DefaultHealthRise            = 1
+	DefaultPassiveFailThreshold  = 5
+	DefaultPassiveWindow         = 10 * time.Second
+	DefaultPassiveEjectFor       = 30 * time.Second
+	DefaultRetries               = 1
+	DefaultDialTimeout           = 2 * time.Second
+	DefaultResponseHeaderTimeout = 30 * time.Second
 	// maxRetries bounds `retries`: each retry goes to another target, and a
 	// storm of retries multiplies the load on a pool that is already failing.
 	maxRetries = 10
@@ -410,7 +410,7 @@ func (u *Upstream) validate(p string) []error {
 		add(fmt.Errorf("%s.retries: must be between 0 and %d, got %d", p, maxRetries, *u.Retries))
 	}
 	add(u.Timeouts.Dial.check(p+".timeouts.dial", DefaultDialTimeout))
-	add(u.Timeouts.ResponseHeader.check(p+".timeouts.response_header", DefaultResponseHeaderTimout))
+	add(u.Timeouts.ResponseHeader.check(p+".timeouts.response_header", DefaultResponseHeaderTimeout))
 	return errs
 }
 
