@@ -274,23 +274,26 @@ func (j telJaeger) spans(t *testing.T, path string) ([]telSpan, error) {
 
 // telS3 answers the S3 PutObject calls of the job queues' blob sink. It can
 // hold every PUT until released (to catch a request in flight) and fail
-// the first PUT of each job-queue instance (to exercise the retry path).
+// the first failFirst PUT requests for the first object of each job-queue
+// instance (to exercise the retry path: the AWS SDK itself makes three
+// attempts before the job queue sees an error).
 type telS3 struct {
 	URL     string
 	arrived chan string // keys of PUTs as they arrive
 
 	release   chan struct{}
-	failFirst bool
+	failFirst int
 
 	mu      sync.Mutex
 	objects map[string][]byte
-	failed  map[string]bool // instance -> first PUT failed
+	first   map[string]string // instance -> its first object's key
+	failed  map[string]int    // key -> PUT requests failed
 }
 
-func telNewS3(t *testing.T, hold, failFirst bool) *telS3 {
+func telNewS3(t *testing.T, hold bool, failFirst int) *telS3 {
 	t.Helper()
 	s := &telS3{arrived: make(chan string, 1000), release: make(chan struct{}), failFirst: failFirst,
-		objects: map[string][]byte{}, failed: map[string]bool{}}
+		objects: map[string][]byte{}, first: map[string]string{}, failed: map[string]int{}}
 	if !hold {
 		close(s.release)
 	}
@@ -325,16 +328,21 @@ func (s *telS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.arrived <- r.URL.Path:
 	default:
 	}
-	if s.failFirst {
+	if s.failFirst > 0 {
 		inst := ""
 		if m := telInstanceRe.FindStringSubmatch(r.URL.Path); m != nil {
 			inst = m[1]
 		}
 		s.mu.Lock()
-		first := !s.failed[inst]
-		s.failed[inst] = true
+		if _, ok := s.first[inst]; !ok {
+			s.first[inst] = r.URL.Path
+		}
+		fail := s.first[inst] == r.URL.Path && s.failed[r.URL.Path] < s.failFirst
+		if fail {
+			s.failed[r.URL.Path]++
+		}
 		s.mu.Unlock()
-		if first {
+		if fail {
 			w.Header().Set("Content-Type", "application/xml")
 			w.WriteHeader(http.StatusInternalServerError)
 			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>injected by the test</Message></Error>`)
@@ -568,7 +576,7 @@ var telHexID = regexp.MustCompile(`^[0-9a-f]{16}$`)
 // trace. Every log line of the request carries trace_id and span_id.
 func TestTelemetryTraceThroughStack(t *testing.T) {
 	jaeger := telStartJaeger(t)
-	s3 := telNewS3(t, true, false)
+	s3 := telNewS3(t, true, 0)
 	env := append([]string{
 		"OTEL_TRACES_EXPORTER=otlp",
 		"OTEL_EXPORTER_OTLP_ENDPOINT=" + jaeger.otlp,
@@ -903,7 +911,7 @@ func TestTelemetryMetricsDocumented(t *testing.T) {
 	if len(doc) < 30 {
 		t.Fatalf("docs/metrics.md lists only %d metrics; the table parser is probably broken", len(doc))
 	}
-	s3 := telNewS3(t, false, true)
+	s3 := telNewS3(t, false, 4)
 	env := append([]string{"BATCH_MAX_WAIT=50ms", "LOG_LEVEL=info"}, telS3Env...)
 	up := telStartUp(t, env, "--blob-url", s3.blobURL())
 	gw := up.rows["gateway"]
