@@ -18,7 +18,7 @@ print=""
 case "${1:-}" in
   --print) print=1 ;;
   -h | --help)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   "") ;;
