@@ -5,20 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
-// wireCollection is the body of POST /v1/payloads, as in the design notes.
-type wireCollection struct {
-	Version string             `json:"version"`
-	Token   string             `json:"token"`
-	Data    *[]json.RawMessage `json:"data"`
-}
-
-// decoded is a validated collection. Payloads are copies of the elements as
-// sent (json.RawMessage copies while unmarshalling), so the request body
-// buffer can be reused as soon as decoding returns.
+// decoded is a validated collection. version is the "version" member as
+// sent (a JSON string, quotes included; nil when absent or null) and each
+// payload is the element as sent: all of them alias the request body, which
+// the collection owns from then on, so decoding copies nothing.
 type decoded struct {
-	version  string
+	version  []byte
 	token    string
 	payloads []json.RawMessage
 }
@@ -32,42 +30,222 @@ func badRequest(format string, args ...any) error {
 	return &errBadRequest{fmt.Sprintf(format, args...)}
 }
 
-// decodeCollection parses and validates one collection: the body must be a
-// JSON object whose "data" is an array of JSON objects. An empty array is
-// valid (nothing to queue).
-//
-// json.Unmarshal checks the syntax of the whole body before decoding, so a
-// truncated or malformed body never yields a partial collection.
+// decodeOptions keep what encoding/json accepted: duplicate member names
+// (the last wins) and invalid UTF-8 inside strings (stored as sent).
+var decodeOptions = []jsontext.Options{
+	jsontext.AllowDuplicateNames(true),
+	jsontext.AllowInvalidUTF8(true),
+}
+
+// decodeCollection parses and validates one collection with a fresh
+// decoder; the queue reuses decoders through (*Queue).decode.
 func decodeCollection(body []byte) (decoded, error) {
+	return decodeBuffer(jsontext.NewDecoder(http.NoBody), bytes.NewBuffer(body))
+}
+
+// decodeBuffer parses and validates one collection, read from bb (whose
+// bytes the payloads then alias): the body must be a JSON object whose
+// "data" is an array of JSON objects. An empty array is valid (nothing to
+// queue).
+//
+// It is one streaming pass of jsontext (github.com/go-json-experiment/json,
+// the encoding/json/v2 code without GOEXPERIMENT): syntax is checked as the
+// tokens go by, element values are sliced from the body rather than built
+// into maps or copied, and unknown members are skipped. A problem with the
+// shape (data not an array, an element not an object, version not a
+// string) is reported only once the whole body is known to be valid JSON,
+// so a truncated or malformed body is always "malformed JSON", as
+// json.Unmarshal reported it.
+func decodeBuffer(d *jsontext.Decoder, bb *bytes.Buffer) (decoded, error) {
+	body := bb.Bytes()
 	if len(bytes.TrimSpace(body)) == 0 {
 		return decoded{}, badRequest("empty body")
 	}
-	var w wireCollection
-	if err := json.Unmarshal(body, &w); err != nil {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se):
-			return decoded{}, badRequest("malformed JSON at byte %d: %v", se.Offset, se)
-		case errors.As(err, &te):
-			if te.Field == "" {
-				return decoded{}, badRequest("body must be a JSON object, got %s", te.Value)
-			}
-			if te.Field == "data" || bytes.HasPrefix([]byte(te.Field), []byte("data.")) {
-				return decoded{}, badRequest("data must be an array of objects, got %s", te.Value)
-			}
-			return decoded{}, badRequest("field %q must be %s, got %s", te.Field, te.Type, te.Value)
-		default:
-			return decoded{}, badRequest("malformed JSON: %v", err)
+	d.Reset(bb, decodeOptions...)
+	defer d.Reset(http.NoBody) // do not keep the body alive from a pooled decoder
+
+	var (
+		out     decoded
+		shape   error // the first shape problem, reported if the syntax is good
+		hasData bool
+	)
+	setShape := func(format string, args ...any) {
+		if shape == nil {
+			shape = badRequest(format, args...)
 		}
 	}
-	if w.Data == nil {
+	if k := d.PeekKind(); k != '{' {
+		if err := d.SkipValue(); err != nil {
+			return decoded{}, syntaxError(err)
+		}
+		setShape("body must be a JSON object, got %s", kindName(k))
+	} else {
+		if _, err := d.ReadToken(); err != nil {
+			return decoded{}, syntaxError(err)
+		}
+		var name []byte
+		for d.PeekKind() != '}' {
+			raw, err := d.ReadValue() // the member name, quoted
+			if err != nil {
+				return decoded{}, syntaxError(err)
+			}
+			name = unquoteName(name[:0], raw)
+			switch {
+			case bytes.EqualFold(name, []byte("data")):
+				payloads, ok, err := readData(d, body, setShape)
+				if err != nil {
+					return decoded{}, err
+				}
+				out.payloads, hasData = payloads, ok
+			case bytes.EqualFold(name, []byte("version")):
+				v, isNull, err := readString(d, "version", setShape)
+				if err != nil {
+					return decoded{}, err
+				}
+				if !isNull {
+					out.version = v
+				}
+			case bytes.EqualFold(name, []byte("token")):
+				v, isNull, err := readString(d, "token", setShape)
+				if err != nil {
+					return decoded{}, err
+				}
+				if !isNull {
+					s, uerr := jsontext.AppendUnquote(nil, v)
+					if uerr != nil {
+						return decoded{}, syntaxError(uerr)
+					}
+					out.token = string(s)
+				}
+			default:
+				if err := d.SkipValue(); err != nil {
+					return decoded{}, syntaxError(err)
+				}
+			}
+		}
+		if _, err := d.ReadToken(); err != nil { // '}' (or the syntax error)
+			return decoded{}, syntaxError(err)
+		}
+	}
+	if _, err := d.ReadToken(); err != io.EOF {
+		if err == nil {
+			err = errors.New("more than one JSON value in the body")
+		}
+		return decoded{}, syntaxError(err)
+	}
+	if shape != nil {
+		return decoded{}, shape
+	}
+	if !hasData {
 		return decoded{}, badRequest("data is missing (want an array of objects)")
 	}
-	for i, el := range *w.Data {
-		if len(el) == 0 || el[0] != '{' {
-			return decoded{}, badRequest("data[%d] is not an object", i)
+	return out, nil
+}
+
+// readData reads the value of "data". ok is false for null (missing).
+// Elements are sliced from body by the decoder's input offset.
+func readData(d *jsontext.Decoder, body []byte, setShape func(string, ...any)) (payloads []json.RawMessage, ok bool, err error) {
+	switch k := d.PeekKind(); k {
+	case 'n':
+		_, err := d.ReadValue()
+		return nil, false, syntaxError(err)
+	case '[':
+	default:
+		if err := d.SkipValue(); err != nil {
+			return nil, false, syntaxError(err)
 		}
+		setShape("data must be an array of objects, got %s", kindName(k))
+		return nil, false, nil
 	}
-	return decoded{version: w.Version, token: w.Token, payloads: *w.Data}, nil
+	if _, err := d.ReadToken(); err != nil {
+		return nil, false, syntaxError(err)
+	}
+	payloads = make([]json.RawMessage, 0, 16)
+	for i := 0; ; i++ {
+		k := d.PeekKind()
+		if k == ']' {
+			break
+		}
+		if k != '{' {
+			if err := d.SkipValue(); err != nil {
+				return nil, false, syntaxError(err)
+			}
+			setShape("data[%d] is not an object", i)
+			continue
+		}
+		v, err := d.ReadValue()
+		if err != nil {
+			return nil, false, syntaxError(err)
+		}
+		end := int(d.InputOffset())
+		payloads = append(payloads, json.RawMessage(body[end-len(v):end:end]))
+	}
+	if _, err := d.ReadToken(); err != nil {
+		return nil, false, syntaxError(err)
+	}
+	return payloads, true, nil
+}
+
+// readString reads a member that must be a JSON string (or null, which
+// leaves it unset, as encoding/json did); v is the value as sent, quoted.
+func readString(d *jsontext.Decoder, field string, setShape func(string, ...any)) (v []byte, isNull bool, err error) {
+	k := d.PeekKind()
+	raw, err := d.ReadValue()
+	if err != nil {
+		return nil, false, syntaxError(err)
+	}
+	switch k {
+	case '"':
+		return bytes.Clone(raw), false, nil
+	case 'n':
+		return nil, true, nil
+	}
+	setShape("field %q must be string, got %s", field, kindName(k))
+	return nil, true, nil
+}
+
+// unquoteName returns a member name's text; names without escapes (all of
+// them, in practice) are not copied.
+func unquoteName(dst, raw []byte) []byte {
+	if len(raw) >= 2 && bytes.IndexByte(raw, '\\') < 0 {
+		return raw[1 : len(raw)-1]
+	}
+	s, err := jsontext.AppendUnquote(dst, raw)
+	if err != nil {
+		return raw
+	}
+	return s
+}
+
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case 'n':
+		return "null"
+	case 'f', 't':
+		return "bool"
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	}
+	return "nothing"
+}
+
+// syntaxError turns a jsontext error into the client's 400 message.
+func syntaxError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *jsontext.SyntacticError
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return badRequest("malformed JSON: unexpected end of body (truncated?)")
+	case errors.As(err, &se):
+		return badRequest("malformed JSON at byte %d: %v", se.ByteOffset, se.Err)
+	}
+	return badRequest("malformed JSON: %v", err)
 }

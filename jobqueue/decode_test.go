@@ -25,6 +25,14 @@ func TestDecodeCollection(t *testing.T) {
 		{`[1,2]`, 0, "body must be a JSON object"},
 		{``, 0, "empty body"},
 		{`{"data":[{}]} trailing`, 0, "malformed JSON"},
+		{`{"data":[{}]}{}`, 0, "malformed JSON"},
+		{`{"data":[1,{"a":}]}`, 0, "malformed JSON"},          // syntax wins over shape
+		{`{"data":[{"a":1,"a":2}],"data":[{},{},{}]}`, 3, ""}, // duplicates: the last wins
+		{`{"d\u0061ta":[{}],"Version":"x"}`, 1, ""},           // escaped and case-folded names
+		{`{"data":[{"s":"\u00e9 \"}\"","n":[{"x":null}]}],"other":{"data":1}}`, 1, ""},
+		{`{"data":[{}],"token":7}`, 0, `field "token" must be string`},
+		{`{"data":"x"}`, 0, "data must be an array of objects, got string"},
+		{`"x"`, 0, "body must be a JSON object, got string"},
 	} {
 		d, err := decodeCollection([]byte(tc.body))
 		if tc.wantErr != "" {
@@ -60,6 +68,9 @@ func FuzzDecodeCollection(f *testing.F) {
 				t.Fatalf("error of type %T: %v", err, err)
 			}
 			return
+		}
+		if !json.Valid(body) {
+			t.Fatalf("accepted invalid JSON %q", body)
 		}
 		for i, p := range d.payloads {
 			var m map[string]json.RawMessage

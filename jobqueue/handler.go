@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -191,12 +192,11 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	buf, _ := q.bufs.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
+	// The body buffer is the collection's from here on: payloads alias it.
+	buf := new(bytes.Buffer)
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // one allocation; ReadFrom wants MinRead spare
 	}
-	buf.Reset()
-	defer q.bufs.Put(buf)
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, q.cfg.MaxLength)); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -206,7 +206,12 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		q.reject(ctx, w, http.StatusBadRequest, reasonBadRequest, fmt.Sprintf("reading body: %v", err))
 		return
 	}
-	d, err := decodeCollection(buf.Bytes())
+	dec, _ := q.decoders.Get().(*jsontext.Decoder)
+	if dec == nil {
+		dec = jsontext.NewDecoder(http.NoBody)
+	}
+	d, err := decodeBuffer(dec, buf)
+	q.decoders.Put(dec)
 	if err != nil {
 		q.reject(ctx, w, http.StatusBadRequest, reasonBadRequest, err.Error())
 		return
@@ -223,7 +228,10 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 	}
 
 	now := q.now()
-	version, _ := json.Marshal(d.version)
+	version := d.version
+	if version == nil {
+		version = []byte(`""`)
+	}
 	c := &collection{
 		version:    version,
 		traceID:    trace.SpanContextFromContext(ctx).TraceID().String(),

@@ -128,7 +128,7 @@ type Queue struct {
 	kindsMu sync.Mutex
 	kinds   atomic.Pointer[map[string]*kindHandler]
 
-	bufs sync.Pool // *bytes.Buffer for request bodies
+	decoders sync.Pool // *jsontext.Decoder, reset for each request body
 
 	startOnce sync.Once
 	stopWork  context.CancelFunc // aborts retries (drain deadline passed)
