@@ -6,7 +6,8 @@
 # (bench/capture.sh), tracing (bench/tracing.sh) and analyze (the
 # diag/analyze Go benchmark). Scripts that are not there are skipped with a
 # note. With --print (or when the doc has no marker for a section) the
-# tables go to stdout for pasting instead.
+# tables go to stdout for pasting instead. Naming sections runs only
+# those, e.g. `bench/run-all.sh tracing capture`.
 #
 # The settings of each script come from the environment (ROUNDS, DURATION,
 # CONNS, ...: see each script's header); QUICK=1 sets short ones
@@ -15,15 +16,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 print=""
-case "${1:-}" in
-  --print) print=1 ;;
-  -h | --help)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-  "") ;;
-  *) echo "usage: bench/run-all.sh [--print]" >&2; exit 2 ;;
-esac
+declare -A only=()
+for a in "$@"; do
+  case "$a" in
+    --print) print=1 ;;
+    -h | --help)
+      sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    proxies | ingest | tracing | capture | analyze) only[$a]=1 ;;
+    *) echo "usage: bench/run-all.sh [--print] [proxies|ingest|tracing|capture|analyze]..." >&2; exit 2 ;;
+  esac
+done
+want() { ((${#only[@]} == 0)) || [[ -n "${only[$1]:-}" ]]; }
 if [[ -n "${QUICK:-}" ]]; then
   export ROUNDS="${ROUNDS:-2}" DURATION="${DURATION:-5s}"
 fi
@@ -54,19 +59,26 @@ run_section() { # NAME CMD...
   local name=$1
   shift
   echo "run-all: $name: $*" >&2
-  { stamp; "$@"; } >"$out/$name" || { echo "run-all: $name failed" >&2; return 1; }
+  "$@" >"$out/$name.raw" || { echo "run-all: $name failed" >&2; return 1; }
+  # Plain-text output (no Markdown table) goes into a code block.
+  {
+    stamp
+    if grep -q '^|' "$out/$name.raw"; then cat "$out/$name.raw"; else echo '```'; cat "$out/$name.raw"; echo '```'; fi
+  } >"$out/$name"
   put "$name" "$out/$name"
 }
 
 failed=()
-run_section proxies bench/proxies.sh || failed+=(proxies)
-run_section ingest bench/ingest.sh || failed+=(ingest)
-if [[ -x bench/tracing.sh ]]; then
+if want proxies; then run_section proxies bench/proxies.sh || failed+=(proxies); fi
+if want ingest; then run_section ingest bench/ingest.sh || failed+=(ingest); fi
+if ! want tracing; then
+  :
+elif [[ -x bench/tracing.sh ]]; then
   run_section tracing bench/tracing.sh || failed+=(tracing)
 else
   echo "run-all: bench/tracing.sh not present, skipped" >&2
 fi
-if [[ -x bench/capture.sh ]]; then
+if want capture && [[ -x bench/capture.sh ]]; then
   run_section capture bench/capture.sh || failed+=(capture)
 fi
 analyze_bench() {
@@ -78,7 +90,7 @@ analyze_bench() {
   echo
   echo "go test -bench . -benchtime ${ANALYZE_BENCHTIME:-1x} ./diag/analyze/ (wall time of one analyze run per core); $(nproc) CPUs, $(go version | cut -d' ' -f3)."
 }
-if [[ -f diag/analyze/bench_test.go ]]; then
+if want analyze && [[ -f diag/analyze/bench_test.go ]]; then
   run_section analyze analyze_bench || failed+=(analyze)
 fi
 if ((${#failed[@]})); then
