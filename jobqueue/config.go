@@ -50,14 +50,27 @@ type Config struct {
 	RetryMax  time.Duration
 }
 
+// Batch and queue defaults. 10,000 payloads per object is 100 PUTs per
+// million payloads; 8 MiB holds 10,000 lines of a ~650-byte payload (larger
+// payloads make smaller batches by bytes). MAX_QUEUE must leave room for a
+// full batch being built while others upload and for a backlog in the
+// channel: 200,000 is two full batches per default worker with room to
+// spare on a small machine, and bounds memory at about 200,000 payloads'
+// request bodies.
+const (
+	DefaultMaxQueue         = 200_000
+	DefaultBatchMaxPayloads = 10_000
+	DefaultBatchMaxBytes    = 8 << 20
+)
+
 // DefaultConfig returns the defaults documented in docs/jobqueue.md.
 func DefaultConfig() Config {
 	return Config{
 		MaxWorkers:       DefaultMaxWorkers(),
-		MaxQueue:         100_000,
+		MaxQueue:         DefaultMaxQueue,
 		MaxLength:        1 << 20,
-		BatchMaxPayloads: 1000,
-		BatchMaxBytes:    4 << 20,
+		BatchMaxPayloads: DefaultBatchMaxPayloads,
+		BatchMaxBytes:    DefaultBatchMaxBytes,
 		BatchMaxWait:     time.Second,
 		AckMode:          AckEnqueued,
 		Compression:      CompressionGzip,

@@ -206,67 +206,36 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		q.reject(ctx, w, http.StatusBadRequest, reasonBadRequest, fmt.Sprintf("reading body: %v", err))
 		return
 	}
-	dec, _ := q.decoders.Get().(*jsontext.Decoder)
-	if dec == nil {
-		dec = jsontext.NewDecoder(http.NoBody)
+	durable := q.cfg.AckMode == AckDurable
+	if durable {
+		// Until this request is queued or refused, a durable batch being
+		// built waits for it rather than flushing without it.
+		q.admitting.Add(1)
 	}
-	d, err := decodeBuffer(dec, buf)
-	q.decoders.Put(dec)
-	if err != nil {
+	c, n, err := q.enqueue(ctx, r, buf)
+	if durable {
+		q.doneAdmitting()
+	}
+	var bad *errBadRequest
+	switch {
+	case errors.As(err, &bad):
 		q.reject(ctx, w, http.StatusBadRequest, reasonBadRequest, err.Error())
 		return
-	}
-	if len(q.cfg.APITokens) > 0 && !q.authorized(r, d.token) {
+	case errors.Is(err, errUnauthorized):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="wardgate-jobqueue"`)
 		q.reject(ctx, w, http.StatusUnauthorized, reasonUnauth, "missing or unknown token (collection \"token\" field or Authorization: Bearer)")
 		return
-	}
-	n := len(d.payloads)
-	if n == 0 {
-		writeJSON(w, http.StatusAccepted, map[string]int{"accepted": 0})
+	case errors.Is(err, ErrDraining):
+		q.reject(ctx, w, http.StatusServiceUnavailable, reasonDraining, "draining: not accepting payloads, retry another instance")
+		return
+	case err != nil:
+		q.reject(ctx, w, http.StatusServiceUnavailable, reasonFull, fmt.Sprintf("queue cannot take %d payloads now, retry later", n))
 		return
 	}
-
-	now := q.now()
-	version := d.version
-	if version == nil {
-		version = []byte(`""`)
+	if n > 0 {
+		q.m.accepted.Add(ctx, int64(n))
 	}
-	c := &collection{
-		version:    version,
-		traceID:    trace.SpanContextFromContext(ctx).TraceID().String(),
-		receivedAt: now,
-		stamp:      now.UTC().Format(time.RFC3339Nano),
-		payloads:   d.payloads,
-	}
-	if q.cfg.AckMode == AckDurable {
-		c.ack = &ack{done: make(chan struct{})}
-		c.ack.remaining.Store(int64(n))
-	}
-	_, pspan := q.tracer.Start(ctx, "send "+destination,
-		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", messagingSystem),
-			attribute.String("messaging.operation.type", "send"),
-			attribute.String("messaging.operation.name", "send"),
-			attribute.String("messaging.destination.name", destination),
-			attribute.Int("messaging.batch.message_count", n),
-		))
-	c.producer = pspan.SpanContext()
-	if err := q.admit(c); err != nil {
-		pspan.SetStatus(codes.Error, err.Error())
-		pspan.End()
-		reason, msg := reasonFull, fmt.Sprintf("queue cannot take %d payloads now, retry later", n)
-		if errors.Is(err, ErrDraining) {
-			reason, msg = reasonDraining, "draining: not accepting payloads, retry another instance"
-		}
-		q.reject(ctx, w, http.StatusServiceUnavailable, reason, msg)
-		return
-	}
-	pspan.End()
-	q.m.accepted.Add(ctx, int64(n))
-
-	if c.ack != nil {
+	if c != nil && c.ack != nil {
 		select {
 		case <-c.ack.done:
 			if c.ack.failed.Load() {
@@ -283,7 +252,81 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
-	_, _ = w.Write([]byte(`{"accepted":` + strconv.Itoa(n) + "}\n"))
+	var ans [40]byte
+	out := append(ans[:0], `{"accepted":`...)
+	out = strconv.AppendInt(out, int64(n), 10)
+	_, _ = w.Write(append(out, "}\n"...))
+}
+
+// errUnauthorized: the collection's token and the bearer header are both
+// missing or unknown.
+var errUnauthorized = errors.New("jobqueue: unauthorized")
+
+// enqueue decodes the body, checks the token and admits the collection
+// under a PRODUCER span. It returns the admitted collection (nil for an
+// empty one) and its payload count; errors are an *errBadRequest,
+// errUnauthorized, ErrDraining or ErrFull.
+func (q *Queue) enqueue(ctx context.Context, r *http.Request, buf *bytes.Buffer) (*collection, int, error) {
+	dec, _ := q.decoders.Get().(*jsontext.Decoder)
+	if dec == nil {
+		dec = jsontext.NewDecoder(http.NoBody)
+	}
+	d, err := decodeBuffer(dec, buf)
+	q.decoders.Put(dec)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(q.cfg.APITokens) > 0 && !q.authorized(r, d.token) {
+		return nil, 0, errUnauthorized
+	}
+	n := len(d.payloads)
+	if n == 0 {
+		return nil, 0, nil
+	}
+	now := q.now()
+	version := d.version
+	if version == nil {
+		version = []byte(`""`)
+	}
+	c := &collection{
+		version:    version,
+		traceID:    trace.SpanContextFromContext(ctx).TraceID().String(),
+		receivedAt: now,
+		stamp:      now.UTC().Format(time.RFC3339Nano),
+		payloads:   d.payloads,
+	}
+	if q.cfg.AckMode == AckDurable {
+		c.ack = &ack{done: make(chan struct{})}
+		c.ack.remaining.Store(int64(n))
+	}
+	_, pspan := q.tracer.Start(ctx, "send "+destination, trace.WithSpanKind(trace.SpanKindProducer))
+	if pspan.IsRecording() {
+		pspan.SetAttributes(
+			attribute.String("messaging.system", messagingSystem),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.operation.name", "send"),
+			attribute.String("messaging.destination.name", destination),
+			attribute.Int("messaging.batch.message_count", n))
+	}
+	c.producer = pspan.SpanContext()
+	if err := q.admit(c); err != nil {
+		pspan.SetStatus(codes.Error, err.Error())
+		pspan.End()
+		return nil, n, err
+	}
+	pspan.End()
+	return c, n, nil
+}
+
+// doneAdmitting ends what servePayloads began with admitting.Add(1); the
+// last one out wakes a durable builder waiting for it.
+func (q *Queue) doneAdmitting() {
+	if q.admitting.Add(-1) == 0 {
+		select {
+		case q.admitted <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // authorized accepts a bearer header or the collection's token field that

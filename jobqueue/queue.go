@@ -119,6 +119,16 @@ type Queue struct {
 	busy     atomic.Int64
 	queued   atomic.Int64 // payloads in ch, not yet taken by a worker
 
+	// build is held by the one worker building the open batch; carry is
+	// the rest of a collection that did not fit in the last batch (under
+	// build). admitting counts requests between reading their body and
+	// being queued or refused; in durable mode admitted wakes the builder
+	// when it drops to 0 without a collection arriving.
+	build     sync.Mutex
+	carry     *collection
+	admitting atomic.Int64
+	admitted  chan struct{}
+
 	drainingFlag atomic.Bool
 	lastTaken    atomic.Int64   // received_at (unix ns) of the newest collection a worker took
 	oldest       []atomic.Int64 // per worker: received_at (unix ns) of its oldest unstored payload, 0 if none
@@ -180,6 +190,7 @@ func New(cfg Config, sink Sink, opts ...Option) (*Queue, error) {
 		ch:       make(chan *collection, min(cfg.MaxQueue, maxChannelSlots)),
 		oldest:   make([]atomic.Int64, cfg.MaxWorkers),
 		done:     make(chan struct{}),
+		admitted: make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(q)

@@ -2,7 +2,13 @@ package jobqueue_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,5 +70,113 @@ func TestAcceptAndStore(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOneOpenBatch: workers take turns building one batch, so at any rate
+// batches are full (BATCH_MAX_PAYLOADS) except the last one flushed by the
+// drain, and a collection split across two batches is stored whole. With
+// a batch per worker, four workers would leave up to four partial batches.
+func TestOneOpenBatch(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxWorkers = 4
+	cfg.BatchMaxPayloads = 100
+	cfg.BatchMaxWait = time.Hour // only size and the drain flush
+	sink := fileSink(t)
+	q, url := startQueue(t, cfg, sink)
+	const collections, size = 143, 7 // 1001 payloads; 7 does not divide 100
+	for i := range collections {
+		if r, err := post(t, nil, url, collection(size, fmt.Sprint(i))); err != nil || r.code != 202 {
+			t.Fatal(r, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := q.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	objs := readBucket(t, sink.Bucket)
+	var sizes []int
+	for _, lines := range objs {
+		sizes = append(sizes, len(lines))
+	}
+	sort.Ints(sizes)
+	want := []int{1, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100}
+	if !slices.Equal(sizes, want) {
+		t.Fatalf("batch sizes %v, want %v", sizes, want)
+	}
+	seen := map[string]int{}
+	for _, lines := range objs {
+		for _, l := range lines {
+			var p struct {
+				Tag string `json:"tag"`
+				I   int    `json:"i"`
+			}
+			if err := json.Unmarshal(l.Payload, &p); err != nil {
+				t.Fatal(err)
+			}
+			seen[fmt.Sprint(p.Tag, "/", p.I)]++
+		}
+	}
+	if len(seen) != collections*size {
+		t.Fatalf("%d distinct payloads stored, want %d", len(seen), collections*size)
+	}
+}
+
+// TestDurableDoesNotWaitForBatchMaxWait: in durable mode a batch is
+// flushed as soon as every request being admitted is in it, so acks come
+// after a PUT, not after BATCH_MAX_WAIT (an hour here), and concurrent
+// clients share batches.
+func TestDurableDoesNotWaitForBatchMaxWait(t *testing.T) {
+	cfg := testConfig()
+	cfg.AckMode = jobqueue.AckDurable
+	cfg.BatchMaxWait = time.Hour
+	sink := fileSink(t)
+	_, url := startQueue(t, cfg, sink)
+	client := &http.Client{Timeout: 2 * time.Minute} // far below an hour
+	const clients, perClient, size = 8, 5, 3
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perClient {
+				r, err := post(t, client, url, collection(size, fmt.Sprint(c, "-", i)))
+				if err != nil || r.code != 202 {
+					t.Error(r, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := countLines(readBucket(t, sink.Bucket)); got != clients*perClient*size {
+		t.Fatalf("%d lines stored after the acks, want %d", got, clients*perClient*size)
+	}
+}
+
+// TestPayloadStoredAsSent: a payload already on one line is stored byte
+// for byte; one spread over lines is compacted onto one.
+func TestPayloadStoredAsSent(t *testing.T) {
+	cfg := testConfig()
+	sink := fileSink(t)
+	q, url := startQueue(t, cfg, sink)
+	body := "{\"version\":\"v\",\"data\":[{\"a\": 1, \"s\":\"x y\"},\n{\n\t\"b\" : [1, 2]\r\n}]}"
+	if r, err := post(t, nil, url, []byte(body)); err != nil || r.code != 202 {
+		t.Fatal(r, err)
+	}
+	if err := q.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, lines := range readBucket(t, sink.Bucket) {
+		for _, l := range lines {
+			got = append(got, string(l.Payload))
+		}
+	}
+	sort.Strings(got)
+	want := []string{`{"a": 1, "s":"x y"}`, `{"b":[1,2]}`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("payloads %q, want %q", got, want)
 	}
 }
