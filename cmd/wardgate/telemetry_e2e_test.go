@@ -916,17 +916,33 @@ func TestTelemetryMetricsDocumented(t *testing.T) {
 	up := telStartUp(t, env, "--blob-url", s3.blobURL())
 	gw := up.rows["gateway"]
 
-	// A retried attempt: kill one job queue; the gateway's next attempt on
-	// it is refused and retried on the other (it never reached the
-	// target, so a POST may be retried). The supervisor restarts it.
+	// A retried attempt: kill one job queue; the gateway's next attempts on
+	// it fail (reset on a pooled connection, or refused) and are retried on
+	// the other. GETs (answered 405 by a job queue), because a POST whose
+	// body went out on a connection that was then reset is, rightly, not
+	// retried. The supervisor restarts the job queue.
 	victim := up.rows["jobqueue-1"]
 	if err := syscall.Kill(victim.pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill jobqueue-1: %v", err)
 	}
-	telWait(t, time.Minute, "a retried upstream attempt", func() (bool, string) {
-		if code, body := telPost(t, up.public+"/v1/payloads", telCollection(2), nil); code != http.StatusAccepted {
-			return false, fmt.Sprintf("POST: %d %s", code, body)
+	// Once the process is dead (gone or a zombie), its listener is closed;
+	// the supervisor restarts it no sooner than 100ms later. A burst of
+	// concurrent requests in that window sends some to the dead target
+	// (until passive ejection takes it out).
+	telWait(t, time.Minute, "jobqueue-1 dead", func() (bool, string) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(victim.pid) + "/stat")
+		if err != nil {
+			return true, ""
 		}
+		f := strings.Fields(string(b))
+		return len(f) > 2 && (f[2] == "Z" || f[2] == "X"), string(b)
+	})
+	telWait(t, time.Minute, "a retried upstream attempt", func() (bool, string) {
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() { _, _ = telGet(up.public + "/v1/payloads") })
+		}
+		wg.Wait()
 		fams, err := telScrape(gw.metrics)
 		if err != nil {
 			return false, err.Error()
