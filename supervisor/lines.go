@@ -59,11 +59,15 @@ func (w *lineWriter) emit(line []byte) {
 // lockedWriter serialises whole lines from all children onto one writer so
 // lines from different services never interleave mid-line.
 type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu     sync.Mutex
+	w      io.Writer
+	filter func(line []byte) bool // nil: every line
 }
 
 func (l *lockedWriter) writeLine(prefix, line []byte) {
+	if l.filter != nil && !l.filter(line) {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	buf := make([]byte, 0, len(prefix)+len(line)+1)

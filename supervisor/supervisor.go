@@ -95,6 +95,10 @@ type Options struct {
 	// Forward, when set, receives every output line of every child,
 	// prefixed with "<service> | ".
 	Forward io.Writer
+	// ForwardFilter, when set, picks which lines go to Forward (true =
+	// forward). The per-child log files always get every line; a filter
+	// keeps a busy access log from costing the supervisor a core.
+	ForwardFilter func(line []byte) bool
 	// Analyze writes report.md/report.json into pm.Dir. Called once per
 	// post-mortem that has a core, in the background; optional.
 	Analyze func(ctx context.Context, pm Postmortem) error
@@ -192,7 +196,7 @@ func New(opts Options) (*Supervisor, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if opts.Forward != nil {
-		s.forward = &lockedWriter{w: opts.Forward}
+		s.forward = &lockedWriter{w: opts.Forward, filter: opts.ForwardFilter}
 	}
 	for _, d := range []string{filepath.Join(abs, "run"), filepath.Join(abs, "postmortem")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -195,8 +196,12 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		DataDir: data,
 		Logger:  log,
 		Forward: stderr,
-		Analyze: hooks.analyze,
-		Capture: hooks.capture,
+		// Access-log lines stay in DATA/run/<service>/stderr.log: copying
+		// thousands a second through up's pipe is pure overhead. Errors
+		// (5xx access lines included) and everything else still show.
+		ForwardFilter: notInfoAccessLog,
+		Analyze:       hooks.analyze,
+		Capture:       hooks.capture,
 	})
 	if err != nil {
 		return err
@@ -405,4 +410,10 @@ func printTable(w io.Writer, rows []upService, status []supervisor.Status) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\thttp://%s/metrics\n", r.name, pids[r.name], r.public, r.admin)
 	}
 	_ = tw.Flush()
+}
+
+// notInfoAccessLog reports whether a child's output line is worth showing on
+// up's terminal: anything but an info-level access-log line.
+func notInfoAccessLog(line []byte) bool {
+	return !(bytes.Contains(line, []byte(`"msg":"http request"`)) && bytes.Contains(line, []byte(`"level":"INFO"`)))
 }
