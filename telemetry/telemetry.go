@@ -94,8 +94,8 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 	t.MeterProvider = mp
 	t.shutdown = append(t.shutdown, mp.Shutdown)
 
-	// Traces: off unless OTEL_TRACES_EXPORTER names an exporter. The SDK
-	// reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG itself.
+	// Traces: off unless OTEL_TRACES_EXPORTER names an exporter; the sampler
+	// comes from OTEL_TRACES_SAMPLER(_ARG) (see samplerFromEnv).
 	//
 	// "Off" still hands out real trace and span IDs (an SDK provider that
 	// samples nothing and exports nothing): error bodies, log lines and pprof
@@ -108,7 +108,11 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: OTEL_TRACES_EXPORTER=%q: %w", v, err)
 		}
-		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp))
+		sampler, err := samplerFromEnv()
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: %w", err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp), sdktrace.WithSampler(sampler))
 		t.TracerProvider = tp
 		t.shutdown = append(t.shutdown, tp.Shutdown)
 	}
