@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -62,6 +63,15 @@ func (q *Queue) Handle() http.Handler {
 type server struct {
 	q   *Queue
 	mux *http.ServeMux
+
+	// durations caches the measurement option of each (method, route,
+	// status) seen, so a request does not build an attribute set.
+	durations sync.Map // reqKey -> metric.MeasurementOption
+}
+
+type reqKey struct {
+	method, route string
+	code          int
 }
 
 var knownMethods = map[string]bool{
@@ -70,10 +80,15 @@ var knownMethods = map[string]bool{
 	http.MethodTrace: true, http.MethodPatch: true,
 }
 
+// serverSpan is the start option of every SERVER span; attributes are set
+// only on spans that are recorded (the samplers wardgate configures decide
+// on the trace ID and the parent, not on attributes).
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := s.q
 	start := time.Now()
-	_, pattern := s.mux.Handler(r)
+	h, pattern := s.mux.Handler(r)
 	route := pattern
 	if i := strings.IndexByte(route, ' '); i >= 0 {
 		route = route[i+1:]
@@ -87,36 +102,43 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		name += " " + route
 	}
 	ctx := q.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := q.tracer.Start(ctx, name,
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(
+	ctx, span := q.tracer.Start(ctx, name, serverSpan...)
+	if span.IsRecording() {
+		span.SetAttributes(
 			attribute.String("http.request.method", method),
 			attribute.String("http.route", route),
 			attribute.String("url.path", r.URL.Path),
 			attribute.String("client.address", r.RemoteAddr),
-			attribute.String("user_agent.original", r.UserAgent()),
-		))
+			attribute.String("user_agent.original", r.UserAgent()))
+	}
 	sw := &statusWriter{ResponseWriter: w}
 	telemetry.DoWithSpanLabels(ctx, func(ctx context.Context) {
-		s.mux.ServeHTTP(sw, r.WithContext(ctx))
+		h.ServeHTTP(sw, r.WithContext(ctx))
 	}, telemetry.LabelRoute, route)
 	code := sw.code
 	if code == 0 {
 		code = http.StatusOK
 	}
-	span.SetAttributes(attribute.Int("http.response.status_code", code))
-	if code >= 500 {
-		span.SetStatus(codes.Error, http.StatusText(code))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("http.response.status_code", code))
+		if code >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(code))
+		}
 	}
 	span.End()
-	attrs := []attribute.KeyValue{
-		attribute.String("http.request.method", method),
-		attribute.Int("http.response.status_code", code),
+	key := reqKey{method, route, code}
+	opt, ok := s.durations.Load(key)
+	if !ok {
+		attrs := []attribute.KeyValue{
+			attribute.String("http.request.method", method),
+			attribute.Int("http.response.status_code", code),
+		}
+		if route != "" {
+			attrs = append(attrs, attribute.String("http.route", route))
+		}
+		opt, _ = s.durations.LoadOrStore(key, metric.WithAttributeSet(attribute.NewSet(attrs...)))
 	}
-	if route != "" {
-		attrs = append(attrs, attribute.String("http.route", route))
-	}
-	q.m.reqDur.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+	q.m.reqDur.Record(ctx, time.Since(start).Seconds(), opt.(metric.MeasurementOption))
 }
 
 // statusWriter remembers the status code for the span and the metric.
@@ -149,7 +171,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // reject answers an error as JSON {"error","trace_id"} and counts it.
 func (q *Queue) reject(ctx context.Context, w http.ResponseWriter, code int, reason, msg string) {
-	q.m.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	q.m.rejected.Add(ctx, 1, q.m.reason(reason))
 	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfterSeconds)
 	}
@@ -290,7 +312,7 @@ func (q *Queue) enqueue(ctx context.Context, r *http.Request, buf *bytes.Buffer)
 	}
 	c := &collection{
 		version:    version,
-		traceID:    trace.SpanContextFromContext(ctx).TraceID().String(),
+		traceID:    trace.SpanContextFromContext(ctx).TraceID(),
 		receivedAt: now,
 		stamp:      now.UTC().Format(time.RFC3339Nano),
 		payloads:   d.payloads,
@@ -299,7 +321,7 @@ func (q *Queue) enqueue(ctx context.Context, r *http.Request, buf *bytes.Buffer)
 		c.ack = &ack{done: make(chan struct{})}
 		c.ack.remaining.Store(int64(n))
 	}
-	_, pspan := q.tracer.Start(ctx, "send "+destination, trace.WithSpanKind(trace.SpanKindProducer))
+	_, pspan := q.tracer.Start(ctx, "send "+destination, producerSpan...)
 	if pspan.IsRecording() {
 		pspan.SetAttributes(
 			attribute.String("messaging.system", messagingSystem),
@@ -317,6 +339,8 @@ func (q *Queue) enqueue(ctx context.Context, r *http.Request, buf *bytes.Buffer)
 	pspan.End()
 	return c, n, nil
 }
+
+var producerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
 
 // doneAdmitting ends what servePayloads began with admitting.Add(1); the
 // last one out wakes a durable builder waiting for it.

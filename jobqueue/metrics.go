@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 )
@@ -35,6 +36,32 @@ type instruments struct {
 	putDur    metric.Float64Histogram
 	putBytes  metric.Int64Counter
 	putErrors metric.Int64Counter
+
+	reasons    map[string]metric.AddOption    // the "reason" of each rejection, built once
+	putOutcome map[string]metric.RecordOption // "outcome" ok / error of a PUT attempt
+}
+
+// rejectReasons are every "reason" of wardgate.payloads.rejected.
+var rejectReasons = []string{reasonFull, reasonTooLarge, reasonBadRequest, reasonUnauth, reasonMediaType, reasonMethod, reasonDraining, reasonNotStored}
+
+// reason returns the attribute option of a rejection reason.
+func (m *instruments) reason(r string) metric.AddOption {
+	if o, ok := m.reasons[r]; ok {
+		return o
+	}
+	return metric.WithAttributes(attribute.String("reason", r))
+}
+
+// zero starts every counter at 0, each rejection reason included, so a
+// dashboard shows 0 rather than "No data" before the first event (and
+// rate() sees the first one).
+func (m *instruments) zero(ctx context.Context) {
+	for _, c := range []metric.Int64Counter{m.accepted, m.stored, m.putBytes, m.putErrors} {
+		c.Add(ctx, 0)
+	}
+	for _, r := range rejectReasons {
+		m.rejected.Add(ctx, 0, m.reason(r))
+	}
 }
 
 func newInstruments(q *Queue) (*instruments, error) {
@@ -114,6 +141,15 @@ func newInstruments(q *Queue) (*instruments, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("jobqueue: metrics: %v", errs)
 	}
+	in.reasons = make(map[string]metric.AddOption, len(rejectReasons))
+	for _, r := range rejectReasons {
+		in.reasons[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r)))
+	}
+	in.putOutcome = map[string]metric.RecordOption{
+		"ok":    metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "ok"))),
+		"error": metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "error"))),
+	}
+	in.zero(context.Background())
 	return &in, nil
 }
 

@@ -149,7 +149,7 @@ type Queue struct {
 // collection is one admitted request's payloads, as queued.
 type collection struct {
 	version    []byte // JSON string, encoded once
-	traceID    string
+	traceID    trace.TraceID
 	receivedAt time.Time
 	stamp      string // receivedAt, UTC RFC3339Nano
 	producer   trace.SpanContext

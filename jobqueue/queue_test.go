@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/wardgate/wardgate/jobqueue"
 )
 
@@ -61,6 +63,15 @@ func TestAcceptAndStore(t *testing.T) {
 						t.Errorf("duplicate or empty id %q", l.ID)
 					}
 					ids[l.ID] = true
+					id, err := uuid.Parse(l.ID)
+					if err != nil || id.Version() != 7 || id.Variant() != uuid.RFC4122 {
+						t.Errorf("id %q is not a UUIDv7: %v", l.ID, err)
+					}
+					if at, err := time.Parse(time.RFC3339Nano, l.ReceivedAt); err == nil {
+						if sec, nsec := id.Time().UnixTime(); time.Unix(sec, nsec).UnixMilli() != at.UnixMilli() {
+							t.Errorf("id %s: time %v, want the received_at millisecond %v", l.ID, time.Unix(sec, nsec), at)
+						}
+					}
 					if l.Version != "10.0.19045" || len(l.TraceID) != 32 || l.TraceID == strings.Repeat("0", 32) {
 						t.Errorf("line %+v", l)
 					}

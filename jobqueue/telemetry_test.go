@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -255,4 +256,33 @@ func mustReq(t *testing.T, path string) *http.Request {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestCountersStartAtZero: before any request, /metrics already has every
+// counter at 0, each rejection reason included, so dashboards show 0
+// rather than "No data".
+func TestCountersStartAtZero(t *testing.T) {
+	ctx := context.Background()
+	tel, err := telemetry.Setup(ctx, "jobqueue-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(ctx)
+	startQueue(t, testConfig(), fileSink(t), jobqueue.WithTelemetry(tel))
+	rec := httptest.NewRecorder()
+	tel.AdminHandler("", nil).ServeHTTP(rec, mustReq(t, "/metrics"))
+	text := rec.Body.String()
+	series := []string{"wardgate_payloads_accepted_total", "wardgate_payloads_stored_total", "wardgate_blob_put_bytes_total", "wardgate_blob_put_errors_total"}
+	for _, reason := range []string{"full", "too_large", "bad_request", "unauthorized", "unsupported_media", "method", "draining", "not_stored"} {
+		series = append(series, `wardgate_payloads_rejected_total{otel_scope_name="github.com/wardgate/wardgate/jobqueue",otel_scope_schema_url="",otel_scope_version="",reason="`+reason+`"}`)
+	}
+	for _, s := range series {
+		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(s) + `(\{[^}]*\})? 0$`)
+		if !re.MatchString(text) {
+			t.Errorf("/metrics has no %s at 0", s)
+		}
+	}
+	if t.Failed() {
+		t.Log(text)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -15,7 +16,6 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wardgate/wardgate/telemetry"
@@ -175,19 +175,16 @@ func (q *Queue) full(w *worker) bool {
 // {"id","received_at","trace_id","version","payload"[,"result"][,"error"]}.
 // The payload is the element as sent, compacted onto one line.
 func (q *Queue) appendLine(ctx context.Context, w *worker, c *collection, p json.RawMessage) {
-	id, err := uuid.NewV7FromReader(w.rng)
-	if err != nil {
-		id = uuid.New()
-	}
 	b := &w.buf
+	var scratch [36]byte
 	b.WriteString(`{"id":"`)
-	var hexID [36]byte
-	encodeUUID(&hexID, id)
-	b.Write(hexID[:])
+	encodeUUID(&scratch, w.newID(c.receivedAt))
+	b.Write(scratch[:])
 	b.WriteString(`","received_at":"`)
 	b.WriteString(c.stamp)
 	b.WriteString(`","trace_id":"`)
-	b.WriteString(c.traceID)
+	hex.Encode(scratch[:32], c.traceID[:])
+	b.Write(scratch[:32])
 	b.WriteString(`","version":`)
 	b.Write(c.version)
 	b.WriteString(`,"payload":`)
@@ -216,6 +213,22 @@ func (q *Queue) appendLine(ctx context.Context, w *worker, c *collection, p json
 	}
 	b.WriteString("}\n")
 	w.n++
+}
+
+// newID returns a UUIDv7 (RFC 9562): the 48-bit Unix millisecond of
+// receipt, then 74 random bits from the worker's ChaCha8 stream (seeded
+// from crypto/rand). Written here rather than with uuid.NewV7 because that
+// reads crypto/rand and allocates for every payload; the layout is the
+// same, minus its within-millisecond counter (ids are unique, not sorted
+// within a millisecond).
+func (w *worker) newID(at time.Time) uuid.UUID {
+	var id uuid.UUID
+	ms := uint64(at.UnixMilli())
+	binary.BigEndian.PutUint64(id[0:8], ms<<16|w.rng.Uint64()&0xffff)
+	binary.BigEndian.PutUint64(id[8:16], w.rng.Uint64())
+	id[6] = 0x70 | id[6]&0x0f // version 7
+	id[8] = 0x80 | id[8]&0x3f // variant 10 (RFC 9562)
+	return id
 }
 
 // encodeUUID writes id in its canonical 8-4-4-4-12 hex form without the
@@ -318,7 +331,7 @@ func (q *Queue) put(ctx context.Context, key string, body []byte, ct string, att
 	} else {
 		q.m.putBytes.Add(ctx, int64(len(body)))
 	}
-	q.m.putDur.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("outcome", outcome)))
+	q.m.putDur.Record(ctx, time.Since(start).Seconds(), q.m.putOutcome[outcome])
 	if err != nil {
 		return fmt.Errorf("put %s (attempt %s): %w", key, strconv.Itoa(attempt), err)
 	}
