@@ -49,6 +49,8 @@ type run struct {
 	exited chan struct{} // closed once Wait returned; state is then set
 	state  *os.ProcessState
 
+	ready bool // passed waitReady; guarded by the child's mu
+
 	wdDone      chan struct{} // closed when the watchdog goroutine returned
 	watchdogDir string        // set by the watchdog before wdDone closes
 }
@@ -194,6 +196,9 @@ func (c *child) waitReady(ctx context.Context, r *run) error {
 			}
 		}
 	}
+	c.mu.Lock()
+	r.ready = true
+	c.mu.Unlock()
 	c.sup.emit(Event{Kind: EventReady, Service: c.spec.Name, PID: r.pid})
 	return nil
 }
@@ -233,10 +238,11 @@ func (c *child) supervise(r *run) {
 		}
 		c.sup.log.Info(lvl, "child", c.spec.Name, "pid", r.pid, "status", r.state.String(), "ran", ran.Round(time.Millisecond).String())
 		c.sup.emit(Event{Kind: EventExited, Service: c.spec.Name, PID: r.pid, Status: r.state.String()})
-		c.sup.collect(c, r)
+		crashed := c.sup.collect(c, r)
 		if stopping {
 			return
 		}
+		reason := restartReason(r, crashed)
 		var delay time.Duration
 		delay, failures = c.sup.opts.Backoff.Delay(failures, ran)
 		for {
@@ -263,12 +269,31 @@ func (c *child) supervise(r *run) {
 		c.mu.Lock()
 		c.restarts++
 		c.mu.Unlock()
+		c.sup.metrics.restarted(c.spec.Name, reason)
 		go func(r *run) {
 			if err := c.waitReady(c.ctx, r); err != nil && c.ctx.Err() == nil {
 				c.sup.log.Warn("restarted child not ready", "child", c.spec.Name, "pid", r.pid, "err", err)
 			}
 		}(r)
 	}
+}
+
+// restartReason says why run r died, for the restarts metric: the
+// watchdog killed it, it crashed (a core or crash output), a signal
+// killed it, or it exited. It needs collect to have returned (which waits
+// for the watchdog, so watchdogDir is settled).
+func restartReason(r *run, crashed bool) string {
+	if r.watchdogDir != "" {
+		return ReasonWatchdog
+	}
+	ws, ok := r.state.Sys().(syscall.WaitStatus)
+	switch {
+	case crashed || (ok && ws.CoreDump()):
+		return ReasonCrash
+	case ok && ws.Signaled():
+		return ReasonSignal
+	}
+	return ReasonExit
 }
 
 // shutdown sends SIGTERM, waits up to StopTimeout (or ctx), then SIGKILLs.

@@ -53,7 +53,8 @@ func (s *Supervisor) newPostmortemDir(service string, pid int, t time.Time) (str
 // collect turns what a dead process left (a core, crash output, a watchdog
 // capture) into a post-mortem dir, then runs Analyze on it in the
 // background. A clean exit or a plain SIGKILL leaves nothing and is ignored.
-func (s *Supervisor) collect(c *child, r *run) {
+// It reports whether the process left anything (it crashed).
+func (s *Supervisor) collect(c *child, r *run) bool {
 	<-r.wdDone
 	defer func() {
 		if r.exe != nil {
@@ -67,7 +68,7 @@ func (s *Supervisor) collect(c *child, r *run) {
 		crashSize = st.Size()
 	}
 	if core == "" && r.watchdogDir == "" && crashSize == 0 {
-		return
+		return false
 	}
 	now := time.Now()
 	dir := r.watchdogDir
@@ -75,7 +76,7 @@ func (s *Supervisor) collect(c *child, r *run) {
 		var err error
 		if dir, err = s.newPostmortemDir(c.spec.Name, r.pid, now); err != nil {
 			s.log.Error("post-mortem failed", "child", c.spec.Name, "pid", r.pid, "err", err)
-			return
+			return true
 		}
 	}
 	pm := Postmortem{Dir: dir, Service: c.spec.Name, PID: r.pid}
@@ -122,22 +123,38 @@ func (s *Supervisor) collect(c *child, r *run) {
 	if err := errors.Join(errs...); err != nil {
 		s.log.Warn("post-mortem incomplete", "child", c.spec.Name, "pid", r.pid, "postmortem", dir, "err", err)
 	}
-	if pm.Core == "" || pm.Exe == "" || s.opts.Analyze == nil {
-		s.logPostmortem(pm, info, nil)
-		return
+	switch {
+	case pm.Core == "":
+		s.logPostmortem(pm, info, ResultNoCore, nil)
+		return true
+	case pm.Exe == "":
+		s.logPostmortem(pm, info, ResultAnalyzeFailed, errors.New("not analyzed: the executable of the dead process was not kept"))
+		return true
+	case s.opts.Analyze == nil:
+		s.logPostmortem(pm, info, ResultNotAnalyzed, nil)
+		return true
 	}
 	s.analyses.Add(1)
 	go func() {
 		defer s.analyses.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.AnalyzeTimeout)
 		defer cancel()
+		start := time.Now()
 		err := s.opts.Analyze(ctx, pm)
-		s.logPostmortem(pm, info, err)
+		s.metrics.analyzed(pm.Service, time.Since(start).Seconds())
+		result := ResultAnalyzed
+		if err != nil {
+			result = ResultAnalyzeFailed
+		}
+		s.logPostmortem(pm, info, result, err)
 	}()
+	return true
 }
 
-// logPostmortem writes the one line an operator greps for: key postmortem.
-func (s *Supervisor) logPostmortem(pm Postmortem, info bundleInfo, analyzeErr error) {
+// logPostmortem writes the one line an operator greps for (key
+// postmortem), counts the post-mortem by result and reports the event.
+func (s *Supervisor) logPostmortem(pm Postmortem, info bundleInfo, result string, analyzeErr error) {
+	s.metrics.postmortem(pm.Service, result)
 	attrs := []any{"postmortem", pm.Dir, "child", pm.Service, "pid", pm.PID, "exit", info.Exit, "core", pm.Core != ""}
 	if info.CrashReason != "" {
 		attrs = append(attrs, "reason", info.CrashReason)
@@ -366,6 +383,7 @@ func (s *Supervisor) fireWatchdog(c *child, r *run, crashing time.Duration) {
 			s.log.Error("watchdog capture failed", "child", c.spec.Name, "pid", r.pid, "err", err)
 		}
 	}
+	s.metrics.captured(c.spec.Name)
 	s.emit(Event{Kind: EventWatchdog, Service: c.spec.Name, PID: r.pid, Dir: dir, Err: err})
 	_ = r.cmd.Process.Kill()
 }

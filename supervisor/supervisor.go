@@ -31,6 +31,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Spec describes one supervised service.
@@ -116,6 +118,11 @@ type Options struct {
 	Watchdog Watchdog
 	// AnalyzeTimeout bounds one Analyze call (default 5m).
 	AnalyzeTimeout time.Duration
+	// MeterProvider receives the supervisor's metrics (see docs/metrics.md):
+	// wardgate.child.restarts, wardgate.child.up, wardgate.postmortems,
+	// wardgate.postmortem.analyze.duration, wardgate.watchdog.captures.
+	// Nil records nothing.
+	MeterProvider metric.MeterProvider
 }
 
 // EventKind says what happened to a child.
@@ -159,6 +166,7 @@ type Supervisor struct {
 	forward *lockedWriter
 	cores   CorePattern
 	http    *http.Client
+	metrics instruments
 
 	mu       sync.Mutex
 	children map[string]*child
@@ -194,6 +202,9 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.metrics, err = newInstruments(opts.MeterProvider, s); err != nil {
+		return nil, err
 	}
 	if opts.Forward != nil {
 		s.forward = &lockedWriter{w: opts.Forward, filter: opts.ForwardFilter}
@@ -273,6 +284,7 @@ func (s *Supervisor) Start(ctx context.Context, spec Spec) error {
 		s.mu.Unlock()
 		return fmt.Errorf("supervisor: %s did not become ready: %w%s", spec.Name, err, c.stderrTail())
 	}
+	s.metrics.known(spec.Name)
 	go c.supervise(r)
 	return nil
 }

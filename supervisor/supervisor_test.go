@@ -6,6 +6,7 @@ import (
 	"debug/buildinfo"
 	"debug/elf"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -217,11 +218,22 @@ func TestTracebackShowsLabels(t *testing.T) {
 }
 
 func TestKilledChildIsRestartedWithoutPostmortem(t *testing.T) {
-	h := newHarness(t, Options{Backoff: Backoff{Initial: 10 * time.Millisecond}})
+	m := newMeters(t)
+	h := newHarness(t, Options{Backoff: Backoff{Initial: 10 * time.Millisecond}, MeterProvider: m.mp})
 	spec := serveSpec(t, "victim")
 	if err := h.sup.Start(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
+	// Every counter of a supervised service starts at 0, so dashboards
+	// show 0 rather than no data.
+	for _, r := range []string{ReasonExit, ReasonSignal, ReasonCrash, ReasonWatchdog} {
+		m.expect(0, "wardgate.child.restarts", svc("victim"), reason(r))
+	}
+	for _, r := range []string{ResultAnalyzed, ResultAnalyzeFailed, ResultNoCore} {
+		m.expect(0, "wardgate.postmortems", svc("victim"), result(r))
+	}
+	m.expect(0, "wardgate.watchdog.captures", svc("victim"))
+	m.expect(1, "wardgate.child.up", svc("victim"))
 	pid := pidOf(t, h.sup, "victim")
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -240,6 +252,17 @@ func TestKilledChildIsRestartedWithoutPostmortem(t *testing.T) {
 	if err != nil || len(ents) != 0 {
 		t.Fatalf("SIGKILL left post-mortems %v (%v); nothing to analyse there", ents, err)
 	}
+	m.expect(1, "wardgate.child.restarts", svc("victim"), reason(ReasonSignal))
+	m.expect(0, "wardgate.child.restarts", svc("victim"), reason(ReasonCrash))
+	m.expect(0, "wardgate.postmortems", svc("victim"), result(ResultNoCore))
+	m.expect(1, "wardgate.child.up", svc("victim"))
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := h.sup.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.expect(0, "wardgate.child.up", svc("victim"))
+	m.expect(1, "wardgate.child.restarts", svc("victim"), reason(ReasonSignal)) // a stop is not a restart
 }
 
 func TestSIGQUITCoreBecomesPostmortem(t *testing.T) {
@@ -247,8 +270,10 @@ func TestSIGQUITCoreBecomesPostmortem(t *testing.T) {
 		t.Fatalf("this test needs cores written to files; core_pattern %q (%v): run wardgate diag crash-setup", cp.Pattern, err)
 	}
 	analyzed := make(chan Postmortem, 1)
+	m := newMeters(t)
 	h := newHarness(t, Options{
-		Backoff: Backoff{Initial: 10 * time.Millisecond},
+		Backoff:       Backoff{Initial: 10 * time.Millisecond},
+		MeterProvider: m.mp,
 		Analyze: func(_ context.Context, pm Postmortem) error {
 			analyzed <- pm
 			return os.WriteFile(filepath.Join(pm.Dir, "report.md"), []byte("# report\n"), 0o600)
@@ -314,6 +339,11 @@ func TestSIGQUITCoreBecomesPostmortem(t *testing.T) {
 		t.Fatalf("core left in the working dir: %v", err)
 	}
 	h.wait("ready again", func(e Event) bool { return e.Kind == EventReady && e.PID != pid })
+	m.expect(1, "wardgate.postmortems", svc("quitter"), result(ResultAnalyzed))
+	m.expect(0, "wardgate.postmortems", svc("quitter"), result(ResultAnalyzeFailed))
+	m.expect(1, "wardgate.postmortem.analyze.duration", svc("quitter"))
+	m.expect(1, "wardgate.child.restarts", svc("quitter"), reason(ReasonCrash))
+	m.expect(0, "wardgate.child.restarts", svc("quitter"), reason(ReasonSignal))
 }
 
 // gcoreCapture is a real live capture from another process, as Options.Capture
@@ -334,11 +364,13 @@ func TestWatchdogCapturesChildStuckInCrash(t *testing.T) {
 		t.Fatalf("gcore missing (scripts/install-test-deps.sh installs gdb): %v", err)
 	}
 	analyzed := make(chan Postmortem, 1)
+	m := newMeters(t)
 	h := newHarness(t, Options{
-		Backoff:  Backoff{Initial: 10 * time.Millisecond},
-		Watchdog: Watchdog{Poll: 50 * time.Millisecond, Idle: 500 * time.Millisecond, Stuck: 2 * time.Second},
-		Capture:  gcoreCapture,
-		Analyze:  func(_ context.Context, pm Postmortem) error { analyzed <- pm; return nil },
+		Backoff:       Backoff{Initial: 10 * time.Millisecond},
+		Watchdog:      Watchdog{Poll: 50 * time.Millisecond, Idle: 500 * time.Millisecond, Stuck: 2 * time.Second},
+		Capture:       gcoreCapture,
+		Analyze:       func(_ context.Context, pm Postmortem) error { analyzed <- pm; return errors.New("no delve here") },
+		MeterProvider: m.mp,
 	})
 	spec := serveSpec(t, "stuck", "stuck-once")
 	spec.HealthURL = "" // the stuck run never listens
@@ -388,6 +420,12 @@ func TestWatchdogCapturesChildStuckInCrash(t *testing.T) {
 		t.Fatalf("Analyze got %+v", pm)
 	}
 	h.wait("restarted", func(e Event) bool { return e.Kind == EventReady && e.PID != pid })
+	m.expect(1, "wardgate.watchdog.captures", svc("stuck"))
+	m.expect(1, "wardgate.child.restarts", svc("stuck"), reason(ReasonWatchdog))
+	m.expect(0, "wardgate.child.restarts", svc("stuck"), reason(ReasonSignal))
+	m.expect(1, "wardgate.postmortems", svc("stuck"), result(ResultAnalyzeFailed))
+	m.expect(0, "wardgate.postmortems", svc("stuck"), result(ResultAnalyzed))
+	m.expect(1, "wardgate.postmortem.analyze.duration", svc("stuck"))
 }
 
 func TestShutdownStopsGroupsInOrderAndKillsLaggards(t *testing.T) {
