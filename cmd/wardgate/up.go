@@ -30,7 +30,9 @@ Runs the whole stack on this machine: a gateway on --listen in front of
 child process of this one. When everything answers, up prints one row per
 process: service, pid, public URL and the full URL of its /metrics (every
 process has its own admin listener on loopback with /metrics,
-/debug/pprof/ and /healthz).
+/debug/pprof/ and /healthz). The row "up" is this process: its admin
+listener (--admin) serves the supervisor's metrics (restarts, children up,
+post-mortems, watchdog captures).
 
 State lives under --data:
   DATA/blobs/                   stored payloads (default blob store)
@@ -60,6 +62,7 @@ Flags:
 // upConfig is the parsed command line of `wardgate up`.
 type upConfig struct {
 	listen    string
+	admin     string
 	data      string
 	jobqueues int
 	workers   int
@@ -76,6 +79,7 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	fs := flag.NewFlagSet("wardgate up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "public `ADDR` (host:port) of the gateway")
+	fs.StringVar(&c.admin, "admin", "127.0.0.1:0", "`ADDR` (host:port) of up's own admin listener: /metrics, /debug/pprof/, /healthz; keep it on loopback (ADMIN_TOKEN applies)")
 	fs.StringVar(&c.data, "data", "./data", "`DIR` for all state: blobs, run dirs and logs, post-mortems")
 	fs.IntVar(&c.jobqueues, "jobqueues", 2, "how many job-queue processes to run behind the gateway (`N`)")
 	fs.IntVar(&c.workers, "workers", 0, "MAX_WORKERS of each job queue: worker goroutines (`N`; 0 = the job queue's default, 2*GOMAXPROCS, at least 4)")
@@ -106,6 +110,9 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	}
 	if _, port, err := net.SplitHostPort(c.listen); err != nil || port == "" {
 		return fail("--listen: want host:port, got %q", c.listen)
+	}
+	if _, port, err := net.SplitHostPort(c.admin); err != nil || port == "" {
+		return fail("--admin: want host:port, got %q", c.admin)
 	}
 	if c.data == "" {
 		return fail("--data: must not be empty")
@@ -142,6 +149,7 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 // upService is one row of the table up prints.
 type upService struct {
 	name   string
+	pid    int    // 0: the child's current pid from the supervisor
 	public string // base URL of the public listener
 	admin  string // host:port of the admin listener
 }
@@ -191,11 +199,45 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		_ = ln.Close()
 	}
 
+	// up's own telemetry and admin listener: the supervisor's metrics, and
+	// pprof of the supervisor itself. It stays up until the children are
+	// stopped, so the last restarts and post-mortems can still be scraped.
+	tel, err := telemetry.Setup(ctx, "wardgate-up")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if serr := tel.Shutdown(sctx); serr != nil {
+			err = errors.Join(err, fmt.Errorf("telemetry: %w", serr))
+		}
+	}()
+	admLn, err := net.Listen("tcp", cfg.admin)
+	if err != nil {
+		return fmt.Errorf("--admin %s: %w", cfg.admin, err)
+	}
+	admSrv := &http.Server{
+		Handler:           tel.AdminHandler(os.Getenv("ADMIN_TOKEN"), nil),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	admDone := make(chan error, 1)
+	go func() { admDone <- admSrv.Serve(admLn) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = admSrv.Shutdown(sctx) // a scrape still running after 5s is cut off
+		if serr := <-admDone; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, fmt.Errorf("admin listener: %w", serr))
+		}
+	}()
+
 	hooks := newPostmortemHooks(log)
 	sup, err := supervisor.New(supervisor.Options{
-		DataDir: data,
-		Logger:  log,
-		Forward: stderr,
+		DataDir:       data,
+		Logger:        log,
+		MeterProvider: tel.MeterProvider,
+		Forward:       stderr,
 		// Access-log lines stay in DATA/run/<service>/stderr.log: copying
 		// thousands a second through up's pipe is pure overhead. Errors
 		// (5xx access lines included) and everything else still show.
@@ -276,7 +318,10 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 	if err := waitRouted(ctx, public+"/v1/payloads", cfg.startWait); err != nil {
 		return fmt.Errorf("gateway on %s: %w", cfg.listen, err)
 	}
-	rows = append([]upService{{name: "gateway", public: public, admin: gwAdmin}}, rows...)
+	rows = append([]upService{
+		{name: "up", pid: os.Getpid(), public: "-", admin: admLn.Addr().String()},
+		{name: "gateway", public: public, admin: gwAdmin},
+	}, rows...)
 
 	printTable(stdout, rows, sup.Status())
 	fmt.Fprintf(stdout, "\ndata: %s  blobs: %s\npost-mortems: %s\nlogs: %s/<service>/{stdout,stderr}.log\nstop: Ctrl-C or kill -TERM %d\n",
@@ -407,7 +452,11 @@ func printTable(w io.Writer, rows []upService, status []supervisor.Status) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tPID\tPUBLIC\tMETRICS")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%s\thttp://%s/metrics\n", r.name, pids[r.name], r.public, r.admin)
+		pid := r.pid
+		if pid == 0 {
+			pid = pids[r.name]
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\thttp://%s/metrics\n", r.name, pid, r.public, r.admin)
 	}
 	_ = tw.Flush()
 }

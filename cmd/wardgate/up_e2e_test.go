@@ -270,12 +270,77 @@ func storedMarkers(t *testing.T, blobs string) map[string]int {
 
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
+// upSample scrapes metricsURL and returns the value of the series of
+// family name whose labels include labels (for a histogram, its sample
+// count), and whether there is one.
+func upSample(t *testing.T, metricsURL, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	fams, err := telScrape(metricsURL)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", metricsURL, err)
+	}
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		got := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			got[lp.GetName()] = lp.GetValue()
+		}
+		for k, v := range labels {
+			if got[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+// upWaitSample polls up's metrics until the series reaches want.
+func (u *upProc) waitSample(name string, labels map[string]string, want float64) {
+	u.t.Helper()
+	url := u.rows["up"].metrics
+	deadline := time.Now().Add(upWait)
+	for {
+		v, ok := upSample(u.t, url, name, labels)
+		if ok && v == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			u.t.Fatalf("%s%v = %v (present: %v) on %s, want %v", name, labels, v, ok, url, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func TestUpTableMetricsIngestAndCleanStop(t *testing.T) {
 	u := startUp(t)
-	if len(u.rows) != 3 {
-		t.Fatalf("table has %d rows, want gateway, jobqueue-1, jobqueue-2: %+v", len(u.rows), u.rows)
+	if len(u.rows) != 4 {
+		t.Fatalf("table has %d rows, want up, gateway, jobqueue-1, jobqueue-2: %+v", len(u.rows), u.rows)
 	}
-	for _, name := range []string{"gateway", "jobqueue-1", "jobqueue-2"} {
+	// up's own row: its pid, no public listener, its admin listener.
+	if r := u.rows["up"]; r.pid != u.cmd.Process.Pid || r.public != "-" {
+		t.Fatalf("up row %+v, want pid %d and public -", r, u.cmd.Process.Pid)
+	}
+	for _, name := range []string{"jobqueue-1", "jobqueue-2", "gateway"} {
+		if v, ok := upSample(t, u.rows["up"].metrics, "wardgate_child_up", map[string]string{"service": name}); !ok || v != 1 {
+			t.Fatalf("up's wardgate_child_up{service=%q} = %v (present: %v), want 1", name, v, ok)
+		}
+	}
+	if code, body := httpGet(t, strings.TrimSuffix(u.rows["up"].metrics, "/metrics")+"/healthz"); code != http.StatusOK || !strings.Contains(body, "wardgate-up") {
+		t.Fatalf("up's /healthz: %d %s", code, body)
+	}
+	for _, name := range []string{"up", "gateway", "jobqueue-1", "jobqueue-2"} {
 		r, ok := u.rows[name]
 		if !ok {
 			t.Fatalf("no row for %s: %+v", name, u.rows)
@@ -339,6 +404,13 @@ func TestUpTableMetricsIngestAndCleanStop(t *testing.T) {
 func TestUpRestartsCrashedJobqueuesWithPostmortem(t *testing.T) {
 	u := startUp(t, "--ack-mode", "durable")
 	gw := u.rows["gateway"].public
+	// up's counters exist from the start, at 0.
+	killed := map[string]string{"service": "jobqueue-1", "reason": "signal"}
+	crashed := map[string]string{"service": "jobqueue-2", "reason": "crash"}
+	analyzed := map[string]string{"service": "jobqueue-2", "result": "analyzed"}
+	u.waitSample("wardgate_child_restarts_total", killed, 0)
+	u.waitSample("wardgate_child_restarts_total", crashed, 0)
+	u.waitSample("wardgate_postmortems_total", analyzed, 0)
 
 	// kill -9: restarted on the same port, no post-mortem (nothing to read).
 	jq1 := u.rows["jobqueue-1"]
@@ -354,6 +426,9 @@ func TestUpRestartsCrashedJobqueuesWithPostmortem(t *testing.T) {
 	if !alive(newPID) {
 		t.Fatalf("restarted jobqueue-1 pid %d not running", newPID)
 	}
+	u.waitSample("wardgate_child_restarts_total", killed, 1)
+	u.waitSample("wardgate_child_up", map[string]string{"service": "jobqueue-1"}, 1)
+	u.waitSample("wardgate_postmortems_total", map[string]string{"service": "jobqueue-1", "result": "no_core"}, 0)
 
 	// SIGQUIT: GOTRACEBACK=crash makes the child dump core; up turns it
 	// into a post-mortem and restarts the child.
@@ -372,6 +447,9 @@ func TestUpRestartsCrashedJobqueuesWithPostmortem(t *testing.T) {
 	if pm["level"] != "INFO" {
 		t.Fatalf("post-mortem analysis failed: %v", pm)
 	}
+	// Counted before the log line is written.
+	u.waitSample("wardgate_postmortems_total", analyzed, 1)
+	u.waitSample("wardgate_postmortem_analyze_duration_seconds", map[string]string{"service": "jobqueue-2"}, 1)
 	core, err := elf.Open(filepath.Join(dir, "core"))
 	if err != nil {
 		t.Fatalf("post-mortem core: %v", err)
@@ -401,6 +479,8 @@ func TestUpRestartsCrashedJobqueuesWithPostmortem(t *testing.T) {
 		return m["msg"] == "child started" && m["child"] == "jobqueue-2" && m["pid"] != float64(jq2.pid)
 	})
 	waitOK(t, jq2.public+"/healthz")
+	u.waitSample("wardgate_child_restarts_total", crashed, 1)
+	u.waitSample("wardgate_child_restarts_total", killed, 1)
 
 	// The stack still ingests through the gateway (durable: 202 means stored).
 	var acked []string
@@ -439,7 +519,7 @@ func TestUpFlags(t *testing.T) {
 	if err != nil {
 		t.Fatalf("up --help: %v\n%s", err, out)
 	}
-	for _, want := range []string{"-listen", "-data", "-workers", "-queue", "-ack-mode", "-blob-url", "docs/up.md"} {
+	for _, want := range []string{"-listen", "-admin", "-data", "-workers", "-queue", "-ack-mode", "-blob-url", "docs/up.md"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("up --help does not mention %s", want)
 		}
@@ -447,6 +527,7 @@ func TestUpFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--ack-mode", "sometimes"},
 		{"--listen", "8080"},
+		{"--admin", "localhost"},
 		{"--workers", "-1"},
 		{"--blob-url", "not a url"},
 		{"extra"},
@@ -521,6 +602,9 @@ func TestUpWatchdogCapturesStuckCrash(t *testing.T) {
 		return m["msg"] == "child started" && m["child"] == "jobqueue-1" && m["pid"] != float64(jq.pid)
 	})
 	waitOK(t, jq.public+"/healthz")
+	u.waitSample("wardgate_watchdog_captures_total", map[string]string{"service": "jobqueue-1"}, 1)
+	u.waitSample("wardgate_child_restarts_total", map[string]string{"service": "jobqueue-1", "reason": "watchdog"}, 1)
+	u.waitSample("wardgate_child_restarts_total", map[string]string{"service": "jobqueue-1", "reason": "signal"}, 0)
 	if code := u.stop(); code != 0 {
 		t.Fatalf("up exited %d, want 0", code)
 	}
