@@ -119,12 +119,15 @@ type Queue struct {
 	busy     atomic.Int64
 	queued   atomic.Int64 // payloads in ch, not yet taken by a worker
 
-	// build is held by the one worker building the open batch; carry is
-	// the rest of a collection that did not fit in the last batch (under
-	// build). admitting counts requests between reading their body and
+	// build is the builder's turn, a token in a 1-slot channel held by
+	// the one worker building the open batch (a channel rather than a
+	// mutex so waiting workers park in the runtime, which is how
+	// `wardgate diag analyze` tells idle workers from busy ones); carry is
+	// the rest of a collection that did not fit in the last batch (owned
+	// by the token holder). admitting counts requests between reading their body and
 	// being queued or refused; in durable mode admitted wakes the builder
 	// when it drops to 0 without a collection arriving.
-	build     sync.Mutex
+	build     chan struct{}
 	carry     *collection
 	admitting atomic.Int64
 	admitted  chan struct{}
@@ -191,7 +194,9 @@ func New(cfg Config, sink Sink, opts ...Option) (*Queue, error) {
 		oldest:   make([]atomic.Int64, cfg.MaxWorkers),
 		done:     make(chan struct{}),
 		admitted: make(chan struct{}, 1),
+		build:    make(chan struct{}, 1),
 	}
+	q.build <- struct{}{}
 	for _, o := range opts {
 		o(q)
 	}

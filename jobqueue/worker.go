@@ -42,7 +42,7 @@ type worker struct {
 }
 
 // worker runs one of the MAX_WORKERS worker goroutines. Workers take turns
-// building the one open batch (q.build): the builder takes collections
+// building the one open batch (the q.build token): the builder takes collections
 // from the queue channel until the batch is full, BATCH_MAX_WAIT has
 // passed, or (durable mode) every collection waiting to be admitted is in
 // it; it then hands the builder's turn over and compresses and uploads its
@@ -64,19 +64,19 @@ func (q *Queue) worker(ctx context.Context, id int) {
 		w.gz, _ = gzip.NewWriterLevel(&w.zbuf, gzip.BestSpeed)
 	}
 	for {
-		q.build.Lock()
+		<-q.build
 		c := q.carry
 		q.carry = nil
 		if c == nil {
 			var ok bool
 			if c, ok = <-q.ch; !ok {
-				q.build.Unlock()
+				q.build <- struct{}{}
 				return
 			}
 			q.took(c)
 		}
 		q.busy.Add(1)
-		q.batch(ctx, w, c) // unlocks q.build once the batch is built
+		q.batch(ctx, w, c) // hands the turn back once the batch is built
 		q.busy.Add(-1)
 	}
 }
@@ -89,7 +89,7 @@ func (q *Queue) took(c *collection) {
 
 // batch builds one batch starting with c under one CONSUMER span whose
 // trace_id the worker carries as a pprof label, gives up the builder's
-// turn (q.build, held by the caller) and stores the batch. The part of a
+// turn (the q.build token, held by the caller) and stores the batch. The part of a
 // collection that did not fit is left in q.carry for the next builder.
 func (q *Queue) batch(ctx context.Context, w *worker, c *collection) {
 	bctx, span := q.tracer.Start(ctx, "process payloads",
@@ -105,7 +105,7 @@ func (q *Queue) batch(ctx context.Context, w *worker, c *collection) {
 	defer span.End()
 	telemetry.DoWithSpanLabels(bctx, func(bctx context.Context) {
 		q.carry = q.fill(bctx, w, c, span)
-		q.build.Unlock()
+		q.build <- struct{}{}
 		q.flush(bctx, w, span)
 	})
 }
