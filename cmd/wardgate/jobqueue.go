@@ -41,7 +41,7 @@ func jobqueueVars() []jobqueueVar {
 		{"BLOB_URL", "file://./data/blobs", "object store: file:///dir, file://./dir, mem://, s3://bucket?endpoint=URL&region=R&use_path_style=true"},
 		{"BATCH_MAX_PAYLOADS", strconv.Itoa(d.BatchMaxPayloads), "payloads per stored object, at most"},
 		{"BATCH_MAX_BYTES", strconv.Itoa(d.BatchMaxBytes>>20) + "MiB", "flush a batch once its uncompressed NDJSON reaches this size"},
-		{"BATCH_MAX_WAIT", d.BatchMaxWait.String(), "flush a batch this long after its first payload"},
+		{"BATCH_MAX_WAIT", d.BatchMaxWait.String(), "flush a batch this long after its first payload at the latest (durable mode flushes as soon as no request is waiting to be queued)"},
 		{"ACK_MODE", string(d.AckMode), "when to answer 202: enqueued (queued) or durable (stored)"},
 		{"API_TOKENS", "", "comma-separated tokens accepted in the collection's \"token\" field or an Authorization: Bearer header; empty disables auth"},
 		{"COMPRESSION", string(d.Compression), "object compression: gzip (.ndjson.gz) or none (.ndjson)"},
