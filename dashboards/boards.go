@@ -30,6 +30,14 @@ const (
 	putDuration    = "wardgate_blob_put_duration_seconds"
 	putBytes       = "wardgate_blob_put_bytes_total"
 	putErrors      = "wardgate_blob_put_errors_total"
+
+	// Served by `wardgate up` itself (row "up" of its table), not by
+	// the processes it supervises.
+	childRestarts  = "wardgate_child_restarts_total"
+	childUp        = "wardgate_child_up"
+	postmortems    = "wardgate_postmortems_total"
+	analyzeSeconds = "wardgate_postmortem_analyze_duration_seconds"
+	wdCaptures     = "wardgate_watchdog_captures_total"
 )
 
 // Service names the trace links search for in Jaeger (OTEL_SERVICE_NAME
@@ -254,12 +262,13 @@ func runtimeBoard() *dashboard.DashboardBuilder {
 
 // diagnosticsBoard shows what an SRE reads when something went wrong:
 // restarts (a crash leaves a post-mortem bundle under DATA/postmortem/),
-// scrape health, goroutine spikes and memory pressure. Counters for
-// post-mortems written and watch triggers are not exported yet; this
-// board uses only what every process exports today.
+// what the supervisor of `wardgate up` did about them (restarts by reason,
+// post-mortems, watchdog captures, from up's own admin listener), scrape
+// health, goroutine spikes and memory pressure. `diag watch` triggers have
+// no panel: watch runs as a one-off command with no listener to scrape.
 func diagnosticsBoard() *dashboard.DashboardBuilder {
 	b := newBoard("wardgate-diagnostics", "wardgate / Diagnostics",
-		"Signals to start an investigation from: restarts (each crash of a supervised child leaves a post-mortem bundle under DATA/postmortem/), scrape health, goroutine spikes and memory pressure.",
+		"Signals to start an investigation from: restarts (each crash of a supervised child leaves a post-mortem bundle under DATA/postmortem/), what wardgate up did about them (restarts by reason, post-mortems, watchdog captures), scrape health, goroutine spikes and memory pressure.",
 		"")
 	const legend = "{{job}} {{instance}}"
 	return addSections(b, []section{
@@ -283,6 +292,42 @@ func diagnosticsBoard() *dashboard.DashboardBuilder {
 			{title: "Restarts", unit: "short", min0: true,
 				desc:    "Restarts per rate interval (process_start_time_seconds changed).",
 				queries: []q{{"changes(" + gauge("process_start_time_seconds", "") + "[$__rate_interval])", legend}}},
+		}},
+		{"Supervisor (wardgate up)", []panel{
+			{kind: statPanel, title: "Post-mortems", unit: "short", w: 6, h: 5,
+				desc: "Post-mortems `wardgate up` wrote under DATA/postmortem/ since it started, and how many of those have no report because the analysis failed (the core is still there: run `wardgate diag analyze` on the directory).",
+				queries: []q{
+					{"sum(" + gauge(postmortems, "") + ")", "post-mortems"},
+					{"sum(" + gauge(postmortems, `result="analyze_failed"`) + ")", "analysis failed"},
+				}},
+			{kind: statPanel, title: "Child restarts", unit: "short", w: 6, h: 5,
+				desc:    "Restarts of supervised children since `wardgate up` started, whatever the reason.",
+				queries: []q{{"sum(" + gauge(childRestarts, "") + ")", "restarts"}}},
+			{kind: statPanel, title: "Children up", unit: "short", w: 6, h: 5,
+				desc: "Children running and ready, out of all that `wardgate up` supervises.",
+				queries: []q{
+					{"sum(" + gauge(childUp, "") + ")", "up"},
+					{"count(" + gauge(childUp, "") + ")", "children"},
+				}},
+			{kind: statPanel, title: "Watchdog captures", unit: "short", w: 6, h: 5,
+				desc:    "Children found stuck in their crash path (crash output started, process not exiting), captured live and killed, since `wardgate up` started.",
+				queries: []q{{"sum(" + gauge(wdCaptures, "") + ")", "captures"}}},
+			{title: "Child restarts by reason", unit: "short", min0: true, stacked: true,
+				desc:    "Restarts per rate interval, by service and why the process died: `crash` (core dumped or crash output: a post-mortem was written), `watchdog` (stuck in its crash path, captured and killed), `signal` (killed without a crash: kill -9, the OOM killer), `exit` (exited on its own).",
+				queries: []q{{"sum by (service, reason) (increase(" + childRestarts + "{" + sel + "}[$__rate_interval]))", "{{service}} {{reason}}"}}},
+			{title: "Post-mortems captured", unit: "short", min0: true, stacked: true,
+				desc:    "Post-mortems written per rate interval, by service and result: `analyzed` (report.md and report.json next to the core), `analyze_failed` (core kept, no report), `no_core` (crash output only: check `wardgate diag crash-setup`).",
+				queries: []q{{"sum by (service, result) (increase(" + postmortems + "{" + sel + "}[$__rate_interval]))", "{{service}} {{result}}"}}},
+			{kind: stateTimeline, title: "Children up", unit: "bool_yes_no", w: 24, h: 6,
+				desc:    "1 while a supervised child runs and has passed its readiness check; 0 while it is down or restarting (the backoff doubles from 100ms to 10s while it keeps dying).",
+				mapping: map[string]string{"0": "down", "1": "up"},
+				queries: []q{{gauge(childUp, ""), "{{service}}"}}},
+			{title: "Watchdog captures", unit: "short", min0: true,
+				desc:    "Watchdog captures per rate interval, by service. Each one is a post-mortem whose core was taken from the live, stuck process.",
+				queries: []q{{"sum by (service) (increase(" + wdCaptures + "{" + sel + "}[$__rate_interval]))", "{{service}}"}}},
+			{title: "Post-mortem analysis time", unit: "s", min0: true,
+				desc:    "Mean time to analyze a post-mortem core (the delve report), over the analyses that finished in each rate interval; empty where none finished. Minutes here mean a large core or a starved machine.",
+				queries: []q{{"sum by (service) (increase(" + analyzeSeconds + "_sum{" + sel + "}[$__rate_interval])) / sum by (service) (increase(" + analyzeSeconds + "_count{" + sel + "}[$__rate_interval]))", "{{service}}"}}},
 		}},
 		{"Spikes", []panel{
 			{title: "Goroutines vs range average", unit: "short", min0: true,

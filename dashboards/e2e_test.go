@@ -34,7 +34,9 @@ const rateInterval = "30s"
 // JSON, wrong content type, oversized bodies, a killed job queue, a config
 // reload, a blob store outage), then runs every query of every panel
 // through Prometheus's HTTP API. A query without a series fails, naming
-// the dashboard and the panel.
+// the dashboard and the panel. up's own admin listener (the supervisor's
+// metrics) is scraped too, and a job queue is sent SIGQUIT mid-load so a
+// real post-mortem is written and analyzed.
 func TestPanelsReturnDataFromRealPrometheus(t *testing.T) {
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
@@ -52,10 +54,16 @@ func TestPanelsReturnDataFromRealPrometheus(t *testing.T) {
 	// counters have a starting sample to take rates from.
 	waitFor(t, ctx, "Prometheus scraping every wardgate process", func() bool {
 		res, err := prom.query(ctx, `up{job=~"wardgate-.*"} == 1`)
-		return err == nil && len(res) == 1+len(stack.jobqueues)
+		return err == nil && len(res) == 2+len(stack.jobqueues)
 	})
 
 	runLoad(t, ctx, stack, 18*time.Second)
+	// The SIGQUIT's post-mortem is analyzed (delve) in the background;
+	// its counter and analysis time must have been scraped.
+	waitFor(t, ctx, "the post-mortem of the SIGQUIT analyzed and scraped", func() bool {
+		res, err := prom.query(ctx, `wardgate_postmortems_total{job="wardgate-up",result="analyzed"} >= 1`)
+		return err == nil && len(res) == 1
+	})
 	// Let a couple of scrapes see the last of the load.
 	time.Sleep(2500 * time.Millisecond)
 
@@ -121,6 +129,7 @@ func (p process) scrapeTarget(t testing.TB) string {
 
 type upStack struct {
 	data      string
+	up        process // wardgate up itself: the supervisor's metrics
 	gateway   process
 	jobqueues []process
 	mu        sync.Mutex
@@ -213,6 +222,8 @@ func startUp(t *testing.T, ctx context.Context, bin, data string) *upStack {
 	case rows := <-table:
 		for _, p := range rows {
 			switch {
+			case p.service == "up":
+				stack.up = p
 			case p.service == "gateway":
 				stack.gateway = p
 			case strings.HasPrefix(p.service, "jobqueue"):
@@ -226,8 +237,8 @@ func startUp(t *testing.T, ctx context.Context, bin, data string) *upStack {
 	case <-ctx.Done():
 		t.Fatal(ctx.Err())
 	}
-	if stack.gateway.pid == 0 || len(stack.jobqueues) < 2 {
-		t.Fatalf("up table has gateway %+v and %d job queues, want a gateway and at least 2", stack.gateway, len(stack.jobqueues))
+	if stack.up.pid == 0 || stack.gateway.pid == 0 || len(stack.jobqueues) < 2 {
+		t.Fatalf("up table has up %+v, gateway %+v and %d job queues, want up, a gateway and at least 2", stack.up, stack.gateway, len(stack.jobqueues))
 	}
 	return stack
 }
@@ -235,7 +246,8 @@ func startUp(t *testing.T, ctx context.Context, bin, data string) *upStack {
 type promServer struct{ base string }
 
 // startPrometheus runs a real Prometheus scraping every admin listener of
-// stack every second, with the job names of deploy/prometheus.yml.
+// stack every second, with the job names of deploy/prometheus.yml plus
+// wardgate-up for up's own admin listener.
 func startPrometheus(t *testing.T, ctx context.Context, bin, dir string, stack *upStack) *promServer {
 	t.Helper()
 	var jq []string
@@ -247,13 +259,16 @@ func startPrometheus(t *testing.T, ctx context.Context, bin, dir string, stack *
   scrape_timeout: 1s
   evaluation_interval: 1s
 scrape_configs:
+  - job_name: wardgate-up
+    static_configs:
+      - targets: [%q]
   - job_name: wardgate-gateway
     static_configs:
       - targets: [%q]
   - job_name: wardgate-jobqueue
     static_configs:
       - targets: [%s]
-`, stack.gateway.scrapeTarget(t), strings.Join(jq, ", "))
+`, stack.up.scrapeTarget(t), stack.gateway.scrapeTarget(t), strings.Join(jq, ", "))
 	cfgFile := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -338,8 +353,9 @@ func (p *promServer) query(ctx context.Context, expr string) ([]json.RawMessage,
 // incident panels show: a job queue killed (up restarts it), a config
 // reload that adds a target nothing listens on (connection refused: the
 // gateway retries on another target, ejects it, and its health check
-// marks it down), and a blob store outage (the blob directory replaced by
-// a file, so PUTs fail and are retried).
+// marks it down), a blob store outage (the blob directory replaced by
+// a file, so PUTs fail and are retried), and a crash of the other job
+// queue (SIGQUIT: a core, which up turns into an analyzed post-mortem).
 func runLoad(t *testing.T, ctx context.Context, stack *upStack, d time.Duration) {
 	t.Helper()
 	target := stack.gateway.public + "/v1/payloads"
@@ -420,6 +436,9 @@ func runLoad(t *testing.T, ctx context.Context, stack *upStack, d time.Duration)
 			return err
 		}
 		return os.Rename(blobs+".away", blobs)
+	})
+	step(time.Second, "crashing jobqueue-2 (SIGQUIT)", func() error {
+		return syscall.Kill(stack.jobqueues[1].pid, syscall.SIGQUIT)
 	})
 	<-loadCtx.Done()
 	wg.Wait()
