@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -814,7 +815,7 @@ func telDump(spans []telSpan) string {
 type telDocMetric struct {
 	name, typ string
 	labels    []string
-	process   string // gateway, jobqueue, all
+	processes []string // gateway, jobqueue, up; or all
 	line      int
 }
 
@@ -836,17 +837,21 @@ func telReadMetricsDoc(t *testing.T) []telDocMetric {
 		if len(cells) < 6 {
 			t.Fatalf("docs/metrics.md:%d: want 6 columns: %s", i+1, line)
 		}
-		m := telDocMetric{typ: strings.TrimSpace(cells[1]), process: strings.TrimSpace(cells[4]), line: i + 1}
+		m := telDocMetric{typ: strings.TrimSpace(cells[1]), line: i + 1}
 		if n := tick.FindStringSubmatch(cells[0]); n != nil {
 			m.name = n[1]
 		}
 		for _, l := range tick.FindAllStringSubmatch(cells[2], -1) {
 			m.labels = append(m.labels, l[1])
 		}
-		switch m.process {
-		case "gateway", "jobqueue", "all":
-		default:
-			t.Fatalf("docs/metrics.md:%d: process %q: want gateway, jobqueue or all", i+1, m.process)
+		for _, p := range strings.Split(cells[4], ",") {
+			p = strings.TrimSpace(p)
+			switch p {
+			case "gateway", "jobqueue", "up", "all":
+			default:
+				t.Fatalf("docs/metrics.md:%d: process %q: want all, or a list of gateway, jobqueue, up", i+1, p)
+			}
+			m.processes = append(m.processes, p)
 		}
 		out = append(out, m)
 	}
@@ -867,11 +872,11 @@ func telScrape(u string) (map[string]*dto.MetricFamily, error) {
 }
 
 // telCheckDoc returns what the scraped families lack of the documented rows
-// for a process kind ("gateway" or "jobqueue").
+// for a process kind ("gateway", "jobqueue" or "up").
 func telCheckDoc(doc []telDocMetric, kind string, fams map[string]*dto.MetricFamily) []string {
 	var missing []string
 	for _, m := range doc {
-		if m.process != "all" && m.process != kind {
+		if !slices.Contains(m.processes, "all") && !slices.Contains(m.processes, kind) {
 			continue
 		}
 		f := fams[m.name]
@@ -904,8 +909,10 @@ func telCheckDoc(doc []telDocMetric, kind string, fams map[string]*dto.MetricFam
 // TestTelemetryMetricsDocumented drives traffic through `wardgate up` that
 // exercises every documented series (accepted, refused, stored, a failed
 // and retried blob PUT, a retried upstream attempt after a job queue is
-// killed, a config reload), then checks that every metric docs/metrics.md
-// lists is served by every process it is listed for, with its labels.
+// killed, a config reload, a job queue crashed by SIGQUIT so up writes and
+// analyzes a post-mortem), then checks that every metric docs/metrics.md
+// lists is served by every process it is listed for (up included, on its
+// own admin listener), with its labels.
 func TestTelemetryMetricsDocumented(t *testing.T) {
 	doc := telReadMetricsDoc(t)
 	if len(doc) < 30 {
@@ -915,6 +922,36 @@ func TestTelemetryMetricsDocumented(t *testing.T) {
 	env := append([]string{"BATCH_MAX_WAIT=50ms", "LOG_LEVEL=info"}, telS3Env...)
 	up := telStartUp(t, env, "--blob-url", s3.blobURL())
 	gw := up.rows["gateway"]
+	if _, ok := up.rows["up"]; !ok {
+		t.Fatalf("no row for up itself in the table:\n%s", up.out.String())
+	}
+
+	// A crash that leaves a core: up writes a post-mortem and analyzes it
+	// (post-mortem counters, analysis time), and restarts the job queue.
+	// Before any traffic, so no acked payload is lost with it.
+	crashed := up.rows["jobqueue-2"]
+	if err := syscall.Kill(crashed.pid, syscall.SIGQUIT); err != nil {
+		t.Fatalf("SIGQUIT jobqueue-2: %v", err)
+	}
+	telWait(t, 2*time.Minute, "jobqueue-2 restarted after its crash", func() (bool, string) {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(crashed.pid)); err == nil {
+			return false, "the crashed process is still there"
+		}
+		_, err := telGet(crashed.public + "/healthz")
+		return err == nil, fmt.Sprint(err)
+	})
+	// The retried attempt below needs the gateway to see jobqueue-2 up.
+	telWait(t, time.Minute, "the gateway sees every job queue healthy", func() (bool, string) {
+		fams, err := telScrape(gw.metrics)
+		if err != nil {
+			return false, err.Error()
+		}
+		healthy := 0.0
+		for _, m := range fams["wardgate_upstream_healthy"].GetMetric() {
+			healthy += m.GetGauge().GetValue()
+		}
+		return healthy == float64(len(up.jobqueues())), fmt.Sprintf("%v healthy", healthy)
+	})
 
 	// A retried attempt: kill one job queue; the gateway's next attempts on
 	// it fail (reset on a pooled connection, or refused) and are retried on
@@ -981,8 +1018,8 @@ func TestTelemetryMetricsDocumented(t *testing.T) {
 		missing = nil
 		for name, r := range up.rows {
 			kind := "jobqueue"
-			if name == "gateway" {
-				kind = "gateway"
+			if name == "gateway" || name == "up" {
+				kind = name
 			}
 			fams, err := telScrape(r.metrics)
 			if err != nil {
