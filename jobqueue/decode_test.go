@@ -2,6 +2,7 @@ package jobqueue
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -58,6 +59,8 @@ func FuzzDecodeCollection(f *testing.F) {
 		`{"version":"10.0.19045","token":"t","data":[{"a":1},{"kind":"x","b":{"c":[1,2,3]}}]}`,
 		`{"data":[]}`, `{"data":[1]}`, `{"data":[{"a":1}`, `null`, `[]`, `{"data":"x"}`,
 		`{"data":[{"s":"\u00e9\n"}]}`,
+		`{"DATA":[{}],"d\u0061ta":[{"a":1}],"Version":"\ud83d\ude00","toKen":"x"}`,
+		"{\"data\" : [ {\"a\" :\n 1} ] , \"version\":null}",
 	} {
 		f.Add([]byte(s))
 	}
@@ -67,10 +70,46 @@ func FuzzDecodeCollection(f *testing.F) {
 			if _, ok := err.(*errBadRequest); !ok {
 				t.Fatalf("error of type %T: %v", err, err)
 			}
+			// encoding/json must have refused it too.
+			var old struct {
+				Version string             `json:"version"`
+				Token   string             `json:"token"`
+				Data    *[]json.RawMessage `json:"data"`
+			}
+			if json.Unmarshal(body, &old) == nil && old.Data != nil && !slices.ContainsFunc(*old.Data, func(p json.RawMessage) bool { return p[0] != '{' }) {
+				t.Fatalf("refused %q (%v), encoding/json accepted it", body, err)
+			}
 			return
 		}
 		if !json.Valid(body) {
 			t.Fatalf("accepted invalid JSON %q", body)
+		}
+		// What encoding/json made of it (the decoder this one replaced):
+		// the same elements, byte for byte, and the same version.
+		var old struct {
+			Version string             `json:"version"`
+			Token   string             `json:"token"`
+			Data    *[]json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(body, &old); err != nil || old.Data == nil {
+			t.Fatalf("accepted %q, encoding/json did not: %v", body, err)
+		}
+		if len(*old.Data) != len(d.payloads) {
+			t.Fatalf("%q: %d payloads, encoding/json %d", body, len(d.payloads), len(*old.Data))
+		}
+		for i, p := range *old.Data {
+			if string(p) != string(d.payloads[i]) {
+				t.Fatalf("%q: data[%d] = %q, encoding/json %q", body, i, d.payloads[i], p)
+			}
+		}
+		var version string
+		if d.version != nil {
+			if err := json.Unmarshal(d.version, &version); err != nil {
+				t.Fatalf("%q: version %q: %v", body, d.version, err)
+			}
+		}
+		if version != old.Version || d.token != old.Token {
+			t.Fatalf("%q: version %q token %q, encoding/json %q %q", body, version, d.token, old.Version, old.Token)
 		}
 		for i, p := range d.payloads {
 			var m map[string]json.RawMessage
