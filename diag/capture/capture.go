@@ -29,6 +29,7 @@ import (
 	"bytes"
 	"context"
 	"debug/buildinfo"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -74,6 +75,44 @@ type Options struct {
 	Logger *slog.Logger
 	// GcorePath is the gcore command; "" means "gcore" from PATH.
 	GcorePath string
+	// PreCopy says whether the native capturer copies memory while the
+	// process runs before its final stop: "" or "on" (the default), or
+	// "off" to stop the process for the whole copy. See the package doc.
+	PreCopy string
+
+	// noTracking, if set, makes write tracking unavailable for this
+	// reason (tests of the fallback).
+	noTracking string
+}
+
+// Values of Options.PreCopy.
+const (
+	PreCopyOn  = "on"
+	PreCopyOff = "off"
+)
+
+// NativeStats is what the native capturer adds to bundle.json: how the
+// memory was copied and what each part cost the process.
+type NativeStats struct {
+	// PreCopyRounds is how many passes copied memory while the process
+	// ran (0 with pre-copy off or unavailable).
+	PreCopyRounds int `json:"precopy_rounds"`
+	// PagesCopiedLive is how many pages were copied while the process ran.
+	PagesCopiedLive int64 `json:"pages_copied_live"`
+	// PagesCopiedPaused is how many pages were copied during the final
+	// stop: those written since the last live pass, plus new ones.
+	PagesCopiedPaused int64 `json:"pages_copied_paused"`
+	// Stops is how many times the threads were stopped: one per live
+	// round after the first (to read and reset the dirty bits at one
+	// instant), plus the final stop. pause_ms is their total.
+	Stops int `json:"stops"`
+	// LongestPauseMS is the longest single stop.
+	LongestPauseMS float64 `json:"longest_pause_ms"`
+	// PreCopyUnavailableReason says why pre-copy was asked for but not
+	// used (no soft-dirty tracking in the kernel, clear_refs not
+	// writable, or a failure mid-way); the copy then happened entirely
+	// while stopped.
+	PreCopyUnavailableReason string `json:"precopy_unavailable_reason,omitempty"`
 }
 
 // Errors callers may want to tell apart.
@@ -105,6 +144,14 @@ func Capture(ctx context.Context, opts Options) (*Bundle, error) {
 	case MethodAuto, MethodNative, MethodGcore:
 	default:
 		return nil, fmt.Errorf("capture: unknown method %q (want auto, native or gcore)", method)
+	}
+	nat := nativeOptions{pid: opts.PID, noTracking: opts.noTracking}
+	switch opts.PreCopy {
+	case "", PreCopyOn:
+		nat.preCopy = true
+	case PreCopyOff:
+	default:
+		return nil, fmt.Errorf("capture: unknown pre-copy setting %q (want on or off)", opts.PreCopy)
 	}
 	if opts.PID <= 0 {
 		return nil, fmt.Errorf("capture: pid %d: %w", opts.PID, ErrNoProcess)
@@ -139,13 +186,14 @@ func Capture(ctx context.Context, opts Options) (*Bundle, error) {
 		return nil, err
 	}
 
+	var stats *NativeStats
 	switch method {
 	case MethodGcore:
 		err = captureGcore(ctx, opts, b.Core, m)
 	case MethodNative:
-		err = captureNative(ctx, opts.PID, b.Core, m)
+		stats, err = captureNative(ctx, nat, b.Core, m)
 	case MethodAuto:
-		err = captureNative(ctx, opts.PID, b.Core, m)
+		stats, err = captureNative(ctx, nat, b.Core, m)
 		// A gone process or a refused ptrace would fail gcore the same way.
 		if err != nil && ctx.Err() == nil && !errors.Is(err, ErrNoProcess) && !errors.Is(err, ErrPermission) && !errors.Is(err, ErrTraced) {
 			reason := err.Error()
@@ -166,12 +214,49 @@ func Capture(ctx context.Context, opts Options) (*Bundle, error) {
 	m.CoreBytesApparent = st.Size
 	m.CoreBytesOnDisk = st.Blocks * 512
 	m.DurationMS = msSince(start)
-	if err := bundle.WriteMeta(dir, m); err != nil {
+	if stats != nil && stats.PreCopyUnavailableReason != "" {
+		m.Warnings = append(m.Warnings, "no pre-copy: "+stats.PreCopyUnavailableReason)
+		log.Warn("native capture without pre-copy", "pid", opts.PID, "reason", stats.PreCopyUnavailableReason)
+	}
+	if err := writeMeta(dir, m, stats); err != nil {
 		return nil, err
 	}
 	log.Info("capture written", "dir", dir, "method", m.Method, "pause_ms", m.PauseMS, "core_bytes_on_disk", m.CoreBytesOnDisk)
 	ok = true
 	return b, nil
+}
+
+// writeMeta writes bundle.json: bundle.Meta with, for a native capture,
+// the NativeStats fields alongside (readers of Meta ignore them).
+func writeMeta(dir string, m *Meta, stats *NativeStats) error {
+	if stats == nil {
+		return bundle.WriteMeta(dir, m)
+	}
+	b, err := json.MarshalIndent(struct {
+		*Meta
+		*NativeStats
+	}{m, stats}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("capture: encode bundle.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, bundle.MetaFile), append(b, '\n'), bundle.FileMode); err != nil {
+		return fmt.Errorf("capture: %w", err)
+	}
+	return nil
+}
+
+// ReadNativeStats reads the native capturer's figures from the bundle.json
+// in dir; all zero for a gcore bundle.
+func ReadNativeStats(dir string) (NativeStats, error) {
+	var st NativeStats
+	raw, err := os.ReadFile(filepath.Join(dir, bundle.MetaFile))
+	if err != nil {
+		return st, fmt.Errorf("capture: %w", err)
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, fmt.Errorf("capture: %s: %w", filepath.Join(dir, bundle.MetaFile), err)
+	}
+	return st, nil
 }
 
 func msSince(t time.Time) float64 {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -408,5 +409,161 @@ func TestCaptureAlreadyTraced(t *testing.T) {
 		if !errors.Is(err, ErrTraced) || !strings.Contains(err.Error(), fmt.Sprintf("by pid %d", unix.Gettid())) {
 			t.Errorf("%s: capture of a traced process: err = %v, want ErrTraced naming %d", method, err, unix.Gettid())
 		}
+	}
+}
+
+// nativeStats reads the native capturer's figures from b's bundle.json.
+func nativeStats(t *testing.T, b *Bundle) NativeStats {
+	t.Helper()
+	st, err := ReadNativeStats(b.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestCaptureNativePreCopyIdle: a process with a 256 MiB heap it does not
+// touch is copied nearly all while it runs; the final stop copies only
+// what the runtime wrote meanwhile, and the core is complete.
+func TestCaptureNativePreCopyIdle(t *testing.T) {
+	const parked, heapMB = 100, 256
+	tg := startTarget(t, parked, heapMB)
+	b, err := Capture(context.Background(), Options{PID: tg.pid, OutDir: filepath.Join(t.TempDir(), "b"), Method: MethodNative})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.ping(t)
+	st := nativeStats(t, b)
+	t.Logf("pause %.1f ms, %+v", b.Meta.PauseMS, st)
+	heapPages := int64(heapMB << 20 / os.Getpagesize())
+	if st.PreCopyRounds < 1 || st.PreCopyUnavailableReason != "" {
+		t.Fatalf("precopy_rounds=%d unavailable=%q: want pre-copy used", st.PreCopyRounds, st.PreCopyUnavailableReason)
+	}
+	if st.PagesCopiedLive < heapPages {
+		t.Errorf("pages_copied_live=%d, want at least the %d pages of the heap", st.PagesCopiedLive, heapPages)
+	}
+	if st.PagesCopiedPaused*10 > st.PagesCopiedLive {
+		t.Errorf("pages_copied_paused=%d is over a tenth of pages_copied_live=%d for an idle heap", st.PagesCopiedPaused, st.PagesCopiedLive)
+	}
+	if st.Stops < 1 || st.LongestPauseMS <= 0 || st.LongestPauseMS > b.Meta.PauseMS+0.001 {
+		t.Errorf("stops=%d longest_pause_ms=%v pause_ms=%v: want at least the final stop, longest <= total", st.Stops, st.LongestPauseMS, b.Meta.PauseMS)
+	}
+	if b.Meta.MemoryBytesCopied < heapMB<<20 {
+		t.Errorf("memory_bytes_copied=%d, less than the %d MiB heap", b.Meta.MemoryBytesCopied, heapMB)
+	}
+	checkBundleFiles(t, b, tg, MethodNative)
+	checkCoreInDelve(t, b, parked)
+}
+
+// TestCaptureNativePreCopyConsistent captures a process that rewrites 64
+// MiB in a loop during the whole capture and checks, in the real delve,
+// that the core shows its memory at one instant (see writeLoop in
+// testdata/target): pages copied while it ran and written afterwards must
+// have been copied again during the stop.
+func TestCaptureNativePreCopyConsistent(t *testing.T) {
+	tg := startTargetArgs(t, "-goroutines", "10", "-heap-mb", "16", "-writer-mb", "64")
+	for _, preCopy := range []string{PreCopyOn, PreCopyOff} {
+		b, err := Capture(context.Background(), Options{PID: tg.pid, OutDir: filepath.Join(t.TempDir(), "b"), Method: MethodNative, PreCopy: preCopy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg.ping(t)
+		st := nativeStats(t, b)
+		t.Logf("pre-copy %s: pause %.1f ms, %+v", preCopy, b.Meta.PauseMS, st)
+		if preCopy == PreCopyOn && (st.PreCopyRounds < 1 || st.PagesCopiedLive == 0 || st.PagesCopiedPaused == 0) {
+			t.Errorf("pre-copy on: precopy_rounds=%d pages_copied_live=%d pages_copied_paused=%d: want live rounds and the writer's pages copied again in the stop",
+				st.PreCopyRounds, st.PagesCopiedLive, st.PagesCopiedPaused)
+		}
+		if preCopy == PreCopyOff && (st.PreCopyRounds != 0 || st.PagesCopiedLive != 0 || st.PagesCopiedPaused == 0) {
+			t.Errorf("pre-copy off: precopy_rounds=%d pages_copied_live=%d pages_copied_paused=%d: want everything copied in the stop",
+				st.PreCopyRounds, st.PagesCopiedLive, st.PagesCopiedPaused)
+		}
+		checkWriterInstant(t, b, preCopy)
+	}
+}
+
+// checkWriterInstant reads the writer's state from the core with dlv and
+// checks the one-instant invariant of writeLoop.
+func checkWriterInstant(t *testing.T, b *Bundle, label string) {
+	t.Helper()
+	const samples = 32
+	cmds := []string{"config max-array-values 2048", "print main.sequence.v", "print len(main.big)", "print main.guardA"}
+	out := dlvCore(t, b.Exe, b.Core, cmds...)
+	seqM := regexp.MustCompile(`(?m)^(\d+)\n(\d+)\n\[1024\]uint64 \[([0-9, ]+)\]`).FindStringSubmatch(out)
+	if seqM == nil {
+		t.Fatalf("%s: cannot find sequence, len(big) and guardA in dlv output:\n%s", label, lastLines(out, 20))
+	}
+	seq, _ := strconv.ParseUint(seqM[1], 10, 64)
+	bigLen, _ := strconv.Atoi(seqM[2])
+	words := parseUints(t, seqM[3])
+	// Samples of big, one per 2 MiB stretch, then guardB.
+	cmds = []string{"config max-array-values 2048"}
+	for i := range samples {
+		cmds = append(cmds, fmt.Sprintf("print main.big[%d]", i*(bigLen/samples)), fmt.Sprintf("print main.big[%d]", (i+1)*(bigLen/samples)-1))
+	}
+	cmds = append(cmds, "print main.guardB")
+	out = dlvCore(t, b.Exe, b.Core, cmds...)
+	nums := regexp.MustCompile(`(?m)^(\d+)$`).FindAllString(out, -1)
+	guardB := regexp.MustCompile(`\[1024\]uint64 \[([0-9, ]+)\]`).FindStringSubmatch(out)
+	if len(nums) != 2*samples || guardB == nil {
+		t.Fatalf("%s: got %d samples of big (want %d) and guardB=%v from dlv:\n%s", label, len(nums), 2*samples, guardB != nil, lastLines(out, 20))
+	}
+	for _, n := range nums {
+		v, _ := strconv.ParseUint(n, 10, 64)
+		words = append(words, v)
+	}
+	words = append(words, parseUints(t, guardB[1])...)
+	if seq < 2 {
+		t.Fatalf("%s: sequence=%d in the core; the writer had done at least 2 passes before the capture", label, seq)
+	}
+	for i, v := range words {
+		if v != seq && v != seq+1 {
+			t.Fatalf("%s: word %d of guardA/big/guardB is %d but sequence is %d: not one instant (torn copy)", label, i, v, seq)
+		}
+		if i > 0 && v > words[i-1] {
+			t.Fatalf("%s: word %d is %d after %d: the writer goes front to back, so this mixes moments (torn copy)", label, i, v, words[i-1])
+		}
+	}
+}
+
+func parseUints(t *testing.T, list string) []uint64 {
+	t.Helper()
+	var out []uint64
+	for f := range strings.SplitSeq(list, ",") {
+		v, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+		if err != nil {
+			t.Fatalf("dlv value %q: %v", f, err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// TestCaptureNativePreCopyUnavailable: when soft-dirty bits cannot be
+// cleared, the capture still works, copying everything in the stop, and
+// the bundle says why.
+func TestCaptureNativePreCopyUnavailable(t *testing.T) {
+	tg := startTarget(t, 10, 4)
+	// A directory cannot be opened for writing, like clear_refs on a
+	// kernel or sandbox that does not let us.
+	b, err := Capture(context.Background(), Options{PID: tg.pid, OutDir: filepath.Join(t.TempDir(), "b"), Method: MethodNative, noTracking: "tracking disabled by the test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.ping(t)
+	st := nativeStats(t, b)
+	if !strings.Contains(st.PreCopyUnavailableReason, "tracking disabled by the test") || st.PreCopyRounds != 0 || st.PagesCopiedLive != 0 || st.PagesCopiedPaused < 4<<20/int64(os.Getpagesize()) {
+		t.Errorf("stats %+v: want no pre-copy, the reason, and the heap copied in the stop", st)
+	}
+	if !slices.ContainsFunc(b.Meta.Warnings, func(w string) bool { return strings.Contains(w, "no pre-copy") }) {
+		t.Errorf("warnings %q do not mention the missing pre-copy", b.Meta.Warnings)
+	}
+	out := dlvCore(t, b.Exe, b.Core, "goroutines -with userloc main.parkedInCaptureTarget")
+	if !strings.Contains(out, "[10 goroutines]") {
+		t.Errorf("dlv does not see the 10 parked goroutines:\n%s", lastLines(out, 10))
+	}
+
+	if _, err := Capture(context.Background(), Options{PID: tg.pid, OutDir: filepath.Join(t.TempDir(), "c"), Method: MethodNative, PreCopy: "sometimes"}); err == nil || !strings.Contains(err.Error(), `"sometimes"`) {
+		t.Errorf("PreCopy \"sometimes\": err = %v, want an unknown-setting error", err)
 	}
 }

@@ -8,6 +8,12 @@ import (
 	"runtime"
 )
 
-func captureNative(context.Context, int, string, *Meta) error {
-	return fmt.Errorf("capture: the native capturer supports linux/amd64 only, not %s/%s; use --method gcore", runtime.GOOS, runtime.GOARCH)
+type nativeOptions struct {
+	pid        int
+	preCopy    bool
+	noTracking string
+}
+
+func captureNative(context.Context, nativeOptions, string, *Meta) (*NativeStats, error) {
+	return nil, fmt.Errorf("capture: the native capturer supports linux/amd64 only, not %s/%s; use --method gcore", runtime.GOOS, runtime.GOARCH)
 }

@@ -91,6 +91,11 @@ func parseMapsLine(line string) (mapping, error) {
 const (
 	pagemapPresent = 1 << 63
 	pagemapSwapped = 1 << 62
+	// pageDirty marks, in a pageScan's copy of the entries, a page to
+	// copy again. It reuses bit 55, the kernel's soft-dirty bit, which the
+	// capturer does not use (kernels are often built without
+	// CONFIG_MEM_SOFT_DIRTY) and always overwrites.
+	pageDirty = 1 << 55
 )
 
 // pagemap reads /proc/PID/pagemap: one 64-bit entry per virtual page.
@@ -146,6 +151,50 @@ func (p *pagemap) populated(start, end uint64, fn func(addr, n uint64)) error {
 	}
 	flush()
 	return nil
+}
+
+// pageRun is a run of consecutive pages starting at addr whose pagemap
+// entries are ents[lo:hi] of the pageScan holding it.
+type pageRun struct {
+	addr   uint64
+	lo, hi int
+}
+
+// collect appends to ents the pagemap entries of the pages in [start, end)
+// that are populated (present or swapped), or of every page if all is
+// set, and calls run for each maximal run of such pages with its indexes
+// in ents.
+func (p *pagemap) collect(start, end uint64, all bool, ents []uint64, run func(pageRun)) ([]uint64, error) {
+	cur := pageRun{lo: -1}
+	flush := func() {
+		if cur.lo >= 0 {
+			cur.hi = len(ents)
+			run(cur)
+		}
+		cur.lo = -1
+	}
+	for page := start; page < end; {
+		count := min((end-page)/p.pageSize, uint64(len(p.buf)/8))
+		b := p.buf[:count*8]
+		n, err := p.f.ReadAt(b, int64(page/p.pageSize*8))
+		if err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+			return ents, fmt.Errorf("pagemap at %#x: %w", page, err)
+		}
+		for i := 0; i+8 <= n; i += 8 {
+			e := binary.LittleEndian.Uint64(b[i:])
+			if all || e&(pagemapPresent|pagemapSwapped) != 0 {
+				if cur.lo < 0 {
+					cur = pageRun{addr: page + uint64(i/8)*p.pageSize, lo: len(ents)}
+				}
+				ents = append(ents, e)
+			} else {
+				flush()
+			}
+		}
+		page += uint64(n/8) * p.pageSize
+	}
+	flush()
+	return ents, nil
 }
 
 // procStat holds the fields of /proc/PID/stat the core notes need.

@@ -9,12 +9,45 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"sync"
+	"sync/atomic"
 )
 
 // sink keeps the heap alive.
 var sink [][]byte
+
+// The -writer-mb goroutine's state. It fills guardA, then big, then
+// guardB with the pass number n, in that order and front to back, then
+// stores n in sequence. So at any instant, with s = sequence, the words of
+// guardA, big and guardB taken in that order are all s+1 up to some point
+// and s after it: a core that mixes pages copied at different moments
+// breaks this (see TestCaptureNativePreCopyConsistent).
+var (
+	guardA, guardB [1024]uint64
+	big            []uint64
+	sequence       atomic.Uint64
+)
+
+// writeLoop rewrites the writer's state forever.
+//
+//go:noinline
+func writeLoop(started *sync.WaitGroup) {
+	started.Done()
+	for n := uint64(1); ; n++ {
+		for i := range guardA {
+			guardA[i] = n
+		}
+		for i := range big {
+			big[i] = n
+		}
+		for i := range guardB {
+			guardB[i] = n
+		}
+		sequence.Store(n)
+	}
+}
 
 //go:noinline
 func parkedInCaptureTarget(ctx context.Context, started *sync.WaitGroup, release <-chan struct{}) {
@@ -43,6 +76,7 @@ func main() {
 	heapMB := flag.Int("heap-mb", 4, "heap to allocate and touch, in MiB")
 	traceID := flag.String("trace-id", "4bf92f3577b34da6a3ce929d0e0e4736", "trace_id pprof label of the parked goroutines")
 	busy := flag.Int("busy", 0, "goroutines to run busyLoop")
+	writerMB := flag.Int("writer-mb", 0, "if > 0, a goroutine keeps rewriting a buffer of this many MiB (writeLoop)")
 	flag.Parse()
 
 	for i := 0; i < *heapMB; i++ {
@@ -67,6 +101,15 @@ func main() {
 		go busyLoop(i, &started)
 	}
 	started.Wait()
+	if *writerMB > 0 {
+		big = make([]uint64, *writerMB<<20/8)
+		started.Add(1)
+		go writeLoop(&started)
+		started.Wait()
+		for sequence.Load() < 2 { // a full pass done: guard arrays hold data
+			runtime.Gosched()
+		}
+	}
 	fmt.Printf("ready pid=%d\n", os.Getpid())
 
 	sc := bufio.NewScanner(os.Stdin)
