@@ -60,13 +60,13 @@ func AccessLog(logger *slog.Logger) Middleware {
 			entry := &accessEntry{}
 			ctx := context.WithValue(r.Context(), accessKey{}, entry)
 			r2 := r.WithContext(ctx)
-			sw, st := snoop(w)
+			sw, st := Snoop(w)
 
 			next.ServeHTTP(sw, r2)
 
-			status := st.status
+			status := st.Status
 			switch {
-			case st.hijacked && status == 0:
+			case st.Hijacked && status == 0:
 				status = http.StatusSwitchingProtocols
 			case status == 0 && errors.Is(ctx.Err(), context.Canceled):
 				status = StatusClientClosedRequest
@@ -89,7 +89,7 @@ func AccessLog(logger *slog.Logger) Middleware {
 				slog.String("path", path),
 				slog.String("route", route),
 				slog.Int("status", status),
-				slog.Int64("bytes", st.bytes),
+				slog.Int64("bytes", st.Bytes),
 				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 				slog.String("client_ip", clientIP(r.RemoteAddr)),
 				slog.String("request_id", requestIDOf(r2, w)),

@@ -15,7 +15,7 @@ import (
 func Recover(logger *slog.Logger) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			sw, st := snoop(w)
+			sw, st := Snoop(w)
 			defer func() {
 				rec := recover()
 				if rec == nil {
@@ -31,7 +31,7 @@ func Recover(logger *slog.Logger) Middleware {
 					slog.String("panic", fmt.Sprint(rec)),
 					slog.String("stack", string(debug.Stack())),
 				)
-				if st.started() {
+				if st.Started() {
 					panic(http.ErrAbortHandler)
 				}
 				// Headers the inner handler meant for its own body would
