@@ -22,11 +22,9 @@
 package gateway
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -38,7 +36,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/felixge/httpsnoop"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -56,8 +53,11 @@ type Gateway struct {
 	tel    *telemetry.Telemetry
 	logger *slog.Logger
 	tracer trace.Tracer
-	m      *metrics
-	bufs   *bufferPool
+	// serverSpan and clientSpan are the start options of the gateway's
+	// spans, built once.
+	serverSpan, clientSpan trace.SpanStartOption
+	m                      *metrics
+	bufs                   *bufferPool
 
 	// ctx bounds the background work of every table (health checks); it
 	// is the context given to New.
@@ -75,6 +75,8 @@ type table struct {
 	routes    []*route // longest path_prefix first
 	upstreams map[string]*upstream
 	notFound  http.Handler
+	// notFoundTel is the telemetry of requests no route matched.
+	notFoundTel *routeTelemetry
 	// transports keyed for reuse by the next reload.
 	transports map[transportKey]*http.Transport
 	targets    map[targetKey]*target
@@ -85,6 +87,7 @@ type route struct {
 	up      *upstream
 	proxy   *httputil.ReverseProxy
 	handler http.Handler // middleware chain around the proxy
+	tel     *routeTelemetry
 }
 
 // New builds a gateway from a validated config and starts its health
@@ -94,11 +97,13 @@ func New(ctx context.Context, cfg *Config, tel *telemetry.Telemetry, logger *slo
 		logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{
-		tel:    tel,
-		logger: logger,
-		tracer: tel.TracerProvider.Tracer(instrumentationName),
-		bufs:   newBufferPool(),
-		ctx:    ctx,
+		tel:        tel,
+		logger:     logger,
+		tracer:     tel.TracerProvider.Tracer(instrumentationName),
+		serverSpan: trace.WithSpanKind(trace.SpanKindServer),
+		clientSpan: trace.WithSpanKind(trace.SpanKindClient),
+		bufs:       newBufferPool(),
+		ctx:        ctx,
 	}
 	m, err := newMetrics(tel.MeterProvider, g)
 	if err != nil {
@@ -184,7 +189,8 @@ func (g *Gateway) build(cfg *Config, old *table) (*table, error) {
 	}
 	for _, name := range cfg.UpstreamNames() {
 		uc := cfg.Upstreams[name]
-		up := &upstream{name: name, cfg: uc, retries: *uc.Retries, byTarget: map[*balancer.Target]*target{}}
+		up := &upstream{name: name, cfg: uc, retries: *uc.Retries, byTarget: map[*balancer.Target]*target{},
+			retryOpt: metric.WithAttributeSet(attribute.NewSet(attribute.String("upstream", name)))}
 		tk := transportKey{upstream: name, dial: uc.Timeouts.Dial.D, responseHeaders: uc.Timeouts.ResponseHeader.D}
 		if old != nil && old.transports[tk] != nil {
 			up.transport = old.transports[tk]
@@ -208,8 +214,7 @@ func (g *Gateway) build(cfg *Config, old *table) (*table, error) {
 				if err != nil {
 					return nil, fmt.Errorf("upstreams.%s: %w", name, err)
 				}
-				t = &target{Target: balancer.NewTarget(u, weight), upstream: name}
-				t.host, t.port = hostPort(u)
+				t = newTarget(balancer.NewTarget(u, weight), name)
 			}
 			tbl.targets[key] = t
 			up.targets = append(up.targets, t)
@@ -230,6 +235,7 @@ func (g *Gateway) build(cfg *Config, old *table) (*table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("middleware: %w", err)
 	}
+	tbl.notFoundTel = newRouteTelemetry("")
 	tbl.notFound = middleware.Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.writeError(w, r, http.StatusNotFound, "no route for "+r.URL.Path, "")
 	}), always...)
@@ -244,7 +250,7 @@ func (g *Gateway) build(cfg *Config, old *table) (*table, error) {
 		if err != nil {
 			return nil, fmt.Errorf("middleware: %w", err)
 		}
-		rt := &route{cfg: rc, up: tbl.upstreams[rc.Upstream]}
+		rt := &route{cfg: rc, up: tbl.upstreams[rc.Upstream], tel: newRouteTelemetry(rc.PathPrefix)}
 		rt.proxy = g.newReverseProxy(&rt.cfg, rt.up)
 		rt.handler = middleware.Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			g.serveProxy(w, r, rt)
@@ -278,54 +284,92 @@ func (t *table) match(path string) *route {
 // of an incoming traceparent), runs the route's chain under pprof labels
 // carrying the trace, span and route, and records
 // http.server.request.duration.
+//
+// Span attributes are set after the span starts, and only when it records:
+// samplers do not see them (wardgate's samplers decide on the parent and
+// the trace ID alone), and with traces off nothing is built for nothing.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tbl := g.table.Load()
 	rt := tbl.match(r.URL.Path)
-	routeName, h := "", tbl.notFound
+	rtel, h := tbl.notFoundTel, tbl.notFound
 	if rt != nil {
-		routeName, h = rt.cfg.PathPrefix, rt.handler
+		rtel, h = rt.tel, rt.handler
 	}
-	method := methodAttr(r.Method)
-	spanName := method
-	attrs := []attribute.KeyValue{attribute.String("http.request.method", method)}
-	if routeName != "" {
-		spanName += " " + routeName
-		attrs = append(attrs, attribute.String("http.route", routeName))
-	}
+	mi := methodIndex(r.Method)
 	ctx := g.tel.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := g.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attrs...),
-		trace.WithAttributes(attribute.String("url.path", r.URL.Path), attribute.String("client.address", clientIP(r))))
-	sw, st := snoop(w)
+	ctx, span := g.tracer.Start(ctx, rtel.spanNames[mi], g.serverSpan)
+	if span.IsRecording() {
+		attrs := []attribute.KeyValue{
+			attribute.String("http.request.method", knownMethods[mi]),
+			attribute.String("url.path", r.URL.Path),
+			attribute.String("client.address", clientIP(r)),
+		}
+		if rtel.route != "" {
+			attrs = append(attrs, attribute.String("http.route", rtel.route))
+		}
+		span.SetAttributes(attrs...)
+	}
+	sw, st := middleware.Snoop(w)
 	ctx = context.WithValue(ctx, respStateKey{}, st)
 	start := time.Now()
 	defer func() {
 		p := recover()
-		status := st.status
+		status := st.Status
 		switch {
-		case st.hijacked && status == 0:
+		case st.Hijacked && status == 0:
 			status = http.StatusSwitchingProtocols
 		case p != nil && status == 0:
 			status = http.StatusInternalServerError
 		case status == 0:
 			status = http.StatusOK
 		}
-		span.SetAttributes(attribute.Int("http.response.status_code", status))
-		// Only 5xx is a server error; 4xx is the client's, and 499 (client
-		// gone) is nobody's fault.
-		if status >= 500 {
-			span.SetStatus(codes.Error, http.StatusText(status))
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Int("http.response.status_code", status))
+			// Only 5xx is a server error; 4xx is the client's, and 499
+			// (client gone) is nobody's fault.
+			if status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(status))
+			}
 		}
 		span.End()
 		g.m.serverDuration.Record(ctx, time.Since(start).Seconds(),
-			metric.WithAttributes(append(attrs, attribute.Int("http.response.status_code", status))...))
+			rtel.durations.get(measureKey(mi, status, 0), func() attribute.Set {
+				kv := []attribute.KeyValue{
+					attribute.String("http.request.method", knownMethods[mi]),
+					attribute.Int("http.response.status_code", status),
+				}
+				if rtel.route != "" {
+					kv = append(kv, attribute.String("http.route", rtel.route))
+				}
+				return attribute.NewSet(kv...)
+			}))
 		if p != nil {
 			panic(p)
 		}
 	}()
 	telemetry.DoWithSpanLabels(ctx, func(ctx context.Context) {
 		h.ServeHTTP(sw, r.WithContext(ctx))
-	}, telemetry.LabelRoute, routeName)
+	}, rtel.labels...)
+}
+
+// routeTelemetry is what ServeHTTP needs per route, built once per table:
+// the span names, the pprof labels and the cached metric options.
+type routeTelemetry struct {
+	route     string // http.route, "" for requests no route matched
+	spanNames [len(knownMethods)]string
+	labels    []string // extra pprof labels
+	durations optCache
+}
+
+func newRouteTelemetry(route string) *routeTelemetry {
+	t := &routeTelemetry{route: route, labels: []string{telemetry.LabelRoute, route}}
+	for i, m := range knownMethods {
+		t.spanNames[i] = m
+		if route != "" {
+			t.spanNames[i] = m + " " + route
+		}
+	}
+	return t
 }
 
 func clientIP(r *http.Request) string {
@@ -335,59 +379,9 @@ func clientIP(r *http.Request) string {
 	return r.RemoteAddr
 }
 
-// respState records what happened to the client's response writer.
-type respState struct {
-	status   int
-	hijacked bool
-}
-
-func (s *respState) started() bool { return s.status != 0 || s.hijacked }
-
 type respStateKey struct{}
 
-func respStateFrom(ctx context.Context) *respState {
-	s, _ := ctx.Value(respStateKey{}).(*respState)
+func respStateFrom(ctx context.Context) *middleware.ResponseState {
+	s, _ := ctx.Value(respStateKey{}).(*middleware.ResponseState)
 	return s
-}
-
-// snoop wraps w to record the final status. httpsnoop keeps exactly the
-// optional interfaces of w (Flusher, Hijacker, ...) and implements Unwrap,
-// so streaming and WebSocket upgrades pass through.
-func snoop(w http.ResponseWriter) (http.ResponseWriter, *respState) {
-	s := &respState{}
-	return httpsnoop.Wrap(w, httpsnoop.Hooks{
-		WriteHeader: func(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
-			return func(code int) {
-				if s.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-					s.status = code
-				}
-				next(code)
-			}
-		},
-		Write: func(next httpsnoop.WriteFunc) httpsnoop.WriteFunc {
-			return func(b []byte) (int, error) {
-				if s.status == 0 {
-					s.status = http.StatusOK
-				}
-				return next(b)
-			}
-		},
-		ReadFrom: func(next httpsnoop.ReadFromFunc) httpsnoop.ReadFromFunc {
-			return func(src io.Reader) (int64, error) {
-				if s.status == 0 {
-					s.status = http.StatusOK
-				}
-				return next(src)
-			}
-		},
-		Hijack: func(next httpsnoop.HijackFunc) httpsnoop.HijackFunc {
-			return func() (net.Conn, *bufio.ReadWriter, error) {
-				c, rw, err := next()
-				if err == nil {
-					s.hijacked = true
-				}
-				return c, rw, err
-			}
-		},
-	}), s
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -104,16 +103,4 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}
 	return m, nil
-}
-
-// methodAttr bounds the cardinality of http.request.method: methods
-// outside the standard set are recorded as _OTHER, as the semantic
-// conventions ask.
-func methodAttr(m string) string {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete,
-		http.MethodConnect, http.MethodOptions, http.MethodTrace, http.MethodPatch:
-		return m
-	}
-	return "_OTHER"
 }

@@ -19,7 +19,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -45,7 +44,12 @@ type attempt struct {
 	// connection: from then on a non-idempotent request may have had an
 	// effect and must not be retried.
 	reached atomic.Bool
+	// trace is the attempt's httptrace hook, kept here so that one
+	// allocation holds both.
+	trace httptrace.ClientTrace
 }
+
+func (a *attempt) wroteHeaders() { a.reached.Store(true) }
 
 type attemptKey struct{}
 
@@ -77,8 +81,13 @@ func (g *Gateway) newReverseProxy(rt *Route, up *upstream) *httputil.ReverseProx
 			for k, v := range reqHeaders {
 				pr.Out.Header[k] = []string{v}
 			}
+			// requestid has usually set the header already (it is cloned
+			// from the client's request); only a layer in between could
+			// have changed it.
 			if id := middleware.RequestIDFrom(ctx); id != "" {
-				pr.Out.Header.Set(middleware.HeaderRequestID, id)
+				if vs := pr.Out.Header[middleware.HeaderRequestID]; len(vs) != 1 || vs[0] != id {
+					pr.Out.Header.Set(middleware.HeaderRequestID, id)
+				}
 			}
 			// The CLIENT span of this attempt is in ctx: the upstream's
 			// SERVER span becomes its child.
@@ -200,7 +209,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) 
 		}
 		a := &attempt{target: up.lookup(bt), n: n}
 		if n > 0 {
-			g.m.retries.Add(r.Context(), 1, metric.WithAttributes(attribute.String("upstream", up.name)))
+			g.m.retries.Add(r.Context(), 1, up.retryOpt)
 		}
 		g.attempt(w, r, rt, a)
 		if a.err == nil {
@@ -218,7 +227,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) 
 		g.logger.LogAttrs(r.Context(), slog.LevelInfo, "client went away before the upstream answered",
 			slog.String("upstream", up.name), slog.String("target", last.target.String()))
 	}
-	if rs := respStateFrom(r.Context()); rs != nil && rs.started() {
+	if rs := respStateFrom(r.Context()); rs != nil && rs.Started() {
 		return // e.g. an upgrade failed after the hijack: nothing can be sent
 	}
 	g.writeError(w, r, code, msg, up.name)
@@ -236,23 +245,18 @@ func retrySafe(r *http.Request, a *attempt, body *trackedBody) bool {
 // outcome on the target (inflight, counters, EWMA, passive ejection).
 func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *attempt) {
 	t := a.target
-	method := methodAttr(r.Method)
-	attrs := []attribute.KeyValue{
-		attribute.String("http.request.method", method),
-		attribute.String("server.address", t.host),
-		attribute.Int("server.port", t.port),
-		attribute.String("wardgate.upstream", rt.up.name),
+	mi := methodIndex(r.Method)
+	ctx, span := g.tracer.Start(r.Context(), knownMethods[mi], g.clientSpan)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("http.request.method", knownMethods[mi]))
+		span.SetAttributes(t.spanAttrs...)
+		if a.n > 0 {
+			span.SetAttributes(attribute.Int("http.request.resend_count", a.n))
+		}
 	}
-	spanAttrs := append(attrs[:len(attrs):len(attrs)], attribute.String("url.full", t.URL.String()))
-	if a.n > 0 {
-		spanAttrs = append(spanAttrs, attribute.Int("http.request.resend_count", a.n))
-	}
-	ctx, span := g.tracer.Start(r.Context(), method,
-		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(spanAttrs...))
 	ctx = context.WithValue(ctx, attemptKey{}, a)
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteHeaders: func() { a.reached.Store(true) },
-	})
+	a.trace.WroteHeaders = a.wroteHeaders
+	ctx = httptrace.WithClientTrace(ctx, &a.trace)
 
 	done := t.Begin()
 	start := time.Now()
@@ -271,26 +275,28 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *
 				slog.Duration("window", rt.up.cfg.Passive.Window.D),
 				slog.Duration("eject_for", rt.up.cfg.Passive.EjectFor.D))
 		}
-		mattrs := attrs
+		var et string
 		switch {
 		case a.status != 0:
-			mattrs = append(mattrs[:len(mattrs):len(mattrs)], attribute.Int("http.response.status_code", a.status))
-			span.SetAttributes(attribute.Int("http.response.status_code", a.status))
-			if a.status >= 500 {
-				span.SetStatus(codes.Error, http.StatusText(a.status))
+			if span.IsRecording() {
+				span.SetAttributes(attribute.Int("http.response.status_code", a.status))
+				if a.status >= 500 {
+					span.SetStatus(codes.Error, http.StatusText(a.status))
+				}
 			}
 		case a.err != nil || p != nil:
-			et := errorType(r.Context(), a.err)
-			mattrs = append(mattrs[:len(mattrs):len(mattrs)], attribute.String("error.type", et))
-			span.SetAttributes(attribute.String("error.type", et))
-			if !clientGone {
-				span.SetStatus(codes.Error, et)
-				if a.err != nil {
-					span.RecordError(a.err)
+			et = errorType(r.Context(), a.err)
+			if span.IsRecording() {
+				span.SetAttributes(attribute.String("error.type", et))
+				if !clientGone {
+					span.SetStatus(codes.Error, et)
+					if a.err != nil {
+						span.RecordError(a.err)
+					}
 				}
 			}
 		}
-		g.m.clientDuration.Record(ctx, elapsed.Seconds(), metric.WithAttributes(mattrs...))
+		g.m.clientDuration.Record(ctx, elapsed.Seconds(), t.durationOpt(mi, a.status, et))
 		if a.err != nil && !clientGone {
 			g.logger.LogAttrs(ctx, slog.LevelWarn, "upstream attempt failed",
 				slog.String("upstream", rt.up.name), slog.String("target", t.String()),

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,6 +22,10 @@ type target struct {
 	upstream string
 	host     string // server.address for telemetry
 	port     int    // server.port for telemetry
+	// spanAttrs are the CLIENT span attributes that depend on the target
+	// alone; durations caches the options of http.client.request.duration.
+	spanAttrs []attribute.KeyValue
+	durations optCache
 
 	mu    sync.Mutex
 	fails []time.Time // failure times within the passive window, oldest first
@@ -37,6 +43,43 @@ type upstream struct {
 	bal       balancer.Balancer
 	transport *http.Transport
 	retries   int
+	retryOpt  metric.MeasurementOption // attributes of wardgate.upstream.retries
+}
+
+func newTarget(bt *balancer.Target, upstream string) *target {
+	t := &target{Target: bt, upstream: upstream}
+	t.host, t.port = hostPort(bt.URL)
+	t.spanAttrs = []attribute.KeyValue{
+		attribute.String("server.address", t.host),
+		attribute.Int("server.port", t.port),
+		attribute.String("wardgate.upstream", upstream),
+		attribute.String("url.full", bt.URL.String()),
+	}
+	return t
+}
+
+// durationOpt returns the attributes of one http.client.request.duration
+// measurement: the method, the target, and the status or error type.
+func (t *target) durationOpt(method, status int, errType string) metric.MeasurementOption {
+	et := 0
+	if errType != "" {
+		et = errorTypeIndex(errType)
+	}
+	return t.durations.get(measureKey(method, status, et), func() attribute.Set {
+		kv := []attribute.KeyValue{
+			attribute.String("http.request.method", knownMethods[method]),
+			attribute.String("server.address", t.host),
+			attribute.Int("server.port", t.port),
+			attribute.String("wardgate.upstream", t.upstream),
+		}
+		switch {
+		case status != 0:
+			kv = append(kv, attribute.Int("http.response.status_code", status))
+		case et != 0:
+			kv = append(kv, attribute.String("error.type", errorTypes[et]))
+		}
+		return attribute.NewSet(kv...)
+	})
 }
 
 func (u *upstream) lookup(bt *balancer.Target) *target { return u.byTarget[bt] }

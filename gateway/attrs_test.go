@@ -1,0 +1,89 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+)
+
+// The cached metric options must give each (method, status or error type,
+// route or target) its own series with the right labels, whatever order
+// the combinations arrive in.
+func TestDurationSeriesPerMethodStatusAndError(t *testing.T) {
+	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	})
+	dead := deadURL(t)
+	f := newFixture(t, "routes:\n  - path_prefix: /\n    upstream: u\n  - path_prefix: /dead/\n    upstream: d\n"+
+		"upstreams:\n  u:\n    targets:\n      - {url: \""+be.URL+"\"}\n"+
+		"  d:\n    retries: 0\n    targets:\n      - {url: \""+dead+"\"}\n")
+	for i := 0; i < 3; i++ { // repeat: the second and third hit the cache
+		for _, c := range []struct{ method, path string }{
+			{"GET", "/ok"}, {"GET", "/missing"}, {"PUT", "/ok"}, {"BREW", "/ok"}, {"GET", "/dead/x"},
+		} {
+			req, _ := http.NewRequest(c.method, f.public.URL+c.path, nil)
+			do(t, req)
+		}
+	}
+	_, metrics := get(t, f.admin.URL+"/metrics")
+	count := func(re string) string {
+		m := regexp.MustCompile(re + `[^}]*} (\d+)`).FindStringSubmatch(metrics)
+		if m == nil {
+			return "none"
+		}
+		return m[1]
+	}
+	for re, want := range map[string]string{
+		`http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200",http_route="/"`:         "3",
+		`http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="404",http_route="/"`:         "3",
+		`http_server_request_duration_seconds_count{http_request_method="PUT",http_response_status_code="200",http_route="/"`:         "3",
+		`http_server_request_duration_seconds_count{http_request_method="_OTHER",http_response_status_code="200",http_route="/"`:      "3",
+		`http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="502",http_route="/dead/"`:    "3",
+		`http_client_request_duration_seconds_count{http_request_method="GET",http_response_status_code="404",*wardgate_upstream="u"`: "3",
+		`http_client_request_duration_seconds_count{error_type="connection_refused",http_request_method="GET",*wardgate_upstream="d"`: "3",
+	} {
+		// "*" in a key stands for the labels in between.
+		if got := count(strings.ReplaceAll(regexp.QuoteMeta(re), `\*`, `[^}]*`)); got != want {
+			t.Errorf("%s: count %s, want %s", re, got, want)
+		}
+	}
+	if t.Failed() {
+		for _, l := range strings.Split(metrics, "\n") {
+			if strings.HasPrefix(l, "http_") && strings.Contains(l, "_count") {
+				t.Log(l)
+			}
+		}
+	}
+}
+
+func TestOptCacheBounded(t *testing.T) {
+	var c optCache
+	builds := 0
+	for round := 0; round < 2; round++ {
+		for k := uint32(0); k < maxCachedOptions+10; k++ {
+			o := c.get(k, func() attribute.Set {
+				builds++
+				return attribute.NewSet(attribute.Int("k", int(k)))
+			})
+			if o == nil {
+				t.Fatalf("key %d: nil option", k)
+			}
+		}
+	}
+	if n := len(*c.m.Load()); n != maxCachedOptions {
+		t.Errorf("cache holds %d options, want the bound %d", n, maxCachedOptions)
+	}
+	// Cached keys build once; keys past the bound build on every call.
+	if want := maxCachedOptions + 2*10; builds != want {
+		t.Errorf("%d builds, want %d", builds, want)
+	}
+	if got := fmt.Sprint(measureKey(3, 404, 0) != measureKey(3, 404, 1), measureKey(1, 200, 0) != measureKey(2, 200, 0)); got != "true true" {
+		t.Errorf("measureKey collisions: %s", got)
+	}
+}
