@@ -10,14 +10,18 @@
 // as a library rather than by driving the dlv command over its JSON-RPC API:
 // a service with 100k goroutines needs one RPC and one stack unwind per
 // goroutine that way (plain dlv already spends ~2.6 s just grouping 100k
-// goroutines by location), while in-process we read each parked goroutine's
-// frame-pointer chain from the core directly (two words per frame, through a
-// page cache), group by the chain of return addresses and let delve unwind and
-// symbolize just one representative per group. Grouping stays exact: equal
-// return-address chains give equal function+file:line sequences, and groups
-// are merged again on that symbolic key. Goroutines whose chain cannot be
-// walked (running on a thread, in a syscall, or with a broken chain) are
-// unwound by delve.
+// goroutines by location), while in-process we read runtime.allgs and each
+// runtime.g with one copy from the memory-mapped core (field offsets from
+// the binary's DWARF, see gread.go), read each parked goroutine's
+// frame-pointer chain the same way (two words per frame), group by the
+// chain of return addresses and let delve unwind and symbolize just one
+// representative per group. pprof label maps are read directly too, once
+// per distinct map. Grouping stays exact: equal return-address chains give
+// equal function+file:line sequences, and groups are merged again on that
+// symbolic key. Goroutines whose chain cannot be walked (running on a
+// thread, in a syscall, or with a broken chain) are unwound by delve.
+// A core with 100k goroutines takes about 0.5 s of CPU this way, against
+// about 4 s through delve's per-goroutine API.
 //
 // User-written analysis steps stay in delve's own Starlark dialect:
 // Options.Scripts run through the real dlv binary (scripts/postmortem/*.star

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,23 +35,37 @@ func analyzeCore(ctx context.Context, opts Options, r *Report) error {
 	defer grp.Detach(false)
 	t := grp.Selected
 	a := &analysis{
-		t:     t,
-		bi:    t.BinInfo(),
-		mem:   newPageCache(t.Memory()),
-		src:   newSourceCache(),
-		gover: goversion.ParseProducer(t.BinInfo().Producer()),
+		t:       t,
+		bi:      t.BinInfo(),
+		mem:     newCoreMemory(opts.Core, t.Memory()),
+		src:     newSourceCache(),
+		gover:   goversion.ParseProducer(t.BinInfo().Producer()),
+		threadG: map[int64]*proc.G{},
+		delveGs: map[int]*proc.G{},
+		funcs:   map[uint64]string{},
 	}
+	defer a.mem.close()
 	if r.Build.GoVersion == "" {
 		r.Build.GoVersion = t.BinInfo().Producer()
 	}
+	for _, th := range t.ThreadList() {
+		if g, err := proc.GetG(th); err == nil && g != nil && g.ID != 0 {
+			a.threadG[g.ID] = g
+		}
+	}
 
-	gs, _, err := proc.GoroutinesInfo(t, 0, 0)
+	gs, err := a.readGoroutines()
 	if err != nil {
-		return fmt.Errorf("analyze: list goroutines: %w", err)
+		// Unknown runtime layout: let delve list them (slower).
+		r.Warnings = append(r.Warnings, fmt.Sprintf("reading goroutines directly: %v; used delve's slower listing", err))
+		if gs, err = a.goroutinesFromDelve(); err != nil {
+			return fmt.Errorf("analyze: list goroutines: %w", err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	labels := newLabelReader(a)
 
 	// The goroutine on the signalled thread (delve's current thread is the
 	// first NT_PRSTATUS one, the same the kernel gave the signal).
@@ -73,22 +88,19 @@ func analyzeCore(ctx context.Context, opts Options, r *Report) error {
 		r.Stop.Goroutine = crashID
 	}
 
-	now := a.nanotimeLowerBound(crashG)
+	now := a.nanotimeLowerBound(gs)
 	groups := map[string]*groupAcc{} // symbolic key -> group
 	byPCs := map[string]string{}     // return-address chain -> symbolic key
 	states := map[string]int{}
 	traceCount := map[string]int{}
 	var pcs []uint64
 	var keyBuf []byte
-	for i, g := range gs {
+	for i := range gs {
+		g := &gs[i]
 		if i%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-		}
-		if g.Unreadable != nil {
-			states["unreadable"]++
-			continue
 		}
 		state, reason := a.state(g)
 		if reason != "" {
@@ -96,7 +108,7 @@ func analyzeCore(ctx context.Context, opts Options, r *Report) error {
 		} else {
 			states[state]++
 		}
-		labels := g.Labels()
+		labels := labels.labels(g)
 		if tid := labels["trace_id"]; tid != "" {
 			traceCount[tid]++
 		}
@@ -108,26 +120,25 @@ func analyzeCore(ctx context.Context, opts Options, r *Report) error {
 			for _, pc := range pcs {
 				keyBuf = binary.LittleEndian.AppendUint64(keyBuf, pc)
 			}
-			keyBuf = binary.LittleEndian.AppendUint64(keyBuf, g.GoPC)
+			keyBuf = binary.LittleEndian.AppendUint64(keyBuf, g.goPC)
+			keyBuf = append(keyBuf, byte(g.status), g.waitReason)
 			k, ok := byPCs[string(keyBuf)]
 			if !ok {
-				frames, err := a.frames(g)
-				if err != nil {
-					r.Warnings = append(r.Warnings, fmt.Sprintf("goroutine %d: stack: %v", g.ID, err))
+				var err error
+				if k, err = a.groupOf(groups, g, state, reason); err != nil {
+					r.Warnings = append(r.Warnings, err.Error())
 				}
-				k = a.newGroup(groups, g, frames, state, reason)
 				byPCs[string(keyBuf)] = k
 			}
 			key = k
 		} else {
-			frames, err := a.frames(g)
-			if err != nil {
-				r.Warnings = append(r.Warnings, fmt.Sprintf("goroutine %d: stack: %v", g.ID, err))
+			var err error
+			if key, err = a.groupOf(groups, g, state, reason); err != nil {
+				r.Warnings = append(r.Warnings, err.Error())
 			}
-			key = a.newGroup(groups, g, frames, state, reason)
 		}
 		acc := groups[key]
-		acc.add(g, labels, now, g.ID == crashID)
+		acc.add(g, labels, now, g.id == crashID)
 	}
 
 	r.Goroutines = len(gs)
@@ -142,8 +153,13 @@ func analyzeCore(ctx context.Context, opts Options, r *Report) error {
 	})
 
 	if crashG == nil && r.Stop.Goroutine != 0 {
-		if g, err := proc.FindGoroutine(t, r.Stop.Goroutine); err == nil && g != nil {
-			crashG = g
+		for i := range gs {
+			if gs[i].id == r.Stop.Goroutine {
+				if g, err := a.delveG(&gs[i]); err == nil {
+					crashG = g
+				}
+				break
+			}
 		}
 	}
 	if crashG != nil {
@@ -179,13 +195,40 @@ func analyzeCore(ctx context.Context, opts Options, r *Report) error {
 type analysis struct {
 	t     *proc.Target
 	bi    *proc.BinaryInfo
-	mem   *pageCache
+	mem   *coreMemory
 	src   *sourceCache
 	gover goversion.GoVersion
+	// threadG are the goroutines running on a thread, by ID (delve's
+	// view, with the thread's registers); delveGs caches delve's view of
+	// others by allgs index.
+	threadG map[int64]*proc.G
+	delveGs map[int]*proc.G
+	funcs   map[uint64]string // function name by entry-relative PC lookups
 }
 
-func (a *analysis) state(g *proc.G) (state, reason string) {
-	switch g.Status {
+// goroutinesFromDelve lists goroutines through delve when the runtime.g
+// layout could not be read.
+func (a *analysis) goroutinesFromDelve() ([]gInfo, error) {
+	dgs, _, err := proc.GoroutinesInfo(a.t, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]gInfo, 0, len(dgs))
+	for i, g := range dgs {
+		if g.Unreadable != nil {
+			continue
+		}
+		a.delveGs[i] = g
+		out = append(out, gInfo{
+			idx: i, id: g.ID, status: g.Status, waitReason: uint8(g.WaitReason), waitSince: g.WaitSince,
+			pc: g.PC, sp: g.SP, bp: g.BP, goPC: g.GoPC, startPC: g.StartPC,
+		})
+	}
+	return out, nil
+}
+
+func (a *analysis) state(g *gInfo) (state, reason string) {
+	switch g.status {
 	case proc.Grunnable:
 		return "runnable", ""
 	case proc.Grunning:
@@ -193,21 +236,52 @@ func (a *analysis) state(g *proc.G) (state, reason string) {
 	case proc.Gsyscall:
 		return "syscall", ""
 	case proc.Gwaiting:
-		return "waiting", api.WaitReasonString(&a.gover, g.WaitReason)
+		return "waiting", api.WaitReasonString(&a.gover, int64(g.waitReason))
 	case proc.Gidle:
 		return "idle", ""
 	case proc.Gcopystack:
 		return "copystack", ""
+	case 9:
+		return "preempted", ""
+	case 10:
+		return "leaked", ""
 	}
-	return "status " + strconv.FormatUint(g.Status, 10), ""
+	return "status " + strconv.FormatUint(g.status, 10), ""
+}
+
+// funcName is the name of the function containing pc ("" if unknown).
+func (a *analysis) funcName(pc uint64) string {
+	if n, ok := a.funcs[pc]; ok {
+		return n
+	}
+	n := ""
+	if fn := a.bi.PCToFunc(pc); fn != nil {
+		n = fn.Name
+	}
+	a.funcs[pc] = n
+	return n
+}
+
+// groupOf unwinds g with delve and returns the symbolic key of its group,
+// creating the group if needed.
+func (a *analysis) groupOf(groups map[string]*groupAcc, g *gInfo, state, reason string) (string, error) {
+	dg, err := a.delveG(g)
+	if err != nil {
+		return a.newGroup(groups, nil, nil, state, reason), fmt.Errorf("goroutine %d: %w", g.id, err)
+	}
+	frames, err := a.frames(dg)
+	if err != nil {
+		err = fmt.Errorf("goroutine %d: stack: %w", g.id, err)
+	}
+	return a.newGroup(groups, dg, frames, state, reason), err
 }
 
 // fpChain returns the return addresses of a parked goroutine by following
 // its saved frame pointers (amd64 and arm64 Go code always keeps them), or
 // nil when the goroutine is on a thread or the chain looks wrong; the caller
 // then asks delve to unwind it.
-func (a *analysis) fpChain(g *proc.G, pcs []uint64) []uint64 {
-	if g.Thread != nil || (g.Status != proc.Gwaiting && g.Status != proc.Grunnable) || g.BP == 0 {
+func (a *analysis) fpChain(g *gInfo, pcs []uint64) []uint64 {
+	if a.threadG[g.id] != nil || (g.status != proc.Gwaiting && g.status != proc.Grunnable) || g.bp == 0 {
 		return nil
 	}
 	switch a.bi.Arch.Name {
@@ -215,9 +289,9 @@ func (a *analysis) fpChain(g *proc.G, pcs []uint64) []uint64 {
 	default:
 		return nil
 	}
-	pcs = append(pcs, g.PC)
-	fp := g.BP
-	if fp < g.SP {
+	pcs = append(pcs, g.pc)
+	fp := g.bp
+	if fp < g.sp {
 		return nil
 	}
 	var buf [16]byte
@@ -255,7 +329,10 @@ func (a *analysis) newGroup(groups map[string]*groupAcc, g *proc.G, frames []pro
 	for _, f := range fs {
 		fmt.Fprintf(&sb, "|%s %s:%d", f.Function, f.File, f.Line)
 	}
-	created := a.createdBy(g)
+	var created *Frame
+	if g != nil {
+		created = a.createdBy(g)
+	}
 	if created != nil {
 		fmt.Fprintf(&sb, "|created by %s %s:%d", created.Function, created.File, created.Line)
 	}
@@ -263,7 +340,7 @@ func (a *analysis) newGroup(groups map[string]*groupAcc, g *proc.G, frames []pro
 	if _, ok := groups[key]; !ok {
 		groups[key] = &groupAcc{
 			frames: fs, createdBy: created, state: state, reason: reason,
-			system: g.System(a.t), labels: map[string]map[string]bool{},
+			system: g != nil && g.System(a.t), labels: map[string]map[string]bool{},
 		}
 	}
 	return key
@@ -339,23 +416,34 @@ type groupAcc struct {
 	longest   float64
 	hasWait   bool
 	labels    map[string]map[string]bool
+	// lastLabels is the label map added last (maps are shared per label set).
+	lastLabels map[string]string
 }
 
-func (acc *groupAcc) add(g *proc.G, labels map[string]string, now int64, crashing bool) {
+func (acc *groupAcc) add(g *gInfo, labels map[string]string, now int64, crashing bool) {
 	acc.count++
 	if len(acc.ids) < maxGroupIDs {
-		acc.ids = append(acc.ids, g.ID)
+		acc.ids = append(acc.ids, g.id)
 	}
-	if acc.minID == 0 || g.ID < acc.minID {
-		acc.minID = g.ID
+	if acc.minID == 0 || g.id < acc.minID {
+		acc.minID = g.id
 	}
 	acc.crashing = acc.crashing || crashing
-	if g.WaitSince > 0 && now > g.WaitSince {
-		if w := float64(now-g.WaitSince) / 1e9; w > acc.longest || !acc.hasWait {
+	if g.waitSince > 0 && now > g.waitSince {
+		if w := float64(now-g.waitSince) / 1e9; w > acc.longest || !acc.hasWait {
 			acc.longest, acc.hasWait = w, true
 		}
 	}
-	acc.addLabels(labels)
+	if len(labels) > 0 && (acc.lastLabels == nil || !sameMap(acc.lastLabels, labels)) {
+		acc.addLabels(labels)
+		acc.lastLabels = labels
+	}
+}
+
+// sameMap reports whether a and b are the same map (label maps are shared
+// by goroutines with the same label set): a cheap way to skip re-adding.
+func sameMap(a, b map[string]string) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 func (acc *groupAcc) addLabels(labels map[string]string) {
@@ -449,7 +537,7 @@ func (acc *groupAcc) group(src *sourceCache, withSource bool) Group {
 // topmost user frame.
 func (a *analysis) detail(g *proc.G, warnings *[]string) *Goroutine {
 	d := &Goroutine{ID: g.ID, Labels: g.Labels()}
-	d.State, d.WaitReason = a.state(g)
+	d.State, d.WaitReason = a.state(&gInfo{status: g.Status, waitReason: uint8(g.WaitReason)})
 	if g.Thread != nil {
 		d.ThreadID = g.Thread.ThreadID()
 	}
@@ -552,25 +640,51 @@ func (a *analysis) fatalFromMemory(th proc.Thread) string {
 	return ""
 }
 
-// nanotimeLowerBound estimates the runtime's nanotime() at the moment of the
-// core from timestamps the runtime keeps (last netpoll, last GC start and
-// end); goroutine wait times computed from it are lower bounds.
-func (a *analysis) nanotimeLowerBound(g *proc.G) int64 {
+// nanotimeLowerBound estimates the runtime's nanotime() at the moment of
+// the core. No clock reading is stored in a core, so this is the latest of
+// the timestamps the runtime keeps in nanotime units: the last netpoll
+// (sched.lastpoll), the last GC's start and end, the GC CPU limiter's last
+// update, sysmon's per-P "last saw it schedule / enter a syscall" stamps
+// (allp[i].sysmontick, refreshed every 20 µs-10 ms while the process is
+// busy), and every goroutine's waitsince. Deadlines that lie in the future
+// (sched.pollUntil, timers) are left out: they would overstate waits. Wait
+// times computed from it are therefore lower bounds, short by at most the
+// time since the process last did any of those things (milliseconds for a
+// busy process; for an idle one, up to the time since its last GC or poll).
+func (a *analysis) nanotimeLowerBound(gs []gInfo) int64 {
+	var now int64
+	for i := range gs {
+		now = max(now, gs[i].waitSince)
+	}
 	scope, err := proc.ConvertEvalScope(a.t, -1, 0, 0)
 	if err != nil {
-		return 0
+		return now
 	}
-	var now int64
-	for _, expr := range []string{"runtime.sched.lastpoll", "runtime.work.tstart", "runtime.memstats.last_gc_nanotime", "runtime.sched.pollUntil"} {
-		v, err := scope.EvalExpression(expr, proc.LoadConfig{MaxVariableRecurse: 2, MaxStructFields: -1})
+	cfg := proc.LoadConfig{MaxVariableRecurse: 2, MaxStructFields: -1}
+	eval := func(expr string) (int64, bool) {
+		v, err := scope.EvalExpression(expr, cfg)
 		if err != nil || v.Unreadable != nil {
-			continue
+			return 0, false
 		}
-		if n, ok := intValue(v); ok && n > now {
-			now = n
+		return intValue(v)
+	}
+	for _, expr := range []string{
+		"runtime.sched.lastpoll", "runtime.work.tstart", "runtime.memstats.last_gc_nanotime",
+		"runtime.gcCPULimiter.lastUpdate", "runtime.sched.procresizetime",
+	} {
+		if n, ok := eval(expr); ok {
+			now = max(now, n)
 		}
 	}
-	_ = g
+	if nP, ok := eval("len(runtime.allp)"); ok {
+		for i := range min(nP, 1024) {
+			for _, f := range []string{"schedwhen", "syscallwhen"} {
+				if n, ok := eval(fmt.Sprintf("runtime.allp[%d].sysmontick.%s", i, f)); ok {
+					now = max(now, n)
+				}
+			}
+		}
+	}
 	return now
 }
 

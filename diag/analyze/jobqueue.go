@@ -28,19 +28,19 @@ var jobqueueFields = map[string][]string{
 
 // jobQueue finds the wardgate job queue in the goroutines' frames and reads
 // its depth, capacity and busy workers.
-func (a *analysis) jobQueue(gs []*proc.G) JobQueue {
+func (a *analysis) jobQueue(gs []gInfo) JobQueue {
 	var workerGs, busyGs int64
 	var found *proc.Variable
 	var source string
 	seenPkg := false
-	for _, g := range gs {
-		if g.Unreadable != nil || g.System(a.t) {
+	for i := range gs {
+		// Workers are started by the job queue; other goroutines that
+		// pass through it (HTTP handlers) are not unwound here.
+		if !strings.HasPrefix(a.funcName(gs[i].startPC), jobqueuePkg) {
 			continue
 		}
-		start := g.StartLoc(a.t)
-		if start.Fn == nil || !strings.HasPrefix(start.Fn.Name, jobqueuePkg) {
-			// Workers are started by the job queue; other goroutines that
-			// pass through it (HTTP handlers) are not unwound here.
+		g, err := a.delveG(&gs[i])
+		if err != nil {
 			continue
 		}
 		seenPkg = true
