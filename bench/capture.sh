@@ -10,12 +10,13 @@ runs="${CAPTURE_BENCH_RUNS:-3}"
 out="$(go test -run '^$' -bench 'BenchmarkCapture' -benchtime "${runs}x" ./diag/capture)"
 echo "$out" >&2
 echo
-echo "| process | method | pause (ms) | core on disk (MiB) | core apparent (MiB) | RSS (MiB) |"
-echo "|---|---|---:|---:|---:|---:|"
+echo "| process | method | pause (ms) | longest stop (ms) | copied while stopped (MiB) | core on disk (MiB) | core apparent (MiB) | RSS (MiB) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
 echo "$out" | awk '/^BenchmarkCapture\// {
   split($1, p, "/"); sub(/-[0-9]+$/, "", p[3]);
   for (i = 3; i < NF; i++) m[$(i+1)] = $i;
-  printf "| %s | %s | %.1f | %.1f | %.1f | %.0f |\n", p[2], p[3], m["pause-ms/op"], m["core-MiB-on-disk"], m["core-MiB-apparent"], m["rss-MiB"]
+  stop = (p[3] == "native") ? sprintf("%.1f | %.1f", m["longest-stop-ms/op"], m["MiB-copied-stopped/op"]) : "= pause | all"
+  printf "| %s | %s | %.1f | %s | %.1f | %.1f | %.0f |\n", p[2], p[3], m["pause-ms/op"], stop, m["core-MiB-on-disk"], m["core-MiB-apparent"], m["rss-MiB"]
 }'
 echo
 echo "Mean of ${runs} captures each; $(nproc) CPUs, $(uname -r), $(go version | cut -d' ' -f3)."

@@ -9,12 +9,20 @@
 //     to disk; for a Go process that includes the whole reserved heap, so
 //     even a small service gives a core of over a gigabyte and a pause of
 //     about a second.
-//   - "native" is wardgate's own capturer: it stops the threads with
-//     ptrace, copies only the pages that are populated (present or swapped,
-//     per /proc/PID/pagemap) with process_vm_readv into its own memory,
-//     resumes the threads, and only then writes an ELF core in which
-//     unpopulated pages are file-system holes. The pause is the time to
-//     copy resident memory, and the core's size on disk is close to RSS.
+//   - "native" is wardgate's own capturer. It copies only the pages that
+//     are populated (present or swapped, per /proc/PID/pagemap) with
+//     process_vm_readv into its own memory, and writes an ELF core in
+//     which unpopulated pages are file-system holes, so the core's size
+//     on disk is close to RSS. With pre-copy (the default) it copies
+//     memory while the process runs, tracking writes with an asynchronous
+//     write-protecting userfaultfd and PAGEMAP_SCAN (Linux 6.7+; see
+//     tracker_linux_amd64.go for why not soft-dirty bits), then stops the
+//     threads with ptrace only to read registers and copy the pages
+//     written since, and resumes them: the pause scales with the write
+//     rate, not with RSS. Tracking needs one stop of about a millisecond
+//     to create the userfaultfd inside the process. Without tracking
+//     (older kernel, Options.PreCopy "off") the threads stay stopped for
+//     the whole copy. Either way the core shows memory at one instant.
 //
 // The native ELF core writer is hand-written: no Go library writes Linux
 // core files (delve's pkg/proc/dump.go writes its own non-standard format

@@ -27,7 +27,7 @@ func BenchmarkCapture(b *testing.B) {
 		tg := startTarget(b, 1000, size.heapMB)
 		for _, method := range []string{MethodNative, MethodGcore} {
 			b.Run(size.name+"/"+method, func(b *testing.B) {
-				var pause, disk, apparent, copied float64
+				var pause, longest, paused, disk, apparent, copied float64
 				for i := 0; i < b.N; i++ {
 					dir := filepath.Join(b.TempDir(), fmt.Sprintf("bundle%d", i))
 					bu, err := Capture(context.Background(), Options{PID: tg.pid, OutDir: dir, Method: method})
@@ -35,6 +35,10 @@ func BenchmarkCapture(b *testing.B) {
 						b.Fatal(err)
 					}
 					pause += bu.Meta.PauseMS
+					if st, err := ReadNativeStats(dir); err == nil {
+						longest += st.LongestPauseMS
+						paused += float64(st.PagesCopiedPaused)
+					}
 					disk += float64(bu.Meta.CoreBytesOnDisk)
 					apparent += float64(bu.Meta.CoreBytesApparent)
 					copied += float64(bu.Meta.MemoryBytesCopied)
@@ -43,6 +47,10 @@ func BenchmarkCapture(b *testing.B) {
 				tg.ping(b)
 				n := float64(b.N)
 				b.ReportMetric(pause/n, "pause-ms/op")
+				if method == MethodNative {
+					b.ReportMetric(longest/n, "longest-stop-ms/op")
+					b.ReportMetric(paused/n*float64(os.Getpagesize())/(1<<20), "MiB-copied-stopped/op")
+				}
 				b.ReportMetric(disk/n/(1<<20), "core-MiB-on-disk")
 				b.ReportMetric(apparent/n/(1<<20), "core-MiB-apparent")
 				b.ReportMetric(float64(rssBytes(b, tg.pid))/(1<<20), "rss-MiB")
