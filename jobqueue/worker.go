@@ -42,11 +42,11 @@ type worker struct {
 }
 
 // worker runs one of the MAX_WORKERS worker goroutines. Workers take turns
-// building the one open batch (the q.build token): the builder takes collections
-// from the queue channel until the batch is full, BATCH_MAX_WAIT has
-// passed, or (durable mode) every collection waiting to be admitted is in
-// it; it then hands the builder's turn over and compresses and uploads its
-// batch while another worker builds the next one. One open batch at a time
+// (the q.build token) building the one open batch: the builder takes
+// collections from the queue channel until the batch is full,
+// BATCH_MAX_WAIT has passed, or (durable mode) every request being
+// admitted is in it; it then hands the turn over and compresses and
+// uploads its batch while another worker builds the next one. One open batch at a time
 // means batches fill at any rate instead of MAX_WORKERS partial batches
 // each flushing on its own timer, and compression and PUTs still run on up
 // to MAX_WORKERS goroutines at once.
