@@ -20,6 +20,7 @@ func runDiagCapture(ctx context.Context, args []string, stdout, stderr io.Writer
 	out := fs.String("out", "", "bundle directory to create (must not exist or be empty; default ./wardgate-capture-<pid>-<UTC time>)")
 	method := fs.String("method", capture.MethodAuto, "auto, native or gcore: native stops the process only while copying its resident pages and writes a sparse core;\ngcore runs GDB's gcore (longer pause, core as big as the address space); auto tries native, then gcore")
 	quiet := fs.Bool("quiet", false, "print only the bundle path")
+	precopy := fs.String("precopy", "on", "native only: on copies memory while the process runs and stops it only for pages written since\n(write tracking with userfaultfd, Linux 6.7+; falls back to off when unavailable); off stops it for the whole copy")
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprint(w, `Usage: wardgate diag capture --pid PID [--out DIR] [--method auto|native|gcore]
@@ -66,7 +67,11 @@ Flags:
 	}
 
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	b, err := capture.Capture(ctx, capture.Options{PID: *pid, OutDir: *out, Method: *method, Logger: logger})
+	if *precopy != "on" && *precopy != "off" {
+		fmt.Fprintf(stderr, "wardgate diag capture: --precopy %q: want on or off\n", *precopy)
+		return 2
+	}
+	b, err := capture.Capture(ctx, capture.Options{PID: *pid, OutDir: *out, Method: *method, Logger: logger, PreCopy: *precopy})
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate diag capture: %v\n", err)
 		return 1
@@ -81,6 +86,10 @@ Flags:
 		m.PID, m.Method, m.PauseMS, m.Threads, humanBytes(m.CoreBytesOnDisk), humanBytes(m.CoreBytesApparent))
 	if m.FallbackReason != "" {
 		fmt.Fprintf(stdout, "note: native capture failed, used gcore: %s\n", m.FallbackReason)
+	}
+	if st, err := capture.ReadNativeStats(b.Dir); err == nil && m.Method == capture.MethodNative {
+		fmt.Fprintf(stdout, "stops=%d longest=%.1fms pages copied live=%d paused=%d\n",
+			st.Stops, st.LongestPauseMS, st.PagesCopiedLive, st.PagesCopiedPaused)
 	}
 	for _, w := range m.Warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)

@@ -57,10 +57,11 @@ type Meta struct {
 	Method string `json:"method"`
 	// FallbackReason says why "auto" did not use the native capturer.
 	FallbackReason string `json:"fallback_reason,omitempty"`
-	// PauseMS is how long the process was stopped, in milliseconds. For
-	// native it is measured from the first thread stop to the last
-	// thread resume; for gcore it is the duration of the gcore command
-	// (gdb holds the process for nearly all of it).
+	// PauseMS is the total time the process's threads were stopped, in
+	// milliseconds. For native it sums every stop (with pre-copy: a short
+	// setup stop and the final stop; see the precopy_* fields the capturer
+	// adds); for gcore it is the duration of the gcore command (gdb holds
+	// the process for nearly all of it).
 	PauseMS float64 `json:"pause_ms"`
 	// Threads is the number of threads in the core.
 	Threads int `json:"threads"`
@@ -69,7 +70,7 @@ type Meta struct {
 	// CoreBytesApparent is the core's st_size (holes included).
 	CoreBytesApparent int64 `json:"core_bytes_apparent"`
 	// MemoryBytesCopied is how much process memory the native capturer
-	// copied while the process was stopped.
+	// put in the core (copied live or during the stop).
 	MemoryBytesCopied int64 `json:"memory_bytes_copied,omitempty"`
 	// Time is when the process was stopped (UTC).
 	Time time.Time `json:"time"`
