@@ -87,3 +87,46 @@ func TestOptCacheBounded(t *testing.T) {
 		t.Errorf("measureKey collisions: %s", got)
 	}
 }
+
+// The gateway passes Accept-Encoding through: it never asks a backend for
+// gzip on a client's behalf (and gunzips), and a client's gzip answer comes
+// back compressed, untouched.
+func TestAcceptEncodingPassesThrough(t *testing.T) {
+	be := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		ae := r.Header.Get("Accept-Encoding")
+		w.Header().Set("X-Got-Accept-Encoding", ae)
+		if ae == "gzip" {
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write([]byte("pretend-gzip"))
+			return
+		}
+		w.Write([]byte("plain"))
+	})
+	f := newFixture(t, oneUpstream("", "", be.URL))
+	// A client that adds no Accept-Encoding of its own.
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	defer client.CloseIdleConnections()
+	for _, ae := range []string{"", "gzip"} {
+		req, _ := http.NewRequest("GET", f.public.URL+"/x", nil)
+		if ae != "" {
+			req.Header.Set("Accept-Encoding", ae)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := make([]byte, 64)
+		n, _ := resp.Body.Read(body)
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Got-Accept-Encoding"); got != ae {
+			t.Errorf("client Accept-Encoding %q: backend got %q", ae, got)
+		}
+		want, wantCE := "plain", ""
+		if ae == "gzip" {
+			want, wantCE = "pretend-gzip", "gzip"
+		}
+		if string(body[:n]) != want || resp.Header.Get("Content-Encoding") != wantCE {
+			t.Errorf("client Accept-Encoding %q: body %q, Content-Encoding %q", ae, body[:n], resp.Header.Get("Content-Encoding"))
+		}
+	}
+}

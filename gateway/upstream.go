@@ -107,6 +107,10 @@ type transportKey struct {
 //   - MaxIdleConns bounds the total across the pool's hosts.
 //   - DialContext and ResponseHeaderTimeout come from the config so a dead
 //     or stuck target fails fast (502/504) instead of holding the client.
+//   - DisableCompression: a proxy passes Accept-Encoding through. Left on,
+//     the transport would ask a backend for gzip when the client did not,
+//     then gunzip the body itself: CPU for nothing, and the client gets an
+//     uncompressed body it could not have asked to be compressed.
 //   - ForceAttemptHTTP2 is false: the backends are HTTP/1.1 services and
 //     h2 over TLS would multiplex everything onto one connection per host,
 //     which defeats the per-connection accounting of least_conn.
@@ -116,6 +120,7 @@ func newTransport(cfg *Upstream, hosts int) *http.Transport {
 		Proxy:                 nil, // never send upstream traffic through HTTP_PROXY
 		DialContext:           d.DialContext,
 		ForceAttemptHTTP2:     false,
+		DisableCompression:    true,
 		MaxIdleConns:          256 * max(hosts, 1),
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
