@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -108,7 +109,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			attribute.String("http.request.method", method),
 			attribute.String("http.route", route),
 			attribute.String("url.path", r.URL.Path),
-			attribute.String("client.address", r.RemoteAddr),
+			attribute.String("client.address", clientHost(r.RemoteAddr)),
 			attribute.String("user_agent.original", r.UserAgent()))
 	}
 	sw := &statusWriter{ResponseWriter: w}
@@ -372,4 +373,13 @@ func (q *Queue) authorized(r *http.Request, bodyToken string) bool {
 		}
 	}
 	return ok
+}
+
+// clientHost is the host part of a RemoteAddr: semconv's client.address
+// holds no port.
+func clientHost(remoteAddr string) string {
+	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		return h
+	}
+	return remoteAddr
 }

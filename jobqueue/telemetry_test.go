@@ -286,3 +286,43 @@ func TestCountersStartAtZero(t *testing.T) {
 		t.Log(text)
 	}
 }
+
+// A batch carrying a sampled request is sampled even when the ratio would
+// drop it as a root: the CONSUMER span starts with its producer link.
+func TestBatchSpanFollowsSampledProducer(t *testing.T) {
+	ctx := context.Background()
+	tel, err := telemetry.Setup(ctx, "jobqueue-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(ctx)
+	spans := tracetest.NewInMemoryExporter()
+	tel.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans),
+		sdktrace.WithSampler(telemetry.NewLinkSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0)))))
+
+	cfg := testConfig()
+	cfg.MaxWorkers = 1
+	q, url := startQueue(t, cfg, fileSink(t), jobqueue.WithTelemetry(tel))
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4737"
+	if r, err := post(t, nil, url, []byte(`{"version":"v","data":[{"n":1}]}`), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01"); err != nil || r.code != 202 {
+		t.Fatal(r, err)
+	}
+	if err := q.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var consumer, put bool
+	for _, s := range spans.GetSpans().Snapshots() {
+		switch s.SpanKind() {
+		case trace.SpanKindConsumer:
+			consumer = true
+			if len(s.Links()) == 0 || s.Links()[0].SpanContext.TraceID().String() != traceID {
+				t.Errorf("consumer span links %v, want the request's producer", s.Links())
+			}
+		case trace.SpanKindClient:
+			put = true
+		}
+	}
+	if !consumer || !put {
+		t.Errorf("exported consumer=%v put=%v: the batch of a sampled request was dropped by the ratio", consumer, put)
+	}
+}

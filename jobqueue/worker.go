@@ -94,9 +94,14 @@ func (q *Queue) took(c *collection) {
 // turn (the q.build token, held by the caller) and stores the batch. The part of a
 // collection that did not fit is left in q.carry for the next builder.
 func (q *Queue) batch(ctx context.Context, w *worker, c *collection) {
-	bctx, span := q.tracer.Start(ctx, "process payloads",
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithNewRoot())
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot()}
+	if c.producer.IsValid() && c.next == 0 {
+		// Linked at start, not only by AddLink, so the sampler sees it: a
+		// batch that carries a sampled request is sampled too (see
+		// telemetry's link-aware sampler). fill links the others.
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: c.producer}))
+	}
+	bctx, span := q.tracer.Start(ctx, "process payloads", opts...)
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("messaging.system", messagingSystem),
@@ -126,8 +131,9 @@ func (q *Queue) fill(ctx context.Context, w *worker, c *collection, span trace.S
 	defer w.timer.Stop()
 	durable := q.cfg.AckMode == AckDurable
 	recording := span.IsRecording()
+	first := c // linked when the span started
 	for {
-		if recording && c.producer.IsValid() && c.next == 0 {
+		if recording && c != first && c.producer.IsValid() && c.next == 0 {
 			span.AddLink(trace.Link{SpanContext: c.producer})
 		}
 		start := c.next

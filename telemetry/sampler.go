@@ -48,11 +48,15 @@ func samplerFromEnv() (sdktrace.Sampler, error) {
 	default:
 		return nil, fmt.Errorf("OTEL_TRACES_SAMPLER=%q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", name)
 	}
-	return linkSampler{base}, nil
+	return NewLinkSampler(base), nil
 }
 
-// linkSampler samples a root span when any of its start links is sampled,
-// and defers to base otherwise.
+// NewLinkSampler returns a sampler that samples a root span when any of
+// the links it starts with is sampled, and defers to base otherwise. Batch
+// consumers must pass their links at Start (trace.WithLinks) for it to see
+// them.
+func NewLinkSampler(base sdktrace.Sampler) sdktrace.Sampler { return linkSampler{base} }
+
 type linkSampler struct{ base sdktrace.Sampler }
 
 func (s linkSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
