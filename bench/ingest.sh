@@ -10,8 +10,8 @@
 # eats into the next run):
 #   naive       bench/naiveingest, decode and drop
 #   enqueued    wardgate up --ack-mode enqueued (default batch settings)
-#   durable     wardgate up --ack-mode durable  (default batch settings)
-#   durable-10ms  the same with BATCH_MAX_WAIT=10ms (what durable needs today)
+#   durable     wardgate up --ack-mode durable  (default batch settings; a
+#               durable batch flushes once every waiting request is in it)
 # Then each stack is stopped (SIGTERM: drain and flush) and its blob store
 # counted: PUTs per million payloads = objects written / payloads stored.
 #
@@ -99,24 +99,21 @@ drain() {
   die "$name: queue did not drain within 300s"
 }
 
-read -r p_enq p_dur p_dur10 <<<"$(free_ports 3 | tr '\n' ' ')"
+read -r p_enq p_dur <<<"$(free_ports 2 | tr '\n' ' ')"
 start_up enqueued "$p_enq" -- --ack-mode enqueued
 start_up durable "$p_dur" -- --ack-mode durable
-start_up durable-10ms "$p_dur10" BATCH_MAX_WAIT=10ms -- --ack-mode durable
-for m in enqueued durable durable-10ms; do up_ready "$m"; done
+for m in enqueued durable; do up_ready "$m"; done
 
 declare -A URL=(
   [naive]="http://$naive"
   [enqueued]="http://127.0.0.1:$p_enq"
   [durable]="http://127.0.0.1:$p_dur"
-  [durable-10ms]="http://127.0.0.1:$p_dur10"
 )
-ORDER=(naive enqueued durable durable-10ms)
+ORDER=(naive enqueued durable)
 declare -A LABEL=(
   [naive]="naive ingest (decode and drop, 1 process)"
   [enqueued]="wardgate up, ACK_MODE=enqueued"
   [durable]="wardgate up, ACK_MODE=durable"
-  [durable-10ms]="wardgate up, ACK_MODE=durable, BATCH_MAX_WAIT=10ms"
 )
 for t in "${ORDER[@]}"; do
   code="$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "@$body" "${URL[$t]}/v1/payloads")"
@@ -159,7 +156,7 @@ echo
 # Stop each stack (drain and flush), then count objects vs stored payloads.
 echo "| stack | payloads acked (wrk) | payloads stored (metric) | objects written (PUTs) | PUTs per million payloads |"
 echo "|---|---:|---:|---:|---:|"
-for t in enqueued durable durable-10ms; do
+for t in enqueued durable; do
   stored="$(metric_sum "$t" wardgate_payloads_stored_total)"
   acked="$(cat "$(res "$t")" "$(res "$t.warmup")" | awk -v n=$PAYLOADS '{s += ($5 - $6) * n} END {printf "%.0f", s}')"
   stop_pid "${UP_PID[$t]}" 300
@@ -171,5 +168,5 @@ for t in enqueued durable durable-10ms; do
     "$(awk -v o="$objects" -v s="$stored_final" 'BEGIN {if (s > 0) print o / s * 1e6; else print 0}')"
 done
 echo
-echo "Default batch settings (BATCH_MAX_PAYLOADS=1000, BATCH_MAX_BYTES=4MiB, BATCH_MAX_WAIT=1s) unless the row says otherwise;" \
+echo "Default batch settings (BATCH_MAX_PAYLOADS=10000, BATCH_MAX_BYTES=8MiB, BATCH_MAX_WAIT=1s) unless the row says otherwise;" \
   "2 job queues, MAX_WORKERS default; stored = wardgate_payloads_stored_total summed over the job queues after draining."
