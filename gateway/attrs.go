@@ -62,17 +62,19 @@ func measureKey(method, status, errType int) uint32 {
 // to 999. Past the bound, options are built per call, as without a cache.
 const maxCachedOptions = 512
 
-// optCache maps a measureKey to the metric option carrying its attribute
-// set. Reads are lock-free (an immutable map behind an atomic pointer); a
+// optCache maps a measureKey to the record options carrying its attribute
+// set, as a slice: passing an existing slice to the variadic Record of the
+// metric interface does not allocate, while a single option would be boxed
+// into a new slice on every call. Reads are lock-free (an immutable map behind an atomic pointer); a
 // miss copies the map under a lock, which happens once per key.
 type optCache struct {
 	mu sync.Mutex
-	m  atomic.Pointer[map[uint32]metric.MeasurementOption]
+	m  atomic.Pointer[map[uint32][]metric.RecordOption]
 }
 
-// get returns the option for key, calling build to make its attribute
-// set on the first use of key.
-func (c *optCache) get(key uint32, build func() attribute.Set) metric.MeasurementOption {
+// get returns the options for key, calling build to make its attribute
+// set on the first use of key. The slice must not be modified.
+func (c *optCache) get(key uint32, build func() attribute.Set) []metric.RecordOption {
 	if m := c.m.Load(); m != nil {
 		if o, ok := (*m)[key]; ok {
 			return o
@@ -88,11 +90,11 @@ func (c *optCache) get(key uint32, build func() attribute.Set) metric.Measuremen
 		}
 		n = len(*old)
 	}
-	o := metric.WithAttributeSet(build())
+	o := []metric.RecordOption{metric.WithAttributeSet(build())}
 	if n >= maxCachedOptions {
 		return o
 	}
-	m := make(map[uint32]metric.MeasurementOption, n+1)
+	m := make(map[uint32][]metric.RecordOption, n+1)
 	if old != nil {
 		for k, v := range *old {
 			m[k] = v

@@ -190,7 +190,7 @@ func (g *Gateway) build(cfg *Config, old *table) (*table, error) {
 	for _, name := range cfg.UpstreamNames() {
 		uc := cfg.Upstreams[name]
 		up := &upstream{name: name, cfg: uc, retries: *uc.Retries, byTarget: map[*balancer.Target]*target{},
-			retryOpt: metric.WithAttributeSet(attribute.NewSet(attribute.String("upstream", name)))}
+			retryOpt: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("upstream", name)))}}
 		tk := transportKey{upstream: name, dial: uc.Timeouts.Dial.D, responseHeaders: uc.Timeouts.ResponseHeader.D}
 		if old != nil && old.transports[tk] != nil {
 			up.transport = old.transports[tk]
@@ -342,7 +342,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					kv = append(kv, attribute.String("http.route", rtel.route))
 				}
 				return attribute.NewSet(kv...)
-			}))
+			})...)
 		if p != nil {
 			panic(p)
 		}

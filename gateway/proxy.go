@@ -209,7 +209,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) 
 		}
 		a := &attempt{target: up.lookup(bt), n: n}
 		if n > 0 {
-			g.m.retries.Add(r.Context(), 1, up.retryOpt)
+			g.m.retries.Add(r.Context(), 1, up.retryOpt...)
 		}
 		g.attempt(w, r, rt, a)
 		if a.err == nil {
@@ -296,7 +296,7 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *
 				}
 			}
 		}
-		g.m.clientDuration.Record(ctx, elapsed.Seconds(), t.durationOpt(mi, a.status, et))
+		g.m.clientDuration.Record(ctx, elapsed.Seconds(), t.durationOpt(mi, a.status, et)...)
 		if a.err != nil && !clientGone {
 			g.logger.LogAttrs(ctx, slog.LevelWarn, "upstream attempt failed",
 				slog.String("upstream", rt.up.name), slog.String("target", t.String()),
