@@ -44,9 +44,11 @@ type attempt struct {
 	// connection: from then on a non-idempotent request may have had an
 	// effect and must not be retried.
 	reached atomic.Bool
-	// trace is the attempt's httptrace hook, kept here so that one
-	// allocation holds both.
-	trace httptrace.ClientTrace
+	// traceReach asks for reached to be tracked (see serveProxy); trace is
+	// the httptrace hook that does it, kept here so that one allocation
+	// holds both.
+	traceReach bool
+	trace      httptrace.ClientTrace
 }
 
 func (a *attempt) wroteHeaders() { a.reached.Store(true) }
@@ -208,6 +210,12 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) 
 			return
 		}
 		a := &attempt{target: up.lookup(bt), n: n}
+		// Whether the attempt reached the upstream decides a retry only
+		// when one may follow and the request is not an idempotent one
+		// without a body (always safe to resend). Otherwise skip the
+		// httptrace hook: ReverseProxy adds its own, and composing two
+		// ClientTraces walks every hook with reflection on each request.
+		a.traceReach = n < up.retries && (body != nil || !idempotent(r.Method))
 		if n > 0 {
 			g.m.retries.Add(r.Context(), 1, up.retryOpt...)
 		}
@@ -255,8 +263,10 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *
 		}
 	}
 	ctx = context.WithValue(ctx, attemptKey{}, a)
-	a.trace.WroteHeaders = a.wroteHeaders
-	ctx = httptrace.WithClientTrace(ctx, &a.trace)
+	if a.traceReach {
+		a.trace.WroteHeaders = a.wroteHeaders
+		ctx = httptrace.WithClientTrace(ctx, &a.trace)
+	}
 
 	done := t.Begin()
 	start := time.Now()
