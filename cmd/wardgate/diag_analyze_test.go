@@ -213,6 +213,8 @@ type jobqueueBundle struct {
 	dir      string
 	jq       *analyzeJobqueue
 	payloads int
+	// started is before the process started; gc is after its forced GC.
+	started, gc time.Time
 }
 
 const (
@@ -225,6 +227,7 @@ const (
 // collections, and captures it with `wardgate diag capture --method native`.
 func captureStuckJobqueue(t *testing.T) jobqueueBundle {
 	t.Helper()
+	started := time.Now()
 	jq := analyzeStartJobqueue(t,
 		"BLOB_URL=s3://wardgate-test?endpoint=http://"+analyzeClosedPort(t)+"&region=us-east-1&use_path_style=true",
 		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
@@ -248,6 +251,12 @@ func captureStuckJobqueue(t *testing.T) jobqueueBundle {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The runtime stamps a blocked goroutine's waitsince only when a GC
+	// scans it: force one (pprof's heap handler with gc=1 runs runtime.GC)
+	// so the report has wait times to show.
+	analyzeGet(t, jq.admin+"/debug/pprof/heap?gc=1")
+	gc := time.Now()
+	time.Sleep(200 * time.Millisecond) // some scheduler activity after the GC
 	out := filepath.Join(t.TempDir(), "bundle")
 	stdout, stderr, code := analyzeRun(t, "diag", "capture", "--pid", strconv.Itoa(jq.cmd.Process.Pid), "--method", "native", "--out", out)
 	if code != 0 {
@@ -256,7 +265,7 @@ func captureStuckJobqueue(t *testing.T) jobqueueBundle {
 	if !strings.Contains(stdout, "method=native") {
 		t.Fatalf("diag capture did not use the native capturer:\n%s", stdout)
 	}
-	return jobqueueBundle{dir: out, jq: jq, payloads: payloads}
+	return jobqueueBundle{dir: out, jq: jq, payloads: payloads, started: started, gc: gc}
 }
 
 func analyzeGet(t *testing.T, url string) string {
@@ -331,6 +340,24 @@ func TestDiagAnalyzeJobqueueCore(t *testing.T) {
 	}
 	if jq.BusyWorkers == nil || *jq.BusyWorkers < 0 || *jq.BusyWorkers > analyzeMaxWorkers {
 		t.Errorf("busy workers %s, want 0..%d", int64p(jq.BusyWorkers), analyzeMaxWorkers)
+	}
+	// Longest wait: known for goroutines the forced GC saw blocked, never
+	// more than the process has lived (the core's "now" is estimated from
+	// runtime timestamps and must not run ahead).
+	lived := time.Since(b.started).Seconds()
+	waits := 0
+	for _, g := range r.Groups {
+		if g.LongestWaitSeconds == nil {
+			continue
+		}
+		waits++
+		t.Logf("group %d × %s (%s): longest wait ≥ %.3fs", g.Count, g.Culprit, g.WaitReason, *g.LongestWaitSeconds)
+		if w := *g.LongestWaitSeconds; w < 0 || w > lived {
+			t.Errorf("group %d × %s: longest wait %.3fs, but the process lived %.3fs", g.Count, g.Culprit, w, lived)
+		}
+	}
+	if waits == 0 {
+		t.Errorf("no group has a longest wait although a GC ran after the goroutines blocked")
 	}
 	t.Logf("job queue: depth=%s capacity=%s workers=%s busy=%s from %s", int64p(jq.Depth), int64p(jq.Capacity), int64p(jq.Workers), int64p(jq.BusyWorkers), jq.Source)
 }

@@ -147,8 +147,9 @@ type Group struct {
 	Frames    []Frame `json:"frames"`
 	CreatedBy *Frame  `json:"created_by,omitempty"`
 	// LongestWaitSeconds is a lower bound of the longest wait in the group,
-	// from g.waitsince, which the runtime only stamps during a GC: nil when
-	// no GC ran since these goroutines blocked.
+	// from g.waitsince, which the runtime only stamps during a GC (with the
+	// previous GC's time): nil unless two GCs ended since these goroutines
+	// blocked. See coreClock.waitedAtLeast.
 	LongestWaitSeconds *float64 `json:"longest_wait_seconds,omitempty"`
 	// Labels are the distinct pprof label values per key (at most 20 each).
 	Labels       map[string][]string `json:"labels,omitempty"`

@@ -228,7 +228,9 @@ func TestPanicCore(t *testing.T) {
 
 func TestLeakCore(t *testing.T) {
 	const n = 3000
+	started := time.Now()
 	dir := crash(t, "leak", "-n", fmt.Sprint(n))
+	lived := time.Since(started).Seconds()
 	r := analyzeBundle(t, dir, "../../scripts/postmortem/goroutines_by_label.star")
 	if !strings.Contains(r.Stop.Fatal, "SIGQUIT: quit") {
 		t.Errorf("fatal = %q, want SIGQUIT: quit", r.Stop.Fatal)
@@ -239,6 +241,11 @@ func TestLeakCore(t *testing.T) {
 	}
 	if first.WaitReason != "chan receive" {
 		t.Errorf("leak group wait reason %q, want chan receive", first.WaitReason)
+	}
+	// The crasher ran a GC after the workers blocked, then slept 300 ms
+	// (and an hour-long sleep deadline must not count as "now").
+	if w := first.LongestWaitSeconds; w == nil || *w < 0.2 || *w > lived {
+		t.Errorf("leak group longest wait %v, want between 0.2 s and the %.1f s the crasher lived", fmtWait(w), lived)
 	}
 
 	if got := len(first.Labels["trace_id"]); got != 8 {
@@ -341,4 +348,11 @@ func TestParseCrashOutput(t *testing.T) {
 	if f, _ := parseCrashOutput("SIGQUIT: quit\nPC=0x408aee m=0 sigcode=0\n\ngoroutine 1 [sleep]:\n"); !externalSignal(f) {
 		t.Errorf("SIGQUIT from kill is external: %q", f)
 	}
+}
+
+func fmtWait(w *float64) string {
+	if w == nil {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.3fs", *w)
 }

@@ -88,7 +88,7 @@ func analyzeCore(ctx context.Context, opts Options, r *Report) error {
 		r.Stop.Goroutine = crashID
 	}
 
-	now := a.nanotimeLowerBound(gs)
+	clk := a.coreClock(gs)
 	groups := map[string]*groupAcc{} // symbolic key -> group
 	byPCs := map[string]string{}     // return-address chain -> symbolic key
 	states := map[string]int{}
@@ -138,7 +138,7 @@ func analyzeCore(ctx context.Context, opts Options, r *Report) error {
 			}
 		}
 		acc := groups[key]
-		acc.add(g, labels, now, g.id == crashID)
+		acc.add(g, labels, clk, g.id == crashID)
 	}
 
 	r.Goroutines = len(gs)
@@ -420,7 +420,7 @@ type groupAcc struct {
 	lastLabels map[string]string
 }
 
-func (acc *groupAcc) add(g *gInfo, labels map[string]string, now int64, crashing bool) {
+func (acc *groupAcc) add(g *gInfo, labels map[string]string, clk coreClock, crashing bool) {
 	acc.count++
 	if len(acc.ids) < maxGroupIDs {
 		acc.ids = append(acc.ids, g.id)
@@ -429,8 +429,8 @@ func (acc *groupAcc) add(g *gInfo, labels map[string]string, now int64, crashing
 		acc.minID = g.id
 	}
 	acc.crashing = acc.crashing || crashing
-	if g.waitSince > 0 && now > g.waitSince {
-		if w := float64(now-g.waitSince) / 1e9; w > acc.longest || !acc.hasWait {
+	if wait, ok := clk.waitedAtLeast(g.waitSince); ok {
+		if w := float64(wait) / 1e9; w > acc.longest || !acc.hasWait {
 			acc.longest, acc.hasWait = w, true
 		}
 	}
@@ -640,25 +640,70 @@ func (a *analysis) fatalFromMemory(th proc.Thread) string {
 	return ""
 }
 
-// nanotimeLowerBound estimates the runtime's nanotime() at the moment of
-// the core. No clock reading is stored in a core, so this is the latest of
-// the timestamps the runtime keeps in nanotime units: the last netpoll
-// (sched.lastpoll), the last GC's start and end, the GC CPU limiter's last
-// update, sysmon's per-P "last saw it schedule / enter a syscall" stamps
-// (allp[i].sysmontick, refreshed every 20 µs-10 ms while the process is
-// busy), and every goroutine's waitsince. Deadlines that lie in the future
-// (sched.pollUntil, timers) are left out: they would overstate waits. Wait
-// times computed from it are therefore lower bounds, short by at most the
-// time since the process last did any of those things (milliseconds for a
-// busy process; for an idle one, up to the time since its last GC or poll).
-func (a *analysis) nanotimeLowerBound(gs []gInfo) int64 {
-	var now int64
+// coreClock is what a core tells about time, in the runtime's nanotime()
+// units (CLOCK_MONOTONIC).
+type coreClock struct {
+	// now is a lower bound of nanotime() when the core was written.
+	now int64
+	// gcEnds are the end times of the last (up to 256) GCs, ascending.
+	gcEnds []int64
+}
+
+// waitedAtLeast turns a goroutine's g.waitsince into a lower bound of how
+// long it has been blocked.
+//
+// What Go (1.26, and for many releases) records: nothing when a goroutine
+// parks. A GC's stack scan stamps each goroutine it finds blocked and not
+// yet stamped with work.tstart, and running again clears the stamp. But
+// work.tstart is only set at mark termination, after the scans, so the
+// stamp is the mark-termination time of the GC *before* the one that saw
+// the goroutine blocked (and 0, no stamp, during a process's first GC).
+// The goroutine may have blocked after that earlier GC; what is certain is
+// that it was blocked during the next GC's mark phase, which ended before
+// that next GC's end. So the wait is at least now minus the end of the
+// second GC that ended at or after the stamp; GC end times come from
+// memstats.pause_end. If that GC has not ended yet (the core was written
+// mid-GC) or fell out of the 256-entry history, the wait is unknown.
+func (c coreClock) waitedAtLeast(waitsince int64) (int64, bool) {
+	if waitsince <= 0 || c.now <= 0 {
+		return 0, false
+	}
+	i := sort.Search(len(c.gcEnds), func(i int) bool { return c.gcEnds[i] >= waitsince })
+	if i+1 >= len(c.gcEnds) {
+		return 0, false
+	}
+	blockedBy := c.gcEnds[i+1]
+	if c.now <= blockedBy {
+		return 0, false
+	}
+	return c.now - blockedBy, true
+}
+
+// coreClock reads the core's notion of time. No clock reading is stored in
+// a core, so now is the latest of the timestamps the runtime keeps in
+// nanotime units: the last netpoll (sched.lastpoll), the last GC's start
+// and end, the GC CPU limiter's last update, sysmon's per-P "last saw it
+// schedule / enter a syscall" stamps (allp[i].sysmontick, refreshed every
+// 20 µs-10 ms while the process is busy), and every goroutine's waitsince.
+// Deadlines that lie in the future (sched.pollUntil, timers) are left out:
+// they would overstate waits (a main goroutine in time.Sleep(time.Hour)
+// once made every wait an hour). Waits computed from it are lower bounds,
+// short by at most the time since the process last did any of those
+// things (milliseconds when busy; for an idle process, up to the time since
+// its last GC or poll).
+//
+// GC end times: memstats.pause_end holds wall-clock (Unix) times; they are
+// converted with the offset between memstats.last_gc_unix and
+// last_gc_nanotime, both taken at the last GC's end, so a wall-clock step
+// between GCs shifts older entries by that step.
+func (a *analysis) coreClock(gs []gInfo) coreClock {
+	var c coreClock
 	for i := range gs {
-		now = max(now, gs[i].waitSince)
+		c.now = max(c.now, gs[i].waitSince)
 	}
 	scope, err := proc.ConvertEvalScope(a.t, -1, 0, 0)
 	if err != nil {
-		return now
+		return c
 	}
 	cfg := proc.LoadConfig{MaxVariableRecurse: 2, MaxStructFields: -1}
 	eval := func(expr string) (int64, bool) {
@@ -673,19 +718,40 @@ func (a *analysis) nanotimeLowerBound(gs []gInfo) int64 {
 		"runtime.gcCPULimiter.lastUpdate", "runtime.sched.procresizetime",
 	} {
 		if n, ok := eval(expr); ok {
-			now = max(now, n)
+			c.now = max(c.now, n)
 		}
 	}
 	if nP, ok := eval("len(runtime.allp)"); ok {
 		for i := range min(nP, 1024) {
 			for _, f := range []string{"schedwhen", "syscallwhen"} {
 				if n, ok := eval(fmt.Sprintf("runtime.allp[%d].sysmontick.%s", i, f)); ok {
-					now = max(now, n)
+					c.now = max(c.now, n)
 				}
 			}
 		}
 	}
-	return now
+
+	numgc, ok1 := eval("runtime.memstats.numgc")
+	lastUnix, ok2 := eval("runtime.memstats.last_gc_unix")
+	lastMono, ok3 := eval("runtime.memstats.last_gc_nanotime")
+	if !ok1 || !ok2 || !ok3 || numgc <= 0 || lastUnix <= 0 || lastMono <= 0 {
+		return c
+	}
+	ends, err := scope.EvalExpression("runtime.memstats.pause_end", proc.LoadConfig{MaxArrayValues: 256})
+	if err != nil || ends.Unreadable != nil || len(ends.Children) == 0 {
+		return c
+	}
+	ring := int64(len(ends.Children))
+	offset := lastUnix - lastMono
+	for k := min(numgc, ring) - 1; k >= 0; k-- {
+		// pause_end[numgc%ring] is written before numgc++: the newest
+		// entry is at (numgc-1)%ring.
+		if u, ok := intValue(&ends.Children[(numgc-1-k)%ring]); ok && u > 0 {
+			c.gcEnds = append(c.gcEnds, u-offset)
+		}
+	}
+	sort.Slice(c.gcEnds, func(i, j int) bool { return c.gcEnds[i] < c.gcEnds[j] })
+	return c
 }
 
 // intValue reads an integer variable, looking through sync/atomic wrappers

@@ -83,7 +83,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		if g.LongestWaitSeconds != nil {
 			p("- longest wait: ≥ %s\n", (time.Duration(*g.LongestWaitSeconds * float64(time.Second))).Round(time.Second))
 		} else if g.State == "waiting" {
-			p("- longest wait: unknown (the runtime stamps waits only during a GC; none ran since)\n")
+			p("- longest wait: unknown (the runtime stamps waits only during GCs; fewer than two ended since these goroutines blocked)\n")
 		}
 		if len(g.Labels) > 0 {
 			keys := make([]string, 0, len(g.Labels))

@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"sync"
@@ -87,6 +88,13 @@ func leak(n int) {
 		})
 	}
 	started.Wait()
+	// A GC scan stamps every blocked goroutine's waitsince (the runtime
+	// does it nowhere else) with the previous GC's time, so two GCs: the
+	// first sets that time, the second stamps. Then wait a little so the
+	// waits are measurable.
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(300 * time.Millisecond)
 	fmt.Println("ready")
 	time.Sleep(time.Hour) // a sleeping main keeps the deadlock detector quiet
 }
