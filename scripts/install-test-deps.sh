@@ -32,3 +32,15 @@ if ! [ -x "$GOBIN/jaeger" ]; then
   echo ">> go build jaeger v1.76.0 (tools/jaeger)"
   (cd tools/jaeger && go build -o "$GOBIN/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
 fi
+
+# Crash tests (post-mortems of `wardgate up`, diag analyze on real crashes)
+# need the kernel to write cores next to the crashing process. A pipe to
+# systemd-coredump or apport, or a fixed directory, takes them away.
+pattern="$(cat /proc/sys/kernel/core_pattern 2>/dev/null || echo unknown)"
+if [ "$pattern" != "core" ]; then
+  if [ "$(id -u)" -eq 0 ] && echo core > /proc/sys/kernel/core_pattern 2>/dev/null; then
+    echo ">> kernel.core_pattern was \"$pattern\"; set to \"core\" for the crash tests (restore: sysctl -w kernel.core_pattern=\"$pattern\")"
+  else
+    echo "!! kernel.core_pattern is \"$pattern\": the crash tests need \"core\" (sudo sysctl -w kernel.core_pattern=core)" >&2
+  fi
+fi
