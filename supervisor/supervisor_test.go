@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,26 +16,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 // childBin is the test child (testdata/child), built once by TestMain.
 var childBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "supervisor-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	childBin = filepath.Join(dir, "child")
-	out, err := exec.Command("go", "build", "-o", childBin, "./testdata/child").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build test child: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunMain(m, &childBin, "supervisor-test", "child", "./testdata/child"))
 }
 
 // waitTimeout is generous: the machine running tests may be loaded.
@@ -96,18 +84,9 @@ func (h *harness) wait(what string, f func(Event) bool) Event {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func serveSpec(t *testing.T, name string, args ...string) Spec {
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	return Spec{
 		Name: name,
 		Command: func() *exec.Cmd {
