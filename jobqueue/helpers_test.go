@@ -2,7 +2,6 @@ package jobqueue_test
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 
 	"gocloud.dev/blob"
 
+	"github.com/wardgate/wardgate/internal/testutil"
 	"github.com/wardgate/wardgate/jobqueue"
 	"github.com/wardgate/wardgate/jobqueue/blobsink"
 )
@@ -148,14 +148,9 @@ func readBucket(t testing.TB, b *blob.Bucket) map[string][]line {
 
 func parseObject(t testing.TB, key string, data []byte) []line {
 	t.Helper()
-	if strings.HasSuffix(key, ".gz") {
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			t.Fatalf("%s: %v", key, err)
-		}
-		if data, err = io.ReadAll(zr); err != nil {
-			t.Fatalf("%s: %v", key, err)
-		}
+	data, err := testutil.Decompress(key, data)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var lines []line
 	for _, l := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
@@ -240,11 +235,6 @@ func (g *gateSink) Put(ctx context.Context, key string, body []byte, ct string) 
 // waitFor polls cond until it holds or a generous deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(context.Background(), t, 60*time.Second, 5*time.Millisecond, what,
+		func() (bool, string) { return cond(), "" })
 }

@@ -84,7 +84,6 @@ func (h *harness) wait(what string, f func(Event) bool) Event {
 	}
 }
 
-
 func serveSpec(t *testing.T, name string, args ...string) Spec {
 	addr := testutil.FreeAddr(t)
 	return Spec{

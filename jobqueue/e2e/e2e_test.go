@@ -5,7 +5,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -14,62 +13,29 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "wardgate-jobqueue-e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "wardgate")
-	build := exec.Command("go", "build", "-o", binary, "github.com/wardgate/wardgate/cmd/wardgate")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building wardgate:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunMain(m, &binary, "wardgate-jobqueue-e2e", "wardgate", testutil.WardgatePkg))
 }
 
 type proc struct {
 	cmd           *exec.Cmd
 	public, admin string
-	stderr        *syncBuffer
+	stderr        *testutil.SyncBuffer
 	exited        chan struct{}
 	err           error
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var listeningRE = regexp.MustCompile(`^listening public=(\S+) admin=(\S+)$`)
 
 // start runs `wardgate jobqueue` with env and waits for its listening line.
 func start(t *testing.T, env []string, args ...string) *proc {
@@ -78,7 +44,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "LISTEN=127.0.0.1:0", "ADMIN_LISTEN=127.0.0.1:0")
 	cmd.Env = append(cmd.Env, env...)
-	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, stderr: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -109,11 +75,10 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	}()
 	select {
 	case l := <-lines:
-		m := listeningRE.FindStringSubmatch(l)
-		if m == nil {
+		var err error
+		if p.public, p.admin, err = testutil.ParseListening(l); err != nil {
 			t.Fatalf("first stdout line %q", l)
 		}
-		p.public, p.admin = "http://"+m[1], "http://"+m[2]
 	case <-p.exited:
 		t.Fatalf("exited before listening: %v\n%s", p.err, p.stderr)
 	case <-time.After(60 * time.Second):
@@ -159,20 +124,12 @@ func storedLines(t *testing.T, dir string) int {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		data, err := os.ReadFile(path)
+		if !strings.HasSuffix(path, ".gz") && !strings.HasSuffix(path, ".ndjson") {
+			return fmt.Errorf("unexpected file %s", path)
+		}
+		data, err := testutil.ReadBlob(path)
 		if err != nil {
 			return err
-		}
-		if strings.HasSuffix(path, ".gz") {
-			zr, err := gzip.NewReader(bytes.NewReader(data))
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			if data, err = io.ReadAll(zr); err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-		} else if !strings.HasSuffix(path, ".ndjson") {
-			return fmt.Errorf("unexpected file %s", path)
 		}
 		n += bytes.Count(data, []byte("\n"))
 		return nil
