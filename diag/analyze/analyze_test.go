@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 // crasherBin is built once by TestMain from testdata/crasher.
@@ -23,19 +25,13 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "analyze-test-")
+	bin, cleanup, err := testutil.BuildTemp("analyze-test-", "crasher", "./testdata/crasher")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	crasherBin = filepath.Join(dir, "crasher")
-	build := exec.Command("go", "build", "-o", crasherBin, "./testdata/crasher")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build crasher:", err)
-		return 1
-	}
+	defer cleanup()
+	crasherBin = bin
 	// Children inherit the limit: cores of any size.
 	lim := syscall.Rlimit{Cur: ^uint64(0), Max: ^uint64(0)}
 	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &lim); err != nil {

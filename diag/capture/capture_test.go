@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/diag/bundle"
+	"github.com/wardgate/wardgate/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,20 +30,7 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "capture-test-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	targetBin = filepath.Join(dir, "target")
-	build := exec.Command("go", "build", "-o", targetBin, "./testdata/target")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building testdata/target:", err)
-		return 1
-	}
-	return m.Run()
+	return testutil.RunMain(m, &targetBin, "capture-test-bin-", "target", "./testdata/target")
 }
 
 const testTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -148,18 +136,7 @@ func dlvCore(t *testing.T, exe, core string, cmds ...string) string {
 
 func dlvPath(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("dlv"); err == nil {
-		return p
-	}
-	out, err := exec.Command("go", "env", "GOPATH").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(strings.TrimSpace(string(out)), "bin", "dlv")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("dlv not installed (scripts/install-test-deps.sh installs it): %v", err)
-	}
-	return p
+	return testutil.GoTool(t, "dlv")
 }
 
 func lastLines(s string, n int) string {

@@ -2,10 +2,8 @@ package watch_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,33 +12,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	gpprof "github.com/google/pprof/profile"
 
 	"github.com/wardgate/wardgate/diag/watch"
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 var targetBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "watch-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	targetBin = filepath.Join(dir, "target")
-	out, err := exec.Command("go", "build", "-o", targetBin, "./testdata/target").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build target: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunMain(m, &targetBin, "watch-test-", "target", "./testdata/target"))
 }
 
 // startTarget runs the test program and returns its admin URL and pid.
@@ -70,27 +54,9 @@ func startTarget(t *testing.T, args ...string) (string, int) {
 	return u, cmd.Process.Pid
 }
 
-// syncBuf is a log sink the test can read while Run writes to it.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newWatcher(t *testing.T, cfg watch.Config) (*watch.Watcher, *syncBuf) {
+func newWatcher(t *testing.T, cfg watch.Config) (*watch.Watcher, *testutil.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	cfg.Client = &http.Client{Timeout: 2 * time.Minute}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if cfg.OutDir == "" {
