@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -18,6 +18,7 @@ import (
 	gpprof "github.com/google/pprof/profile"
 
 	"github.com/wardgate/wardgate/diag/profile"
+	"github.com/wardgate/wardgate/internal/testutil"
 	"github.com/wardgate/wardgate/telemetry"
 )
 
@@ -218,13 +219,9 @@ func leakyFn(ch <-chan struct{}, in *atomic.Int64) {
 // into c.
 func waitCount(t *testing.T, c *atomic.Int64, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for c.Load() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines started, want %d", c.Load(), n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(context.Background(), t, time.Minute, 10*time.Millisecond, "goroutines to start", func() (bool, string) {
+		return c.Load() >= n, fmt.Sprintf("%d goroutines started, want %d", c.Load(), n)
+	})
 }
 
 func TestDiffGoroutineLeak(t *testing.T) {
@@ -386,12 +383,7 @@ func TestFetchErrors(t *testing.T) {
 	c := client()
 
 	// Nothing listening: a port we just closed.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + l.Addr().String()
-	l.Close()
+	dead := "http://" + testutil.FreeAddr(t)
 	if _, _, err := profile.Fetch(ctx, dead, profile.Heap, profile.FetchOptions{Client: c}); !errors.Is(err, profile.ErrUnreachable) {
 		t.Fatalf("unreachable: got %v", err)
 	}
