@@ -15,22 +15,21 @@ import (
 )
 
 // Terminate sends SIGTERM to p and waits up to grace for exited to close
-// (the caller closes it once cmd.Wait returns). If p does not exit in time
-// it is killed, Terminate waits for exited, and reports false.
-func Terminate(p *os.Process, exited <-chan struct{}, grace time.Duration) bool {
-	select {
-	case <-exited:
-		return true
-	default:
+// (the caller closes it once cmd.Wait returns). It returns an error if the
+// signal cannot be sent (the process has already been reaped) or if p does
+// not exit within grace; then p is killed and reaped before Terminate
+// returns, so a test never leaks the child.
+func Terminate(p *os.Process, exited <-chan struct{}, grace time.Duration) error {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("SIGTERM pid %d: %w", p.Pid, err)
 	}
-	_ = p.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
-		return true
+		return nil
 	case <-time.After(grace):
 		_ = p.Kill()
 		<-exited
-		return false
+		return fmt.Errorf("pid %d did not exit within %s of SIGTERM; killed it", p.Pid, grace)
 	}
 }
 
