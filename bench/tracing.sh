@@ -8,7 +8,10 @@
 # to tracing off.
 #
 # Usage: bench/tracing.sh [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS] [-t THREADS]
-#   env ACK_MODE=enqueued|durable (default enqueued), JAEGER=path
+#   env ACK_MODE=enqueued|durable (default enqueued), JAEGER=path,
+#   SINK=jaeger|null: null exports to bench/otlpsink, which drops every export,
+#   so the figure is wardgate's own tracing cost and not Jaeger's CPU on the
+#   same two cores (default jaeger: the cost of a real local backend)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,8 +45,15 @@ freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
 echo ">> go build wardgate" >&2
 go build -o "$WORK/wardgate" ./cmd/wardgate
 
-# Jaeger v2 all-in-one, in-memory, OTLP/HTTP receiver on a free port.
+SINK=${SINK:-jaeger}
 OTLP=$(freeport); QUERY=$(freeport); QGRPC=$(freeport)
+if [ "$SINK" = null ]; then
+  go build -o "$WORK/otlpsink" ./bench/otlpsink
+  "$WORK/otlpsink" -listen "127.0.0.1:$OTLP" >"$WORK/otlpsink.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$OTLP/stats" >/dev/null && break; sleep 0.1; done
+else
+# Jaeger v2 all-in-one, in-memory, OTLP/HTTP receiver on a free port.
 cat >"$WORK/jaeger.yaml" <<YAML
 service:
   extensions: [jaeger_storage, jaeger_query]
@@ -67,6 +77,7 @@ YAML
 "$JAEGER" --config "file:$WORK/jaeger.yaml" >"$WORK/jaeger.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 600); do curl -sf "http://127.0.0.1:$QUERY/api/services" >/dev/null && break; sleep 0.1; done
+fi
 
 # ~2.5 KB collection of 10 payloads.
 python3 - "$WORK/post.lua" <<'PY'
@@ -111,7 +122,7 @@ run() { # mode round
   printf "round %d  %-10s %10s req/min  p99 %-8s non-2xx %s\n" "$round" "$mode" "$rpm" "$p99" "$non2xx"
 }
 
-echo ">> $ROUNDS rounds x ${DUR}s per mode, wrk -t$THREADS -c$CONNS, ACK_MODE=$ACK_MODE, $(nproc) CPUs" >&2
+echo ">> $ROUNDS rounds x ${DUR}s per mode, wrk -t$THREADS -c$CONNS, ACK_MODE=$ACK_MODE, SINK=$SINK, $(nproc) CPUs" >&2
 for r in $(seq "$ROUNDS"); do
   # rotate the order each round
   k=$(( (r - 1) % 3 ))
