@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -215,15 +214,6 @@ func leakyFn(ch <-chan struct{}, in *atomic.Int64) {
 	<-ch
 }
 
-// waitCount waits until n goroutines have entered the function counting
-// into c.
-func waitCount(t *testing.T, c *atomic.Int64, n int64) {
-	t.Helper()
-	testutil.Eventually(context.Background(), t, time.Minute, 10*time.Millisecond, "goroutines to start", func() (bool, string) {
-		return c.Load() >= n, fmt.Sprintf("%d goroutines started, want %d", c.Load(), n)
-	})
-}
-
 func TestDiffGoroutineLeak(t *testing.T) {
 	target := adminServer(t, "")
 	ctx := context.Background()
@@ -238,7 +228,7 @@ func TestDiffGoroutineLeak(t *testing.T) {
 	for i := 0; i < 500; i++ {
 		go leakyFn(ch, &in)
 	}
-	waitCount(t, &in, 500)
+	testutil.WaitCount(t, &in, 500, time.Minute)
 	newP, _, err := profile.Fetch(ctx, target, profile.Goroutine, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +310,7 @@ func TestGroupsLabeledGoroutines(t *testing.T) {
 		id := traceIDs[i%2]
 		go pprof.Do(context.Background(), pprof.Labels("trace_id", id), func(context.Context) { labeledWait(ch, &in) })
 	}
-	waitCount(t, &in, 20)
+	testutil.WaitCount(t, &in, 20, time.Minute)
 	// The goroutines exist; wait until all of them are parked in
 	// labeledWait (a just-started goroutine has no labeled frame yet).
 	deadline := time.Now().Add(time.Minute)

@@ -2,8 +2,10 @@ package testutil
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -69,4 +71,14 @@ func WaitHTTPOK(ctx context.Context, t testing.TB, url string, timeout time.Dura
 		case <-ctx.Done():
 		}
 	}
+}
+
+// WaitCount waits until c reaches n, typically goroutines a test started
+// counting themselves in before it takes a profile, failing t after
+// timeout with how many did.
+func WaitCount(t testing.TB, c *atomic.Int64, n int64, timeout time.Duration) {
+	t.Helper()
+	Eventually(context.Background(), t, timeout, 10*time.Millisecond, "goroutines to start", func() (bool, string) {
+		return c.Load() >= n, fmt.Sprintf("%d goroutines started, want %d", c.Load(), n)
+	})
 }

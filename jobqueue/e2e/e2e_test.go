@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -29,13 +28,8 @@ func TestMain(m *testing.M) {
 	os.Exit(testutil.RunMain(m, &binary, "wardgate-jobqueue-e2e", "wardgate", testutil.WardgatePkg))
 }
 
-type proc struct {
-	cmd           *exec.Cmd
-	public, admin string
-	stderr        *testutil.SyncBuffer
-	exited        chan struct{}
-	err           error
-}
+// proc is a running `wardgate jobqueue`.
+type proc = testutil.Proc
 
 // start runs `wardgate jobqueue` with env and waits for its listening line.
 func start(t *testing.T, env []string, args ...string) *proc {
@@ -44,57 +38,18 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "LISTEN=127.0.0.1:0", "ADMIN_LISTEN=127.0.0.1:0")
 	cmd.Env = append(cmd.Env, env...)
-	p := &proc{cmd: cmd, stderr: &testutil.SyncBuffer{}, exited: make(chan struct{})}
-	cmd.Stderr = p.stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			cmd.Process.Kill()
-			<-p.exited
-		}
-	})
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
-			}
-		}
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	select {
-	case l := <-lines:
-		var err error
-		if p.public, p.admin, err = testutil.ParseListening(l); err != nil {
-			t.Fatalf("first stdout line %q", l)
-		}
-	case <-p.exited:
-		t.Fatalf("exited before listening: %v\n%s", p.err, p.stderr)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("no listening line\n%s", p.stderr)
-	}
-	return p
+	return testutil.StartListening(t, cmd, 60*time.Second)
 }
 
-func (p *proc) wait(t *testing.T) int {
+// wait waits for p to exit and returns its exit code.
+func wait(t *testing.T, p *proc) int {
 	t.Helper()
 	select {
-	case <-p.exited:
+	case <-p.Exited:
 	case <-time.After(2 * time.Minute):
-		t.Fatalf("did not exit\n%s", p.stderr)
+		t.Fatalf("did not exit\n%s", p.Stderr)
 	}
-	return p.cmd.ProcessState.ExitCode()
+	return p.Cmd.ProcessState.ExitCode()
 }
 
 func postCollection(client *http.Client, url string, n int, tag string) (int, error) {
@@ -157,7 +112,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for i := 0; ; i++ {
-						code, err := postCollection(client, p.public, 25, fmt.Sprint(c, "-", i))
+						code, err := postCollection(client, p.Public, 25, fmt.Sprint(c, "-", i))
 						if err != nil {
 							return // the process stopped listening
 						}
@@ -178,21 +133,21 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			for acked.Load() < 2000 && time.Now().Before(deadline) {
 				time.Sleep(5 * time.Millisecond)
 			}
-			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-			if code := p.wait(t); code != 0 {
-				t.Fatalf("exit code %d\n%s", code, p.stderr)
+			if code := wait(t, p); code != 0 {
+				t.Fatalf("exit code %d\n%s", code, p.Stderr)
 			}
 			wg.Wait()
 			if acked.Load() < 2000 {
 				t.Fatalf("only %d payloads acked before the deadline", acked.Load())
 			}
 			if got := storedLines(t, blobs); int64(got) != acked.Load() {
-				t.Fatalf("%d payload lines stored, %d acked (%d requests refused)\n%s", got, acked.Load(), refused.Load(), p.stderr)
+				t.Fatalf("%d payload lines stored, %d acked (%d requests refused)\n%s", got, acked.Load(), refused.Load(), p.Stderr)
 			}
-			if !strings.Contains(p.stderr.String(), "every acked payload is stored") {
-				t.Errorf("no drain log line:\n%s", p.stderr)
+			if !strings.Contains(p.Stderr.String(), "every acked payload is stored") {
+				t.Errorf("no drain log line:\n%s", p.Stderr)
 			}
 			t.Logf("%s: %d payloads acked and stored, %d requests refused while draining", mode, acked.Load(), refused.Load())
 		})
@@ -210,24 +165,24 @@ func TestAdminAndPublicListeners(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, body := get(p.admin + "/metrics"); code != 200 || !strings.Contains(body, "wardgate_queue_capacity") || !strings.Contains(body, "go_goroutines") {
+	if code, body := get(p.Admin + "/metrics"); code != 200 || !strings.Contains(body, "wardgate_queue_capacity") || !strings.Contains(body, "go_goroutines") {
 		t.Fatalf("admin /metrics: %d", code)
 	}
-	if code, _ := get(p.admin + "/debug/pprof/goroutine?debug=1"); code != 200 {
+	if code, _ := get(p.Admin + "/debug/pprof/goroutine?debug=1"); code != 200 {
 		t.Fatalf("admin pprof: %d", code)
 	}
 	for _, path := range []string{"/metrics", "/debug/pprof/"} {
-		if code, _ := get(p.public + path); code != 404 {
+		if code, _ := get(p.Public + path); code != 404 {
 			t.Errorf("public %s answered %d, want 404", path, code)
 		}
 	}
 	for _, path := range []string{"/healthz", "/readyz"} {
-		if code, _ := get(p.public + path); code != 200 {
+		if code, _ := get(p.Public + path); code != 200 {
 			t.Errorf("public %s answered %d", path, code)
 		}
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t); code != 0 {
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	if code := wait(t, p); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 }
@@ -262,11 +217,11 @@ func TestConfigErrorsExit2(t *testing.T) {
 // flag, so the process starts.
 func TestFlagOverridesEnv(t *testing.T) {
 	p := start(t, []string{"BLOB_URL=mem://", "ACK_MODE=bogus"}, "--ack-mode=durable")
-	if code, err := postCollection(http.DefaultClient, p.public, 3, "x"); err != nil || code != 202 {
+	if code, err := postCollection(http.DefaultClient, p.Public, 3, "x"); err != nil || code != 202 {
 		t.Fatalf("%d %v", code, err)
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t); code != 0 {
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	if code := wait(t, p); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 }
