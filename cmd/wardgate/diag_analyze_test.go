@@ -1,50 +1,25 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 // analyzeJobqueue is a running `wardgate jobqueue`.
-type analyzeJobqueue struct {
-	cmd           *exec.Cmd
-	public, admin string
-	stderr        *analyzeBuffer
-}
-
-type analyzeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *analyzeBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *analyzeBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-var analyzeListeningRE = regexp.MustCompile(`^listening public=(\S+) admin=(\S+)$`)
+type analyzeJobqueue = testutil.Proc
 
 // analyzeStartJobqueue runs `wardgate jobqueue` with env on loopback ports
 // and waits for its "listening" line.
@@ -54,51 +29,13 @@ func analyzeStartJobqueue(t *testing.T, env ...string) *analyzeJobqueue {
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "LISTEN=127.0.0.1:0", "ADMIN_LISTEN=127.0.0.1:0")
 	cmd.Env = append(cmd.Env, env...)
-	p := &analyzeJobqueue{cmd: cmd, stderr: &analyzeBuffer{}}
-	cmd.Stderr = p.stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		if sc.Scan() {
-			line <- sc.Text()
-		}
-		close(line)
-		io.Copy(io.Discard, out)
-	}()
-	select {
-	case l, ok := <-line:
-		m := analyzeListeningRE.FindStringSubmatch(l)
-		if !ok || m == nil {
-			t.Fatalf("jobqueue first line %q; stderr:\n%s", l, p.stderr)
-		}
-		p.public, p.admin = "http://"+m[1], "http://"+m[2]
-	case <-time.After(60 * time.Second):
-		t.Fatalf("jobqueue not listening within 60s; stderr:\n%s", p.stderr)
-	}
-	return p
+	return testutil.StartListening(t, cmd, 60*time.Second)
 }
 
 // analyzeClosedPort returns a loopback address nothing listens on.
 func analyzeClosedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return testutil.FreeAddr(t)
 }
 
 // analyzePost posts one collection of n payloads and returns the status.
@@ -144,18 +81,7 @@ func analyzeRun(t *testing.T, args ...string) (string, string, int) {
 // (scripts/install-test-deps.sh).
 func analyzeDlv(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("dlv"); err == nil {
-		return p
-	}
-	gopath, err := exec.Command("go", "env", "GOPATH").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "dlv")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("dlv not installed (run scripts/install-test-deps.sh): %v", err)
-	}
-	return p
+	return testutil.GoTool(t, "dlv")
 }
 
 // analyzeReport is the part of `diag analyze --json` these tests read.
@@ -238,27 +164,27 @@ func captureStuckJobqueue(t *testing.T) jobqueueBundle {
 	)
 	payloads := 0
 	for i, n := range []int{7, 40, 3, 150, 1, 99} {
-		if code := analyzePost(t, jq.public, n, fmt.Sprint("c", i)); code != http.StatusAccepted {
-			t.Fatalf("post %d: status %d, want 202; stderr:\n%s", i, code, jq.stderr)
+		if code := analyzePost(t, jq.Public, n, fmt.Sprint("c", i)); code != http.StatusAccepted {
+			t.Fatalf("post %d: status %d, want 202; stderr:\n%s", i, code, jq.Stderr)
 		}
 		payloads += n
 	}
 	// Wait until a worker has taken payloads and failed to store them.
 	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(jq.stderr.String(), "blob put failed, retrying") {
+	for !strings.Contains(jq.Stderr.String(), "blob put failed, retrying") {
 		if time.Now().After(deadline) {
-			t.Fatalf("no failed PUT within 60s; stderr:\n%s", jq.stderr)
+			t.Fatalf("no failed PUT within 60s; stderr:\n%s", jq.Stderr)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	// The runtime stamps a blocked goroutine's waitsince only when a GC
 	// scans it: force one (pprof's heap handler with gc=1 runs runtime.GC)
 	// so the report has wait times to show.
-	analyzeGet(t, jq.admin+"/debug/pprof/heap?gc=1")
+	analyzeGet(t, jq.Admin+"/debug/pprof/heap?gc=1")
 	gc := time.Now()
 	time.Sleep(200 * time.Millisecond) // some scheduler activity after the GC
 	out := filepath.Join(t.TempDir(), "bundle")
-	stdout, stderr, code := analyzeRun(t, "diag", "capture", "--pid", strconv.Itoa(jq.cmd.Process.Pid), "--method", "native", "--out", out)
+	stdout, stderr, code := analyzeRun(t, "diag", "capture", "--pid", strconv.Itoa(jq.Cmd.Process.Pid), "--method", "native", "--out", out)
 	if code != 0 {
 		t.Fatalf("diag capture: exit %d\n%s%s", code, stdout, stderr)
 	}
@@ -293,7 +219,7 @@ func TestDiagAnalyzeJobqueueCore(t *testing.T) {
 	b := captureStuckJobqueue(t)
 
 	// The process keeps running after the capture.
-	if body := analyzeGet(t, b.jq.admin+"/healthz"); body == "" {
+	if body := analyzeGet(t, b.jq.Admin+"/healthz"); body == "" {
 		t.Fatal("empty /healthz after capture")
 	}
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -13,16 +14,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 // startCaptureTarget builds and runs diag/capture's test program (100
 // goroutines parked under pprof labels) and returns its pid.
 func startCaptureTarget(t *testing.T) int {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "target")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../diag/capture/testdata/target").CombinedOutput(); err != nil {
-		t.Fatalf("build target: %v\n%s", err, out)
-	}
+	bin := testutil.BuildT(context.Background(), t, "target", "../../diag/capture/testdata/target")
 	cmd := exec.Command(bin, "-goroutines", "100", "-heap-mb", "2")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

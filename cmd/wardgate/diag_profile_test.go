@@ -19,6 +19,7 @@ import (
 	gpprof "github.com/google/pprof/profile"
 
 	"github.com/wardgate/wardgate/diag/profile"
+	"github.com/wardgate/wardgate/internal/testutil"
 	"github.com/wardgate/wardgate/telemetry"
 )
 
@@ -59,19 +60,6 @@ func diagLeakyFn(ch <-chan struct{}, in *atomic.Int64) {
 	<-ch
 }
 
-// waitCount waits until n goroutines have entered the function counting
-// into c.
-func waitCount(t *testing.T, c *atomic.Int64, n int64) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for c.Load() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines started, want %d", c.Load(), n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestDiagProfileAndDiffCLI(t *testing.T) {
 	target := diagAdmin(t)
 	dir := t.TempDir()
@@ -100,7 +88,7 @@ func TestDiagProfileAndDiffCLI(t *testing.T) {
 	for i := 0; i < 500; i++ {
 		go diagLeakyFn(ch, &in)
 	}
-	waitCount(t, &in, 500)
+	testutil.WaitCount(t, &in, 500, time.Minute)
 	newP := filepath.Join(dir, "new.pb.gz")
 	if _, stderr, code := runWardgate(t, dir, "diag", "profile", "--target", target, "--type", "goroutine", "--out", newP); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -157,7 +145,7 @@ func TestDiagGoroutinesCLI(t *testing.T) {
 	for i := 0; i < 7; i++ {
 		go pprof.Do(context.Background(), pprof.Labels("trace_id", "cli-trace"), func(context.Context) { diagLabeledWait(ch, &in) })
 	}
-	waitCount(t, &in, 7)
+	testutil.WaitCount(t, &in, 7, time.Minute)
 	deadline := time.Now().Add(time.Minute)
 	for {
 		stdout, stderr, code := runWardgate(t, t.TempDir(), "diag", "goroutines", "--target", target, "--label", "trace_id=cli-trace", "--json")

@@ -1,11 +1,10 @@
 package main
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 // wardgateBin is the wardgate binary the end-to-end tests run as real
@@ -20,17 +19,5 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "wardgate-e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	wardgateBin = filepath.Join(dir, "wardgate")
-	out, err := exec.Command("go", "build", "-o", wardgateBin, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build wardgate: %v\n%s", err, out)
-		return 1
-	}
-	return m.Run()
+	return testutil.RunMain(m, &wardgateBin, "wardgate-e2e", "wardgate", ".")
 }

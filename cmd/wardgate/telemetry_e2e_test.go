@@ -8,7 +8,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
+	"context"
 	"crypto/md5"
 	"crypto/rand"
 	"encoding/hex"
@@ -34,52 +34,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 // telWait polls cond every 100ms until it returns true or d passes.
 func telWait(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	last := ""
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		last = why
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s (last: %s)", what, d, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func telFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// telBuffer is a goroutine-safe output buffer for child processes.
-type telBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *telBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *telBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	testutil.Eventually(context.Background(), t, d, 100*time.Millisecond, what, cond)
 }
 
 // --- Jaeger --------------------------------------------------------------
@@ -91,18 +53,7 @@ type telJaeger struct {
 
 func telJaegerBin(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("jaeger"); err == nil {
-		return p
-	}
-	out, err := exec.Command("go", "env", "GOPATH").Output()
-	if err != nil {
-		t.Fatalf("go env GOPATH: %v", err)
-	}
-	p := filepath.Join(strings.TrimSpace(string(out)), "bin", "jaeger")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("jaeger v2 not installed at %s: run scripts/install-test-deps.sh (%v)", p, err)
-	}
-	return p
+	return testutil.GoTool(t, "jaeger")
 }
 
 // telStartJaeger runs Jaeger v2 all-in-one with in-memory storage, an OTLP
@@ -110,7 +61,7 @@ func telJaegerBin(t *testing.T) string {
 func telStartJaeger(t *testing.T) telJaeger {
 	t.Helper()
 	dir := t.TempDir()
-	otlp, query, grpcQ := telFreeAddr(t), telFreeAddr(t), telFreeAddr(t)
+	otlp, query, grpcQ := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfg := fmt.Sprintf(`service:
   extensions: [jaeger_storage, jaeger_query]
   pipelines:
@@ -152,7 +103,7 @@ exporters:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out telBuffer
+	var out testutil.SyncBuffer
 	cmd := exec.Command(telJaegerBin(t), "--config", "file:"+path)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -389,8 +340,8 @@ type telUp struct {
 	data   string
 	public string
 	rows   map[string]telRow
-	out    *telBuffer
-	errOut *telBuffer
+	out    *testutil.SyncBuffer
+	errOut *testutil.SyncBuffer
 	done   chan struct{}
 }
 
@@ -398,8 +349,8 @@ type telUp struct {
 // environment minus its OTEL_* variables, and waits for the service table.
 func telStartUp(t *testing.T, env []string, args ...string) *telUp {
 	t.Helper()
-	u := &telUp{data: filepath.Join(t.TempDir(), "data"), out: &telBuffer{}, errOut: &telBuffer{}, done: make(chan struct{})}
-	listen := telFreeAddr(t)
+	u := &telUp{data: filepath.Join(t.TempDir(), "data"), out: &testutil.SyncBuffer{}, errOut: &testutil.SyncBuffer{}, done: make(chan struct{})}
+	listen := testutil.FreeAddr(t)
 	u.public = "http://" + listen
 	u.cmd = exec.Command(wardgateBin, append([]string{"up", "--listen", listen, "--data", u.data}, args...)...)
 	for _, kv := range os.Environ() {
@@ -414,17 +365,7 @@ func telStartUp(t *testing.T, env []string, args ...string) *telUp {
 	}
 	go func() { _ = u.cmd.Wait(); close(u.done) }()
 	t.Cleanup(func() {
-		select {
-		case <-u.done:
-		default:
-			_ = u.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-u.done:
-			case <-time.After(2 * time.Minute):
-				_ = u.cmd.Process.Kill()
-				<-u.done
-			}
-		}
+		_ = testutil.Terminate(u.cmd.Process, u.done, 2*time.Minute)
 		if t.Failed() {
 			t.Logf("wardgate up stdout:\n%s\nstderr:\n%s", u.out.String(), u.errOut.String())
 		}
@@ -438,19 +379,11 @@ func telStartUp(t *testing.T, env []string, args ...string) *telUp {
 		return strings.Contains(u.out.String(), "\nstop: "), "no table yet"
 	})
 	u.rows = map[string]telRow{}
-	sc := bufio.NewScanner(strings.NewReader(u.out.String()))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 4 || f[0] == "SERVICE" {
-			continue
-		}
-		pid, err := strconv.Atoi(f[1])
-		if err != nil {
-			continue
-		}
-		u.rows[f[0]] = telRow{pid: pid, public: f[2], metrics: f[3]}
+	rows, err := testutil.ReadUpTable(bufio.NewScanner(strings.NewReader(u.out.String())))
+	for _, r := range rows {
+		u.rows[r.Service] = telRow{pid: r.PID, public: r.Public, metrics: r.Metrics}
 	}
-	if _, ok := u.rows["gateway"]; !ok || len(u.rows) < 2 {
+	if _, ok := u.rows["gateway"]; err != nil || !ok || len(u.rows) < 2 {
 		t.Fatalf("cannot read the service table:\n%s", u.out.String())
 	}
 	return u
@@ -459,13 +392,8 @@ func telStartUp(t *testing.T, env []string, args ...string) *telUp {
 // stop sends SIGTERM and wants exit 0 (children drained, spans flushed).
 func (u *telUp) stop(t *testing.T) {
 	t.Helper()
-	if err := u.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM up: %v", err)
-	}
-	select {
-	case <-u.done:
-	case <-time.After(3 * time.Minute):
-		t.Fatal("wardgate up did not exit within 3m of SIGTERM")
+	if err := testutil.Terminate(u.cmd.Process, u.done, 3*time.Minute); err != nil {
+		t.Fatalf("stop wardgate up: %v", err)
 	}
 	if code := u.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("wardgate up exited %d after SIGTERM\n%s", code, u.errOut.String())

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"debug/elf"
 	"encoding/json"
@@ -17,10 +16,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 // upWait bounds every wait in these tests: generous, the machine is shared.
@@ -45,20 +45,7 @@ type upProc struct {
 // logBuffer collects up's stderr (its JSON log plus the children's
 // prefixed lines) for the tests to search.
 type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	testutil.SyncBuffer
 }
 
 // upLogs returns up's own JSON log records (not the children's lines).
@@ -73,20 +60,10 @@ func (l *logBuffer) upLogs() []map[string]any {
 	return out
 }
 
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func startUp(t *testing.T, args ...string) *upProc {
 	t.Helper()
 	u := &upProc{t: t, data: t.TempDir(), rows: map[string]upRow{}, stderr: &logBuffer{}, exited: make(chan struct{})}
-	u.cmd = exec.Command(wardgateBin, append([]string{"up", "--listen", freeLoopback(t), "--data", u.data}, args...)...)
+	u.cmd = exec.Command(wardgateBin, append([]string{"up", "--listen", testutil.FreeAddr(t), "--data", u.data}, args...)...)
 	u.cmd.Stderr = u.stderr
 	stdout, err := u.cmd.StdoutPipe()
 	if err != nil {
@@ -97,17 +74,7 @@ func startUp(t *testing.T, args ...string) *upProc {
 	}
 	go func() { _ = u.cmd.Wait(); close(u.exited) }()
 	t.Cleanup(func() {
-		select {
-		case <-u.exited:
-		default:
-			_ = u.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-u.exited:
-			case <-time.After(upWait):
-				_ = u.cmd.Process.Kill()
-				<-u.exited
-			}
-		}
+		_ = testutil.Terminate(u.cmd.Process, u.exited, upWait)
 		if t.Failed() {
 			t.Logf("wardgate up log:\n%s", u.stderr.String())
 		}
@@ -115,27 +82,12 @@ func startUp(t *testing.T, args ...string) *upProc {
 
 	table := make(chan error, 1)
 	go func() {
-		sc := bufio.NewScanner(stdout)
-		inTable := false
-		for sc.Scan() {
-			f := strings.Fields(sc.Text())
-			switch {
-			case len(f) == 4 && f[0] == "SERVICE":
-				inTable = true
-			case inTable && len(f) == 4:
-				pid, err := strconv.Atoi(f[1])
-				if err != nil {
-					table <- fmt.Errorf("bad pid in %q", sc.Text())
-					return
-				}
-				u.rows[f[0]] = upRow{service: f[0], pid: pid, public: f[2], metrics: f[3]}
-			case inTable:
-				table <- nil
-				_, _ = io.Copy(io.Discard, stdout)
-				return
-			}
+		rows, err := testutil.ReadUpTable(bufio.NewScanner(stdout))
+		for _, r := range rows {
+			u.rows[r.Service] = upRow{service: r.Service, pid: r.PID, public: r.Public, metrics: r.Metrics}
 		}
-		table <- fmt.Errorf("stdout ended before the table (read error: %v)", sc.Err())
+		table <- err
+		_, _ = io.Copy(io.Discard, stdout)
 	}()
 	select {
 	case err := <-table:
@@ -151,13 +103,8 @@ func startUp(t *testing.T, args ...string) *upProc {
 // stop sends SIGTERM to up and returns its exit code.
 func (u *upProc) stop() int {
 	u.t.Helper()
-	if err := u.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		u.t.Fatal(err)
-	}
-	select {
-	case <-u.exited:
-	case <-time.After(upWait):
-		u.t.Fatal("up did not exit after SIGTERM")
+	if err := testutil.Terminate(u.cmd.Process, u.exited, upWait); err != nil {
+		u.t.Fatalf("up did not exit after SIGTERM: %v", err)
 	}
 	return u.cmd.ProcessState.ExitCode()
 }
@@ -180,30 +127,13 @@ func (u *upProc) waitLog(what string, f func(map[string]any) bool) map[string]an
 
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testutil.Get(context.Background(), &http.Client{Timeout: 10 * time.Second}, url)
 }
 
 // waitOK polls url until it answers 200.
 func waitOK(t *testing.T, url string) {
 	t.Helper()
-	deadline := time.Now().Add(upWait)
-	for {
-		code, body := httpGet(t, url)
-		if code == http.StatusOK {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never answered 200 (last: %d %s)", url, code, body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testutil.WaitHTTPOK(context.Background(), t, url, upWait)
 }
 
 // postCollection posts one collection whose payloads are {"marker": m}
@@ -234,20 +164,11 @@ func storedMarkers(t *testing.T, blobs string) map[string]int {
 		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
 			return err
 		}
-		f, err := os.Open(path)
+		data, err := testutil.ReadBlob(path)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		var r io.Reader = f
-		if strings.HasSuffix(path, ".gz") {
-			gz, err := gzip.NewReader(f)
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			r = gz
-		}
-		sc := bufio.NewScanner(r)
+		sc := bufio.NewScanner(bytes.NewReader(data))
 		sc.Buffer(nil, 4<<20)
 		for sc.Scan() {
 			var line struct {
