@@ -10,6 +10,7 @@ package deploy
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -27,6 +28,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/wardgate/wardgate/gateway"
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 // repoRoot is where docker-compose.yml lives, relative to this package.
@@ -656,17 +658,13 @@ func TestJobqueueRunsWithComposeEnvironment(t *testing.T) {
 		t.Fatalf("healthcheck %s probes neither LISTEN nor ADMIN_LISTEN", u)
 	}
 	args := append(append([]string(nil), test[2:len(test)-1]...), u.String())
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.Eventually(context.Background(), t, 30*time.Second, 200*time.Millisecond, fmt.Sprintf("healthcheck %v", args), func() (bool, string) {
 		out, err := exec.Command(bin, args...).CombinedOutput()
-		if err == nil {
-			break
+		if err != nil {
+			return false, fmt.Sprintf("%v\n%s", err, out)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("healthcheck %v: %v\n%s", args, err, out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return true, ""
+	})
 
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -683,22 +681,11 @@ func TestJobqueueRunsWithComposeEnvironment(t *testing.T) {
 // buildWardgate builds ./cmd/wardgate into a temporary directory.
 func buildWardgate(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "wardgate")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/wardgate")
-	cmd.Dir = repoRoot
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/wardgate: %v\n%s", err, out)
-	}
-	return bin
+	return testutil.BuildT(context.Background(), t, "wardgate", testutil.WardgatePkg)
 }
 
 // closedPort returns a loopback port nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return port(t, l.Addr().String())
+	return strconv.Itoa(testutil.FreePort(t))
 }
