@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 // rateInterval is what $__rate_interval becomes in the end-to-end test:
@@ -96,16 +97,9 @@ func TestPanelsReturnDataFromRealPrometheus(t *testing.T) {
 // test measures the product, not the race detector).
 func buildWardgate(t *testing.T, ctx context.Context, dir string) string {
 	t.Helper()
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	bin, err := testutil.Build(ctx, dir, "wardgate", testutil.WardgatePkg)
 	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	bin := filepath.Join(dir, "wardgate")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/wardgate")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/wardgate: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return bin
 }
@@ -147,7 +141,7 @@ func (s *upStack) logTail() string {
 // the table it prints once everything answers.
 func startUp(t *testing.T, ctx context.Context, bin, data string) *upStack {
 	t.Helper()
-	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	listen := testutil.FreeAddr(t)
 	cmd := exec.Command(bin, "up", "--data", data, "--listen", listen)
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
 	stdout, err := cmd.StdoutPipe()
@@ -181,24 +175,12 @@ func startUp(t *testing.T, ctx context.Context, bin, data string) *upStack {
 	// The reader sends the whole table once, at the line that ends it.
 	table := make(chan []process, 1)
 	go func() {
-		sc := bufio.NewScanner(stdout)
-		var rows []process
-		inTable, sentTable := false, false
-		for sc.Scan() {
-			f := strings.Fields(sc.Text())
-			switch {
-			case len(f) == 4 && f[0] == "SERVICE":
-				inTable, rows = true, nil
-			case inTable && len(f) == 4:
-				pid, _ := strconv.Atoi(f[1])
-				rows = append(rows, process{service: f[0], pid: pid, public: f[2], metrics: f[3]})
-			case inTable:
-				inTable = false
-				if !sentTable {
-					table <- rows
-					sentTable = true
-				}
+		if rows, err := testutil.ReadUpTable(bufio.NewScanner(stdout)); err == nil {
+			var ps []process
+			for _, r := range rows {
+				ps = append(ps, process{service: r.Service, pid: r.PID, public: r.Public, metrics: r.Metrics})
 			}
+			table <- ps
 		}
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
@@ -273,7 +255,7 @@ scrape_configs:
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	addr := testutil.FreeAddr(t)
 	var logs bytes.Buffer
 	cmd := exec.Command(bin,
 		"--config.file="+cfgFile,
@@ -423,7 +405,7 @@ func runLoad(t *testing.T, ctx context.Context, stack *upStack, d time.Duration)
 		return syscall.Kill(stack.jobqueues[0].pid, syscall.SIGKILL)
 	})
 	step(d/8, "adding a dead target to the gateway config", func() error {
-		return addDeadTarget(stack, freePort(t))
+		return addDeadTarget(stack, testutil.FreePort(t))
 	})
 	step(d/8, "taking the blob store away", func() error {
 		if err := os.Rename(blobs, blobs+".away"); err != nil {
@@ -473,25 +455,9 @@ func addDeadTarget(stack *upStack, port int) error {
 	return syscall.Kill(stack.gateway.pid, syscall.SIGHUP)
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // waitFor polls cond every 200ms until it holds, failing after a generous
 // deadline (the machine is shared and slow).
 func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testutil.Eventually(ctx, t, 60*time.Second, 200*time.Millisecond, what, func() (bool, string) { return cond(), "" })
 }
