@@ -7,6 +7,7 @@ import (
 	"context"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +107,12 @@ func TestEventually(t *testing.T) {
 	if n != 3 {
 		t.Fatalf("cond called %d times, want 3", n)
 	}
+}
+
+func TestFreePortIsBindable(t *testing.T) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(testutil.FreePort(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
 }
