@@ -5,6 +5,8 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -46,6 +48,9 @@ type coreNotes struct {
 func readCoreNotes(path string) (coreNotes, error) {
 	f, err := elf.Open(path)
 	if err != nil {
+		if truncatedELF(path) {
+			return coreNotes{}, fmt.Errorf("analyze: core %s is truncated (it ends inside its ELF headers; was the disk full while it was written?): %w", path, err)
+		}
 		return coreNotes{}, fmt.Errorf("analyze: core %s is not an ELF core file: %w", path, err)
 	}
 	defer f.Close()
@@ -221,4 +226,28 @@ func externalSignal(fatal string) bool {
 	}
 	m := sigcodeRE.FindStringSubmatch(fatal)
 	return m != nil && (m[1] == "0" || m[1] == "-6")
+}
+
+// truncatedELF reports whether path starts like a 64-bit ELF file but is too
+// short to hold the program header table its header announces: a core cut
+// off while it was written, rather than something that never was a core.
+func truncatedELF(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var h [64]byte
+	n, _ := io.ReadFull(f, h[:])
+	if n < 4 || string(h[:4]) != elf.ELFMAG {
+		return false
+	}
+	if n < len(h) {
+		return true
+	}
+	phoff := binary.LittleEndian.Uint64(h[32:])
+	phentsize := uint64(binary.LittleEndian.Uint16(h[54:]))
+	phnum := uint64(binary.LittleEndian.Uint16(h[56:]))
+	st, err := f.Stat()
+	return err == nil && uint64(st.Size()) < phoff+phentsize*phnum
 }
