@@ -21,42 +21,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
-)
+// wardgateBin is cmd/wardgate, built once by TestMain.
+var wardgateBin string
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-// wardgateBin builds cmd/wardgate once per test binary (only when an e2e
-// test runs).
-func wardgateBin(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "wardgate-e2e-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "wardgate")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/wardgate").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
+	os.Exit(testutil.RunMain(m, &wardgateBin, "wardgate-e2e-", "wardgate", testutil.WardgatePkg))
 }
 
 // gwProc is a running `wardgate gateway`.
@@ -81,7 +54,7 @@ func startGateway(t *testing.T, cfg string, extraArgs ...string) *gwProc {
 		t.Fatal(err)
 	}
 	args := append([]string{"gateway", "--config", p.cfgPath, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, extraArgs...)
-	p.cmd = exec.Command(wardgateBin(t), args...)
+	p.cmd = exec.Command(wardgateBin, args...)
 	p.cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -578,9 +551,11 @@ upstreams:
 		}
 	})
 	t.Run("SIGTERM exits 0", func(t *testing.T) {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		if code := p.wait(t); code != 0 {
-			t.Errorf("exit code %d after SIGTERM", code)
+		if err := testutil.Terminate(p.cmd.Process, p.exited, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if p.exitCode != 0 {
+			t.Errorf("exit code %d after SIGTERM", p.exitCode)
 		}
 	})
 }
@@ -689,7 +664,7 @@ func TestE2EInvalidConfigAtStart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e")
 	}
-	bin := wardgateBin(t)
+	bin := wardgateBin
 	dir := t.TempDir()
 	cases := map[string]string{
 		"weight":   "routes: [{path_prefix: /, upstream: u}]\nupstreams: {u: {targets: [{url: 'http://127.0.0.1:1', weight: 0}]}}\n",

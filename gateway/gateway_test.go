@@ -12,31 +12,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testutil"
 	"github.com/wardgate/wardgate/telemetry"
 )
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a goroutine-safe log sink that can pick out JSON records.
+type syncBuffer struct{ testutil.SyncBuffer }
 
 // lines returns the JSON log records whose msg is msg.
 func (s *syncBuffer) lines(msg string) []map[string]any {
@@ -116,13 +101,7 @@ func newBackend(t *testing.T, name string, h http.HandlerFunc) *backend {
 // deadURL returns a loopback URL nobody listens on.
 func deadURL(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr
+	return "http://" + testutil.FreeAddr(t)
 }
 
 func oneUpstream(extraRoute, extraUpstream string, urls ...string) string {
@@ -508,15 +487,12 @@ func TestActiveHealthCheck(t *testing.T) {
 	}
 }
 
+// waitFor polls cond every 10ms for up to 20s (generous: the machine is
+// shared), failing t with what.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(context.Background(), t, 20*time.Second, 10*time.Millisecond, what,
+		func() (bool, string) { return cond(), "" })
 }
 
 func TestStreamingFlushes(t *testing.T) {
