@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Capture cost, native vs gcore: the pause the captured process sees and the
+# Capture cost, native vs gcore vs delve's dump: the pause the captured process sees and the
 # core's size on disk, on a ~10 MiB and a ~1 GiB RSS Go process (1000
 # goroutines). Prints a Markdown table for docs/benchmarks.md.
 # Needs gdb (gcore): scripts/install-test-deps.sh. Writes ~7 GiB of cores

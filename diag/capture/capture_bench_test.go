@@ -4,16 +4,22 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 // BenchmarkCapture measures what a capture costs the captured process:
 // the pause (pause-ms/op) and the core's size on disk (core-MiB-on-disk),
-// native against gcore, on a small (~10 MiB RSS) and a large (~1 GiB RSS)
-// process of 1000 goroutines. Run it with -benchtime=1x or 3x: every
+// native against gcore and delve's own `dump` (dlv attach, dump, detach: the
+// process is stopped for the whole command, as with gcore), on a small
+// (~10 MiB RSS) and a large (~1 GiB RSS) process of 1000 goroutines. Run it with -benchtime=1x or 3x: every
 // iteration writes a full core (gcore writes gigabytes).
 //
 //	go test -run '^$' -bench Capture -benchtime 3x ./diag/capture
@@ -25,11 +31,19 @@ func BenchmarkCapture(b *testing.B) {
 		// One process per size, shared by both methods; its cleanup runs
 		// when the whole benchmark ends.
 		tg := startTarget(b, 1000, size.heapMB)
-		for _, method := range []string{MethodNative, MethodGcore} {
+		for _, method := range []string{MethodNative, MethodGcore, "delve-dump"} {
 			b.Run(size.name+"/"+method, func(b *testing.B) {
 				var pause, longest, paused, disk, apparent, copied float64
 				for i := 0; i < b.N; i++ {
 					dir := filepath.Join(b.TempDir(), fmt.Sprintf("bundle%d", i))
+					if method == "delve-dump" {
+						ms, onDisk, size := delveDump(b, tg.pid, dir)
+						pause += ms
+						disk += float64(onDisk)
+						apparent += float64(size)
+						os.RemoveAll(dir)
+						continue
+					}
 					bu, err := Capture(context.Background(), Options{PID: tg.pid, OutDir: dir, Method: method})
 					if err != nil {
 						b.Fatal(err)
@@ -57,6 +71,30 @@ func BenchmarkCapture(b *testing.B) {
 			})
 		}
 	}
+}
+
+// delveDump attaches the real dlv to pid, runs its `dump` command and
+// detaches leaving the process running; the pause is the command's wall
+// time (the process is stopped from attach to detach).
+func delveDump(b *testing.B, pid int, dir string) (pauseMS float64, onDisk, size int64) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	core := filepath.Join(dir, "core")
+	init := filepath.Join(dir, "init")
+	if err := os.WriteFile(init, []byte("dump "+core+"\nexit -c\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(testutil.GoTool(b, "dlv"), "attach", strconv.Itoa(pid), "--allow-non-terminal-interactive", "--init", init)
+	cmd.Stdin = strings.NewReader("n\n") // "kill the process?" on exit: no
+	start := time.Now()
+	out, _ := cmd.CombinedOutput() // dlv exits non-zero after detaching on EOF; the core decides
+	pauseMS = float64(time.Since(start)) / float64(time.Millisecond)
+	var st syscall.Stat_t
+	if err := syscall.Stat(core, &st); err != nil {
+		b.Fatalf("dlv dump wrote no core: %v\n%s", err, out)
+	}
+	return pauseMS, st.Blocks * 512, st.Size
 }
 
 // rssBytes is VmRSS of pid.
