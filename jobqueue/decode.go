@@ -113,7 +113,14 @@ func decodeBuffer(d *jsontext.Decoder, bb *bytes.Buffer) (decoded, error) {
 				if !isNull {
 					s, uerr := jsontext.AppendUnquote(nil, v)
 					if uerr != nil {
-						return decoded{}, syntaxError(uerr)
+						// Invalid UTF-8: encoding/json accepts it and
+						// substitutes U+FFFD; so do we (the token then
+						// simply does not match a configured one).
+						var t string
+						if err := json.Unmarshal(v, &t); err != nil {
+							return decoded{}, syntaxError(err)
+						}
+						s = []byte(t)
 					}
 					out.token = string(s)
 				}
