@@ -10,7 +10,7 @@
 # writes its input under testdata/fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FUZZTIME="${FUZZTIME:-30000x}"
+FUZZTIME="${FUZZTIME:-10000x}"
 
 fuzz() { # package target
   echo ">> fuzz $2 ($1, $FUZZTIME)"
