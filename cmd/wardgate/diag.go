@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"sort"
 )
 
 func diagCommands() map[string]command {
@@ -18,35 +16,11 @@ func diagCommands() map[string]command {
 	}
 }
 
-func diagUsage(w io.Writer) {
-	fmt.Fprint(w, "Usage:\n  wardgate diag <command> [flags]\n\nCommands:\n")
-	cmds := diagCommands()
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
-	}
-	fmt.Fprint(w, "\nRunbooks for each command: docs/runbooks/.\n")
-}
-
 func runDiag(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		diagUsage(stderr)
-		return 2
-	}
-	switch args[0] {
-	case "-h", "--help", "-help", "help":
-		diagUsage(stdout)
-		return 0
-	}
-	cmd, ok := diagCommands()[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "wardgate diag: unknown command %q\n\n", args[0])
-		diagUsage(stderr)
-		return 2
-	}
-	return cmd.run(ctx, args[1:], stdout, stderr)
+	return commandSet{
+		name:   "wardgate diag",
+		header: "Usage:\n  wardgate diag <command> [flags]\n\nCommands:\n",
+		footer: "\nRunbooks for each command: docs/runbooks/.\n",
+		cmds:   diagCommands(),
+	}.dispatch(ctx, args, stdout, stderr)
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sort"
 	"syscall"
 )
 
@@ -32,27 +31,22 @@ func commands() map[string]command {
 	}
 }
 
-func usage(w io.Writer) {
-	fmt.Fprint(w, `wardgate: an instrumented Go gateway + job-queue stack and the diagnostics to debug it.
+func topLevel() commandSet {
+	return commandSet{
+		name: "wardgate",
+		header: `wardgate: an instrumented Go gateway + job-queue stack and the diagnostics to debug it.
 
 Usage:
   wardgate <command> [flags]
 
 Commands:
-`)
-	cmds := commands()
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
-	}
-	fmt.Fprint(w, `
+`,
+		footer: `
 Run "wardgate <command> --help" for the flags of a command.
 Telemetry is configured with the standard OTEL_* environment variables (see docs/).
-`)
+`,
+		cmds: commands(),
+	}
 }
 
 func main() {
@@ -83,22 +77,7 @@ func keepCrashOutput() error {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		usage(stderr)
-		return 2
-	}
-	switch args[0] {
-	case "-h", "--help", "-help", "help":
-		usage(stdout)
-		return 0
-	}
-	cmd, ok := commands()[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "wardgate: unknown command %q\n\n", args[0])
-		usage(stderr)
-		return 2
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return cmd.run(ctx, args[1:], stdout, stderr)
+	return topLevel().dispatch(ctx, args, stdout, stderr)
 }
