@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,7 +48,40 @@ func (s *Supervisor) newPostmortemDir(service string, pid int, t time.Time) (str
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("post-mortem dir: %w", err)
 	}
+	if err := prunePostmortems(filepath.Dir(dir), s.opts.KeepPostmortems); err != nil {
+		s.log.Warn("pruning old post-mortems", "err", err)
+	}
 	return dir, nil
+}
+
+// prunePostmortems removes the oldest post-mortem dirs of root beyond keep
+// (0: keep all). Names start with a UTC timestamp, so name order is age
+// order.
+func prunePostmortems(root string, keep int) error {
+	if keep <= 0 {
+		return nil
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return err
+	}
+	var dirs []string
+	for _, e := range entries {
+		if e.IsDir() {
+			dirs = append(dirs, e.Name())
+		}
+	}
+	if len(dirs) <= keep {
+		return nil
+	}
+	sort.Strings(dirs)
+	var errs []error
+	for _, d := range dirs[:len(dirs)-keep] {
+		if err := os.RemoveAll(filepath.Join(root, d)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // collect turns what a dead process left (a core, crash output, a watchdog

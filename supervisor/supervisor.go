@@ -116,6 +116,11 @@ type Options struct {
 	OnEvent  func(Event)
 	Backoff  Backoff
 	Watchdog Watchdog
+	// KeepPostmortems bounds how many post-mortem dirs DATA/postmortem/
+	// keeps: when a new one is made, the oldest beyond this many are
+	// removed, so a crash loop cannot fill the disk (each holds a core and a
+	// copy of the executable). 0 keeps them all.
+	KeepPostmortems int
 	// AnalyzeTimeout bounds one Analyze call (default 5m).
 	AnalyzeTimeout time.Duration
 	// MeterProvider receives the supervisor's metrics (see docs/metrics.md):

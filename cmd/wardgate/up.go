@@ -72,6 +72,7 @@ type upConfig struct {
 	logLevel  slog.Level
 	startWait time.Duration
 	stopWait  time.Duration
+	keepPM    int
 }
 
 func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
@@ -83,12 +84,13 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	fs.StringVar(&c.data, "data", "./data", "`DIR` for all state: blobs, run dirs and logs, post-mortems")
 	fs.IntVar(&c.jobqueues, "jobqueues", 2, "how many job-queue processes to run behind the gateway (`N`)")
 	fs.IntVar(&c.workers, "workers", 0, "MAX_WORKERS of each job queue: worker goroutines (`N`; 0 = the job queue's default, 2*GOMAXPROCS, at least 4)")
-	fs.IntVar(&c.queue, "queue", 0, "MAX_QUEUE of each job queue: payloads acked and not yet stored (`N`; 0 = the job queue's default, 100000)")
+	fs.IntVar(&c.queue, "queue", 0, "MAX_QUEUE of each job queue: payloads acked and not yet stored (`N`; 0 = the job queue's default, 200000)")
 	fs.StringVar(&c.ackMode, "ack-mode", "", "ACK_MODE of each job queue: enqueued (answer 202 once queued) or durable (once stored); empty = enqueued")
 	fs.StringVar(&c.blobURL, "blob-url", "", "blob store `URL` of the job queues: file:///abs/dir, s3://bucket?endpoint=...&use_path_style=true, mem:// (default file://DATA/blobs)")
 	level := fs.String("log-level", "info", "minimum `LEVEL` of up's own log: debug, info, warn or error")
 	fs.DurationVar(&c.startWait, "start-timeout", time.Minute, "how long each process may take to become ready")
 	fs.DurationVar(&c.stopWait, "stop-timeout", 2*time.Minute, "how long a process may take to drain on shutdown before it is killed")
+	fs.IntVar(&c.keepPM, "keep-postmortems", 20, "keep the newest `N` post-mortem dirs under DATA/postmortem (each holds a core and an exe copy); 0 keeps all")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), upUsage)
 		fs.PrintDefaults()
@@ -125,6 +127,9 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	}
 	if c.queue < 0 {
 		return fail("--queue: must be >= 0, got %d", c.queue)
+	}
+	if c.keepPM < 0 {
+		return fail("--keep-postmortems: must be >= 0, got %d", c.keepPM)
 	}
 	switch c.ackMode {
 	case "", "enqueued", "durable":
@@ -241,9 +246,10 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		// Access-log lines stay in DATA/run/<service>/stderr.log: copying
 		// thousands a second through up's pipe is pure overhead. Errors
 		// (5xx access lines included) and everything else still show.
-		ForwardFilter: notInfoAccessLog,
-		Analyze:       hooks.analyze,
-		Capture:       hooks.capture,
+		ForwardFilter:   notInfoAccessLog,
+		Analyze:         hooks.analyze,
+		Capture:         hooks.capture,
+		KeepPostmortems: cfg.keepPM,
 	})
 	if err != nil {
 		return err

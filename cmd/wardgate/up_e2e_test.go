@@ -440,7 +440,7 @@ func TestUpFlags(t *testing.T) {
 	if err != nil {
 		t.Fatalf("up --help: %v\n%s", err, out)
 	}
-	for _, want := range []string{"-listen", "-admin", "-data", "-workers", "-queue", "-ack-mode", "-blob-url", "docs/up.md"} {
+	for _, want := range []string{"-listen", "-admin", "-data", "-workers", "-queue", "-ack-mode", "-blob-url", "-keep-postmortems", "docs/up.md"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("up --help does not mention %s", want)
 		}
@@ -450,6 +450,7 @@ func TestUpFlags(t *testing.T) {
 		{"--listen", "8080"},
 		{"--admin", "localhost"},
 		{"--workers", "-1"},
+		{"--keep-postmortems", "-1"},
 		{"--blob-url", "not a url"},
 		{"extra"},
 	} {
