@@ -83,13 +83,13 @@ func decodeBuffer(d *jsontext.Decoder, bb *bytes.Buffer) (decoded, error) {
 		if _, err := d.ReadToken(); err != nil {
 			return decoded{}, syntaxError(err)
 		}
-		var name []byte
+		var scratch []byte
 		for d.PeekKind() != '}' {
 			raw, err := d.ReadValue() // the member name, quoted
 			if err != nil {
 				return decoded{}, syntaxError(err)
 			}
-			name = unquoteName(name[:0], raw)
+			name := unquoteName(&scratch, raw)
 			switch {
 			case bytes.EqualFold(name, []byte("data")):
 				payloads, ok, err := readData(d, body, setShape)
@@ -213,11 +213,16 @@ func readString(d *jsontext.Decoder, field string, setShape func(string, ...any)
 
 // unquoteName returns a member name's text; names without escapes (all of
 // them, in practice) are not copied.
-func unquoteName(dst, raw []byte) []byte {
+//
+// The result may alias raw (and so the request body, which payloads alias
+// too): callers only read it. Unescaping goes into *scratch, never into the
+// previous result, which could be a window of the body.
+func unquoteName(scratch *[]byte, raw []byte) []byte {
 	if len(raw) >= 2 && bytes.IndexByte(raw, '\\') < 0 {
 		return raw[1 : len(raw)-1]
 	}
-	s, err := jsontext.AppendUnquote(dst, raw)
+	s, err := jsontext.AppendUnquote((*scratch)[:0], raw)
+	*scratch = s
 	if err != nil {
 		return raw
 	}

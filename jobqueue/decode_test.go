@@ -1,6 +1,7 @@
 package jobqueue
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -118,4 +119,37 @@ func FuzzDecodeCollection(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An escaped member name after others must not be unescaped into the body:
+// names without escapes alias the body, and the payloads alias it too.
+// (Found by FuzzDecodeCollection: an escaped key after "data" overwrote the
+// stored payload bytes.)
+func TestDecodeEscapedNamesLeaveBodyIntact(t *testing.T) {
+	for _, body := range []string{
+		`{"version":"10.0.19045","tok\n":"t","data":[{"a":1}]}`,
+		`{"data":[{"a":1},{"b":"two"}],"a-much-longer-escaped-name-\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9":1}`,
+		`{"x":1,"d\u0061ta":[{"keep":"me"}],"\u0076ersion":"v"}`,
+	} {
+		orig := []byte(body)
+		in := bytes.Clone(orig)
+		d, err := decodeCollection(in)
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if !bytes.Equal(in, orig) {
+			t.Errorf("decoding changed the body:\n got %s\nwant %s", in, orig)
+		}
+		var old struct {
+			Data []json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(orig, &old); err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range d.payloads {
+			if string(p) != string(old.Data[i]) {
+				t.Errorf("%s: payload %d = %s, want %s", body, i, p, old.Data[i])
+			}
+		}
+	}
 }
