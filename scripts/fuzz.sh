@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every fuzz target briefly. Called by scripts/test.sh after the unit
+# Runs every fuzz target briefly (10000 executions each: a smoke run that
+# keeps CI deterministic enough; FUZZTIME=10m for a real hunt). Called by scripts/test.sh after the unit
 # tests; go test allows one -fuzz target per run, so each gets its own
 # invocation. New targets: add a line below.
 #
