@@ -214,7 +214,7 @@ var typeContext = map[string]string{
 func decodeError(err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return fmt.Errorf("config: %s", strings.ReplaceAll(err.Error(), "\n", " "))
+		return fmt.Errorf("config: %s", strings.ReplaceAll(strings.ReplaceAll(err.Error(), "\r", " "), "\n", " "))
 	}
 	msgs := make([]string, 0, len(te.Errors))
 	for _, m := range te.Errors {
@@ -228,7 +228,14 @@ func decodeError(err error) error {
 		})
 		msgs = append(msgs, m)
 	}
-	return fmt.Errorf("config: %s", strings.Join(msgs, "; "))
+	return fmt.Errorf("config: %s", oneLine(strings.Join(msgs, "; ")))
+}
+
+// oneLine escapes line breaks that the decoder quotes from the input (a
+// scalar holding a newline), so the error stays the one line operators and
+// log pipelines expect.
+func oneLine(s string) string {
+	return strings.NewReplacer("\r\n", `\r\n`, "\n", `\n`, "\r", `\r`).Replace(s)
 }
 
 // UpstreamNames returns the upstream names in sorted order.
