@@ -12,12 +12,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
+
+	"github.com/wardgate/wardgate/bench/internal/benchsrv"
 )
 
 func main() {
@@ -45,11 +44,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		body[len(body)-1] = '\n'
 	}
 	clen := strconv.Itoa(len(body))
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	fmt.Fprintf(stdout, "listening %s\n", ln.Addr())
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Drain the body so keep-alive connections stay reusable.
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -57,15 +51,5 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		w.Header().Set("Content-Length", clen)
 		_, _ = w.Write(body)
 	})
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	srv := &http.Server{Handler: h}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-		return fmt.Errorf("serve: %w", err)
-	}
-	return nil
+	return benchsrv.Serve(ctx, *listen, stdout, h)
 }

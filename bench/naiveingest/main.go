@@ -12,12 +12,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
+
+	"github.com/wardgate/wardgate/bench/internal/benchsrv"
 )
 
 // maxLength is the design notes' MaxLength and wardgate's MAX_LENGTH default.
@@ -42,11 +41,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	fmt.Fprintf(stdout, "listening %s\n", ln.Addr())
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/payloads", func(w http.ResponseWriter, r *http.Request) {
 		var c collection
@@ -58,15 +52,5 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = io.WriteString(w, `{"accepted":`+strconv.Itoa(len(c.Data))+"}\n")
 	})
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	srv := &http.Server{Handler: mux}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-		return fmt.Errorf("serve: %w", err)
-	}
-	return nil
+	return benchsrv.Serve(ctx, *listen, stdout, mux)
 }

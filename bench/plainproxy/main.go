@@ -11,15 +11,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/signal"
 	"strings"
 	"sync/atomic"
-	"syscall"
+
+	"github.com/wardgate/wardgate/bench/internal/benchsrv"
 )
 
 func main() {
@@ -55,20 +53,5 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		pr.SetURL(urls[next.Add(1)%uint64(len(urls))])
 		pr.SetXForwarded()
 	}}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	fmt.Fprintf(stdout, "listening %s\n", ln.Addr())
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	srv := &http.Server{Handler: p}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-		return fmt.Errorf("serve: %w", err)
-	}
-	return nil
+	return benchsrv.Serve(ctx, *listen, stdout, p)
 }
