@@ -85,8 +85,11 @@ func crashEnv(env []string, crashFile string) []string {
 
 // start starts one process of the child; it refuses once Shutdown began.
 // c.mu is held across cmd.Start so Shutdown either sees the new process or
-// start sees stopping: no process can slip through unsignalled.
-func (c *child) start() (*run, error) {
+// start sees stopping: no process can slip through unsignalled. A restart
+// is counted, and the pid file written, under the same lock as the new
+// process becomes current, so Status never shows a new pid with the old
+// restart count or a pid the pid file does not hold.
+func (c *child) start(restart bool) (*run, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopping {
@@ -148,6 +151,14 @@ func (c *child) start() (*run, error) {
 	}
 	if b, err := os.ReadFile("/proc/" + strconv.Itoa(r.pid) + "/comm"); err == nil {
 		r.comm = strings.TrimSpace(string(b))
+	}
+	if err := writePIDFile(c.pidPath(), r.pid); err != nil {
+		// The child runs fine without it; failing the (re)start over a
+		// convenience file would turn a full disk into an outage.
+		c.sup.log.Warn("cannot write pid file", "child", c.spec.Name, "pid", r.pid, "err", err)
+	}
+	if restart {
+		c.restarts++
 	}
 	c.cur = r
 	go func() {
@@ -230,6 +241,7 @@ func (c *child) supervise(r *run) {
 		ran := time.Since(r.started)
 		c.mu.Lock()
 		c.cur = nil
+		c.removePIDFile()
 		stopping := c.stopping
 		c.mu.Unlock()
 		lvl := "child exited"
@@ -255,7 +267,7 @@ func (c *child) supervise(r *run) {
 				t.Stop()
 				return
 			}
-			nr, err := c.start()
+			nr, err := c.start(true)
 			if errors.Is(err, errStopping) {
 				return
 			}
@@ -266,9 +278,6 @@ func (c *child) supervise(r *run) {
 			c.sup.log.Error("restart failed", "child", c.spec.Name, "err", err)
 			delay, failures = c.sup.opts.Backoff.Delay(failures, 0)
 		}
-		c.mu.Lock()
-		c.restarts++
-		c.mu.Unlock()
 		c.sup.metrics.restarted(c.spec.Name, reason)
 		go func(r *run) {
 			if err := c.waitReady(c.ctx, r); err != nil && c.ctx.Err() == nil {
@@ -325,16 +334,6 @@ func (c *child) shutdown(ctx context.Context) error {
 	_ = r.cmd.Process.Kill()
 	<-c.done
 	return fmt.Errorf("supervisor: %s (pid %d) killed: did not exit after SIGTERM", c.spec.Name, r.pid)
-}
-
-func (c *child) status() Status {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := Status{Name: c.spec.Name, Restarts: c.restarts, Dir: c.dir}
-	if c.cur != nil {
-		st.PID = c.cur.pid
-	}
-	return st
 }
 
 // stderrTail is the end of the child's stderr log, for start errors.

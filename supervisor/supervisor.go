@@ -55,6 +55,10 @@ type Spec struct {
 	// StopTimeout is how long a child may take to exit after SIGTERM before
 	// it is SIGKILLed (default 30s; Shutdown's ctx may cut it shorter).
 	StopTimeout time.Duration
+	// PublicURL and MetricsURL are only reported (Status, /status): where
+	// the service answers and where its metrics are. Optional.
+	PublicURL  string
+	MetricsURL string
 }
 
 // Watchdog configures the stuck-crash detector. Zero fields take defaults.
@@ -154,14 +158,6 @@ type Event struct {
 	Delay   time.Duration // for EventRestarting
 	Dir     string        // post-mortem dir, for EventWatchdog and EventPostmortem
 	Err     error
-}
-
-// Status is a snapshot of one child.
-type Status struct {
-	Name     string
-	PID      int // 0 while not running
-	Restarts int
-	Dir      string
 }
 
 // Supervisor runs children until Shutdown.
@@ -275,12 +271,16 @@ func (s *Supervisor) Start(ctx context.Context, spec Spec) error {
 	s.order = append(s.order, spec.Name)
 	s.mu.Unlock()
 
-	r, err := c.start()
+	r, err := c.start(false)
 	if err == nil {
 		err = c.waitReady(ctx, r)
 	}
 	if err != nil {
 		r.kill()
+		c.mu.Lock()
+		c.cur = nil
+		c.removePIDFile()
+		c.mu.Unlock()
 		c.cancel()
 		close(c.done)
 		s.mu.Lock()
@@ -292,17 +292,6 @@ func (s *Supervisor) Start(ctx context.Context, spec Spec) error {
 	s.metrics.known(spec.Name)
 	go c.supervise(r)
 	return nil
-}
-
-// Status returns a snapshot of every child, in start order.
-func (s *Supervisor) Status() []Status {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Status, 0, len(s.order))
-	for _, n := range s.order {
-		out = append(out, s.children[n].status())
-	}
-	return out
 }
 
 // Shutdown stops every child, group by group in ascending StopOrder: SIGTERM,
