@@ -96,9 +96,10 @@ func (q *Queue) took(c *collection) {
 func (q *Queue) batch(ctx context.Context, w *worker, c *collection) {
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot()}
 	if c.producer.IsValid() && c.next == 0 {
-		// Linked at start, not only by AddLink, so the sampler sees it: a
-		// batch that carries a sampled request is sampled too (see
-		// telemetry's link-aware sampler). fill links the others.
+		// Linked at start, not only by AddLink, so a sampler sees it (a
+		// custom provider may decide on links; telemetry's sampler keeps
+		// every batch, as the first link is all a sampler can see). fill
+		// links the others.
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: c.producer}))
 	}
 	bctx, span := q.tracer.Start(ctx, "process payloads", opts...)

@@ -19,7 +19,8 @@ import (
 // The wrap matters for batches: the job queue's CONSUMER span is a root
 // linked to the PRODUCER span of every request it carries; under
 // parentbased_traceidratio it would otherwise be kept only at the ratio, and
-// the link from a sampled request would usually lead nowhere.
+// the link from a sampled request would usually lead nowhere (see
+// NewLinkSampler).
 func samplerFromEnv() (sdktrace.Sampler, error) {
 	name := strings.ToLower(strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER")))
 	arg := strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
@@ -38,7 +39,7 @@ func samplerFromEnv() (sdktrace.Sampler, error) {
 	case "always_on":
 		base = sdktrace.AlwaysSample()
 	case "always_off":
-		base = sdktrace.NeverSample()
+		return sdktrace.NeverSample(), nil // nothing at all, batches included
 	case "traceidratio":
 		base = sdktrace.TraceIDRatioBased(ratio)
 	case "parentbased_always_off":
@@ -51,22 +52,30 @@ func samplerFromEnv() (sdktrace.Sampler, error) {
 	return NewLinkSampler(base), nil
 }
 
-// NewLinkSampler returns a sampler that samples a root span when any of
-// the links it starts with is sampled, and defers to base otherwise. Batch
-// consumers must pass their links at Start (trace.WithLinks) for it to see
-// them.
+// NewLinkSampler returns a sampler that samples a root span when it is a
+// CONSUMER span (a batch) or when any of the links it starts with is
+// sampled, and defers to base otherwise.
+//
+// Batches are kept whatever the ratio: a batch span starts before the
+// batch knows which requests it will carry, so a decision by its links
+// could only see the first one, and under a 1 % ratio the batch of almost
+// every sampled request would be dropped, its link leading nowhere. A batch
+// is one span per thousands of requests, so keeping all of them costs
+// little. Use sdktrace.NeverSample, not this, to trace nothing at all.
 func NewLinkSampler(base sdktrace.Sampler) sdktrace.Sampler { return linkSampler{base} }
 
 type linkSampler struct{ base sdktrace.Sampler }
 
 func (s linkSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
 	if !trace.SpanContextFromContext(p.ParentContext).IsValid() {
+		sample := p.Kind == trace.SpanKindConsumer
 		for _, l := range p.Links {
-			if l.SpanContext.IsSampled() {
-				return sdktrace.SamplingResult{
-					Decision:   sdktrace.RecordAndSample,
-					Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState(),
-				}
+			sample = sample || l.SpanContext.IsSampled()
+		}
+		if sample {
+			return sdktrace.SamplingResult{
+				Decision:   sdktrace.RecordAndSample,
+				Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState(),
 			}
 		}
 	}

@@ -72,3 +72,38 @@ func TestSamplerFromEnvNames(t *testing.T) {
 		}
 	}
 }
+
+// A batch (a root CONSUMER span) is sampled whatever the ratio: it starts
+// before it knows which requests it will carry, and a sampled request's
+// link must lead to it. always_off still means nothing.
+func TestSamplerFromEnvKeepsBatches(t *testing.T) {
+	unsampled := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{2}, SpanID: trace.SpanID{2}})
+	for _, tc := range []struct {
+		sampler, arg string
+		want         bool
+	}{
+		{"parentbased_traceidratio", "0", true},
+		{"traceidratio", "0", true},
+		{"parentbased_always_off", "", true},
+		{"always_off", "", false},
+	} {
+		t.Setenv("OTEL_TRACES_SAMPLER", tc.sampler)
+		t.Setenv("OTEL_TRACES_SAMPLER_ARG", tc.arg)
+		s, err := samplerFromEnv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(s))
+		tr := tp.Tracer("test")
+		_, batch := tr.Start(context.Background(), "process payloads", trace.WithNewRoot(),
+			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(trace.Link{SpanContext: unsampled}))
+		if got := batch.SpanContext().IsSampled(); got != tc.want {
+			t.Errorf("%s %s: batch sampled=%v, want %v", tc.sampler, tc.arg, got, tc.want)
+		}
+		_, req := tr.Start(context.Background(), "POST /v1/payloads", trace.WithSpanKind(trace.SpanKindServer))
+		if req.SpanContext().IsSampled() {
+			t.Errorf("%s %s: a request root was sampled", tc.sampler, tc.arg)
+		}
+		_ = tp.Shutdown(context.Background())
+	}
+}

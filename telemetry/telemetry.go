@@ -112,7 +112,8 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: %w", err)
 		}
-		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp), sdktrace.WithSampler(sampler))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp),
+			sdktrace.WithSampler(sampler), sdktrace.WithRawSpanLimits(spanLimits()))
 		t.TracerProvider = tp
 		t.shutdown = append(t.shutdown, tp.Shutdown)
 	}
@@ -129,4 +130,18 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	}
 	t.shutdown = nil
 	return errors.Join(errs...)
+}
+
+// spanLimits are the SDK's limits from OTEL_SPAN_* and OTEL_ATTRIBUTE_*,
+// except that links are unlimited unless OTEL_SPAN_LINK_COUNT_LIMIT says
+// otherwise. The SDK's default of 128 would silently drop most links of a
+// job-queue batch (one per collection it carries, up to BATCH_MAX_PAYLOADS),
+// and the link is the only way from a request to the batch that stored it.
+// Links stay bounded: a batch is bounded, and other spans carry none.
+func spanLimits() sdktrace.SpanLimits {
+	l := sdktrace.NewSpanLimits()
+	if os.Getenv("OTEL_SPAN_LINK_COUNT_LIMIT") == "" {
+		l.LinkCountLimit = -1
+	}
+	return l
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -516,5 +517,39 @@ func TestAdminHandler(t *testing.T) {
 	}
 	if rec := get(t, locked, "/debug/pprof/goroutine?debug=1", http.Header{"Authorization": {"Bearer s3cret"}}); rec.Code != http.StatusOK {
 		t.Errorf("GET pprof with the token: %d", rec.Code)
+	}
+}
+
+// A batch span keeps a link per collection: far more than the SDK's
+// default limit of 128, which would drop the way from most requests to
+// their batch. OTEL_SPAN_LINK_COUNT_LIMIT still applies when set.
+func TestSetupKeepsEveryLink(t *testing.T) {
+	for _, tc := range []struct {
+		limit string
+		want  int
+	}{{"", 1000}, {"10", 10}} {
+		t.Setenv("OTEL_TRACES_EXPORTER", "console")
+		t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
+		t.Setenv("OTEL_SPAN_LINK_COUNT_LIMIT", tc.limit)
+		tel, err := telemetry.Setup(context.Background(), "links-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, span := tel.TracerProvider.Tracer("test").Start(context.Background(), "process payloads",
+			trace.WithSpanKind(trace.SpanKindConsumer))
+		for i := range 1000 {
+			span.AddLink(trace.Link{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID: trace.TraceID{byte(i), byte(i >> 8), 1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled})})
+		}
+		ro, ok := span.(sdktrace.ReadOnlySpan)
+		if !ok {
+			t.Fatalf("span %T is not an SDK span", span)
+		}
+		if got := len(ro.Links()); got != tc.want {
+			t.Errorf("OTEL_SPAN_LINK_COUNT_LIMIT=%q: %d links kept of 1000, want %d", tc.limit, got, tc.want)
+		}
+		span.End()
+		// The console exporter writes the span to stdout; shut down quietly.
+		_ = tel.Shutdown(context.Background())
 	}
 }
