@@ -1,11 +1,13 @@
 package supervisor
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -46,13 +48,19 @@ type Status struct {
 	Dir string
 }
 
-// Status returns a snapshot of every child, in start order.
+// Status returns a snapshot of every child in the order Shutdown stops
+// them: by StopOrder (the front door first), then in start order.
 func (s *Supervisor) Status() []Status {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Status, 0, len(s.order))
+	cs := make([]*child, 0, len(s.order))
 	for _, n := range s.order {
-		out = append(out, s.children[n].status())
+		cs = append(cs, s.children[n])
+	}
+	s.mu.Unlock()
+	slices.SortStableFunc(cs, func(a, b *child) int { return cmp.Compare(a.spec.StopOrder, b.spec.StopOrder) })
+	out := make([]Status, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.status())
 	}
 	return out
 }
@@ -177,7 +185,7 @@ func serviceJSON(st Status) ServiceJSON {
 
 // Snapshot returns the /status document: self (the supervising process,
 // reported as given except that its State turns to stopping once Shutdown
-// has begun) and then every child in start order, read at the time of the
+// has begun) and then every child in Status order, read at the time of the
 // call.
 func (s *Supervisor) Snapshot(self Status) StatusJSON {
 	s.mu.Lock()

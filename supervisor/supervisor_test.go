@@ -417,6 +417,11 @@ func TestShutdownStopsGroupsInOrderAndKillsLaggards(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Status lists children in stop order, front first, whatever the
+	// start order was.
+	if st := h.sup.Status(); len(st) != 2 || st[0].Name != "front" || st[1].Name != "back" {
+		t.Fatalf("Status order %+v, want front then back", st)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	err := h.sup.Shutdown(ctx)

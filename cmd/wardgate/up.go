@@ -151,14 +151,6 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	return c, 0, true
 }
 
-// upService is one row of the table up prints.
-type upService struct {
-	name   string
-	pid    int    // 0: the child's current pid from the supervisor
-	public string // base URL of the public listener
-	admin  string // host:port of the admin listener
-}
-
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg, code, ok := parseUp(args, stdout, stderr)
 	if !ok {
@@ -180,6 +172,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.Writer) (err error) {
+	upStarted := time.Now()
 	data, err := filepath.Abs(cfg.data)
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
@@ -222,21 +215,6 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 	if err != nil {
 		return fmt.Errorf("--admin %s: %w", cfg.admin, err)
 	}
-	admSrv := &http.Server{
-		Handler:           tel.AdminHandler(os.Getenv("ADMIN_TOKEN"), nil),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	admDone := make(chan error, 1)
-	go func() { admDone <- admSrv.Serve(admLn) }()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = admSrv.Shutdown(sctx) // a scrape still running after 5s is cut off
-		if serr := <-admDone; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-			err = errors.Join(err, fmt.Errorf("admin listener: %w", serr))
-		}
-	}()
-
 	hooks := newPostmortemHooks(log)
 	sup, err := supervisor.New(supervisor.Options{
 		DataDir:       data,
@@ -252,9 +230,37 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		KeepPostmortems: cfg.keepPM,
 	})
 	if err != nil {
+		_ = admLn.Close()
 		return err
 	}
-	// Whatever happens from here on, stop what was started, in order.
+	// up's own row of the table and of /status.
+	self := supervisor.Status{
+		Name:       "up",
+		PID:        os.Getpid(),
+		State:      supervisor.StateRunning,
+		StartedAt:  upStarted,
+		MetricsURL: "http://" + admLn.Addr().String() + "/metrics",
+	}
+	admSrv := &http.Server{
+		Handler: tel.AdminHandler(os.Getenv("ADMIN_TOKEN"), map[string]http.Handler{
+			"GET /status": sup.StatusHandler(self),
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	admDone := make(chan error, 1)
+	go func() { admDone <- admSrv.Serve(admLn) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = admSrv.Shutdown(sctx) // a scrape still running after 5s is cut off
+		if serr := <-admDone; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, fmt.Errorf("admin listener: %w", serr))
+		}
+	}()
+
+	// Whatever happens from here on, stop what was started, in order. This
+	// runs before the admin listener's shutdown above, so /metrics and
+	// /status show the drain to the end.
 	defer func() {
 		log.Info("shutting down: gateway first, then the job queues drain")
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.stopWait+30*time.Second)
@@ -266,7 +272,6 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		}
 	}()
 
-	var rows []upService
 	var targets []string
 	for i := 1; i <= cfg.jobqueues; i++ {
 		name := "jobqueue-" + strconv.Itoa(i)
@@ -289,11 +294,12 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 			HealthURL:   "http://" + pub + "/healthz",
 			StopOrder:   1,
 			StopTimeout: cfg.stopWait,
+			PublicURL:   "http://" + pub,
+			MetricsURL:  "http://" + adm + "/metrics",
 		}
 		if err := startWithin(ctx, sup, spec, cfg.startWait); err != nil {
 			return err
 		}
-		rows = append(rows, upService{name: name, public: "http://" + pub, admin: adm})
 		targets = append(targets, "http://"+pub)
 	}
 
@@ -310,28 +316,25 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		return fmt.Errorf("gateway config: %w", err)
 	}
 	gwEnv := childEnv("gateway", nil)
+	public := "http://" + cfg.listen
 	gw := supervisor.Spec{
 		Name:        "gateway",
 		Command:     func() *exec.Cmd { c := exec.Command(exe, "gateway", "--config", gwConfig); c.Env = gwEnv; return c },
 		HealthURL:   "http://" + gwAdmin + "/healthz",
 		StopOrder:   0,
 		StopTimeout: cfg.stopWait,
+		PublicURL:   public,
+		MetricsURL:  "http://" + gwAdmin + "/metrics",
 	}
 	if err := startWithin(ctx, sup, gw, cfg.startWait); err != nil {
 		return err
 	}
-	public := "http://" + cfg.listen
 	if err := waitRouted(ctx, public+"/v1/payloads", cfg.startWait); err != nil {
 		return fmt.Errorf("gateway on %s: %w", cfg.listen, err)
 	}
-	rows = append([]upService{
-		{name: "up", pid: os.Getpid(), public: "-", admin: admLn.Addr().String()},
-		{name: "gateway", public: public, admin: gwAdmin},
-	}, rows...)
-
-	printTable(stdout, rows, sup.Status())
-	fmt.Fprintf(stdout, "\ndata: %s  blobs: %s\npost-mortems: %s\nlogs: %s/<service>/{stdout,stderr}.log\nstop: Ctrl-C or kill -TERM %d\n",
-		data, blobURL, filepath.Join(data, "postmortem"), filepath.Join(data, "run"), os.Getpid())
+	printTable(stdout, self, sup.Status())
+	fmt.Fprintf(stdout, "\ndata: %s  blobs: %s\npost-mortems: %s\nlogs: %s/<service>/{stdout,stderr}.log\ncurrent pids (after restarts): %s/<service>/pid, or GET http://%s/status\nstop: Ctrl-C or kill -TERM %d\n",
+		data, blobURL, filepath.Join(data, "postmortem"), filepath.Join(data, "run"), filepath.Join(data, "run"), admLn.Addr(), os.Getpid())
 	log.Info("stack up", "listen", cfg.listen, "data", data)
 	<-ctx.Done()
 	return nil
@@ -450,19 +453,19 @@ upstreams:
 	return b.String()
 }
 
-func printTable(w io.Writer, rows []upService, status []supervisor.Status) {
-	pids := map[string]int{}
-	for _, s := range status {
-		pids[s.Name] = s.PID
-	}
+// printTable prints up's row, then the children in the supervisor's order
+// (the gateway, then the job queues). The PID column is the pid at the time
+// of printing; /status and the pid files follow restarts.
+func printTable(w io.Writer, self supervisor.Status, children []supervisor.Status) {
+	rows := append([]supervisor.Status{self}, children...)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tPID\tPUBLIC\tMETRICS")
 	for _, r := range rows {
-		pid := r.pid
-		if pid == 0 {
-			pid = pids[r.name]
+		public := r.PublicURL
+		if public == "" {
+			public = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\thttp://%s/metrics\n", r.name, pid, r.public, r.admin)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.Name, r.PID, public, r.MetricsURL)
 	}
 	_ = tw.Flush()
 }
