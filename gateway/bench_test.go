@@ -13,11 +13,32 @@ import (
 
 // BenchmarkServeHTTP measures a proxied request through the gateway's
 // public listener (time and allocs/op): the default chain (recover,
-// requestid, accesslog to a JSON logger writing to io.Discard), spans with
-// traces off, metrics, pprof labels and one attempt to a real loopback
-// backend. Everything runs in this process, so allocs/op counts the
-// client, the gateway and the backend; compare runs, not absolute values.
+// requestid, accesslog to a JSON logger writing to io.Discard), spans,
+// metrics, pprof labels and one attempt to a real loopback backend; with
+// traces off, and always_on exporting OTLP/HTTP to a loopback server that
+// drops it. Everything runs in this process, so allocs/op counts the
+// client, the gateway, the backend and the export; compare the modes of
+// one run, not absolute values.
 func BenchmarkServeHTTP(b *testing.B) {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer sink.Close()
+	b.Run("traces=off", func(b *testing.B) {
+		b.Setenv("OTEL_TRACES_EXPORTER", "")
+		benchServeHTTP(b)
+	})
+	b.Run("traces=always_on", func(b *testing.B) {
+		b.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+		b.Setenv("OTEL_TRACES_SAMPLER", "always_on")
+		b.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+		b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.URL)
+		benchServeHTTP(b)
+	})
+}
+
+func benchServeHTTP(b *testing.B) {
 	body := []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n")
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

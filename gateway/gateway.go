@@ -285,9 +285,10 @@ func (t *table) match(path string) *route {
 // carrying the trace, span and route, and records
 // http.server.request.duration.
 //
-// Span attributes are set after the span starts, and only when it records:
-// samplers do not see them (wardgate's samplers decide on the parent and
-// the trace ID alone), and with traces off nothing is built for nothing.
+// Span attributes are set when the span ends, in one call, and only when it
+// records: samplers do not see them (wardgate's samplers decide on the
+// parent and the trace ID alone), and with traces off nothing is built for
+// nothing.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tbl := g.table.Load()
 	rt := tbl.match(r.URL.Path)
@@ -298,17 +299,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mi := methodIndex(r.Method)
 	ctx := g.tel.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	ctx, span := g.tracer.Start(ctx, rtel.spanNames[mi], g.serverSpan)
-	if span.IsRecording() {
-		attrs := []attribute.KeyValue{
-			attribute.String("http.request.method", knownMethods[mi]),
-			attribute.String("url.path", r.URL.Path),
-			attribute.String("client.address", clientIP(r)),
-		}
-		if rtel.route != "" {
-			attrs = append(attrs, attribute.String("http.route", rtel.route))
-		}
-		span.SetAttributes(attrs...)
-	}
+	path := r.URL.Path // r.URL may be rewritten further in
 	sw, st := middleware.Snoop(w)
 	ctx = context.WithValue(ctx, respStateKey{}, st)
 	start := time.Now()
@@ -324,7 +315,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusOK
 		}
 		if span.IsRecording() {
-			span.SetAttributes(attribute.Int("http.response.status_code", status))
+			// One call with every attribute: the SDK grows its attribute
+			// slice per call, and a second call doubles it (see attrs.go).
+			attrs := [...]attribute.KeyValue{
+				attribute.String("http.request.method", knownMethods[mi]),
+				attribute.String("url.path", path),
+				attribute.String("client.address", clientIP(r)),
+				attribute.Int("http.response.status_code", status),
+				attribute.String("http.route", rtel.route),
+			}
+			n := len(attrs)
+			if rtel.route == "" {
+				n-- // no route matched: no http.route
+			}
+			span.SetAttributes(attrs[:n]...)
 			// Only 5xx is a server error; 4xx is the client's, and 499
 			// (client gone) is nobody's fault.
 			if status >= 500 {

@@ -255,13 +255,6 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *
 	t := a.target
 	mi := methodIndex(r.Method)
 	ctx, span := g.tracer.Start(r.Context(), knownMethods[mi], g.clientSpan)
-	if span.IsRecording() {
-		span.SetAttributes(attribute.String("http.request.method", knownMethods[mi]))
-		span.SetAttributes(t.spanAttrs...)
-		if a.n > 0 {
-			span.SetAttributes(attribute.Int("http.request.resend_count", a.n))
-		}
-	}
 	ctx = context.WithValue(ctx, attemptKey{}, a)
 	if a.traceReach {
 		a.trace.WroteHeaders = a.wroteHeaders
@@ -286,25 +279,11 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *
 				slog.Duration("eject_for", rt.up.cfg.Passive.EjectFor.D))
 		}
 		var et string
-		switch {
-		case a.status != 0:
-			if span.IsRecording() {
-				span.SetAttributes(attribute.Int("http.response.status_code", a.status))
-				if a.status >= 500 {
-					span.SetStatus(codes.Error, http.StatusText(a.status))
-				}
-			}
-		case a.err != nil || p != nil:
+		if a.status == 0 && (a.err != nil || p != nil) {
 			et = errorType(r.Context(), a.err)
-			if span.IsRecording() {
-				span.SetAttributes(attribute.String("error.type", et))
-				if !clientGone {
-					span.SetStatus(codes.Error, et)
-					if a.err != nil {
-						span.RecordError(a.err)
-					}
-				}
-			}
+		}
+		if span.IsRecording() {
+			g.endClientSpan(span, mi, t, a, et, clientGone)
 		}
 		g.m.clientDuration.Record(ctx, elapsed.Seconds(), t.durationOpt(mi, a.status, et)...)
 		if a.err != nil && !clientGone {
@@ -318,6 +297,34 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *
 		}
 	}()
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// endClientSpan sets the CLIENT span's attributes and status once the
+// attempt's outcome is known: in one SetAttributes call, because the SDK
+// grows its attribute slice per call (a second call doubles it).
+func (g *Gateway) endClientSpan(span trace.Span, mi int, t *target, a *attempt, et string, clientGone bool) {
+	var buf [8]attribute.KeyValue
+	attrs := append(buf[:0], attribute.String("http.request.method", knownMethods[mi]))
+	attrs = append(attrs, t.spanAttrs...)
+	if a.n > 0 {
+		attrs = append(attrs, attribute.Int("http.request.resend_count", a.n))
+	}
+	switch {
+	case a.status != 0:
+		attrs = append(attrs, attribute.Int("http.response.status_code", a.status))
+	case et != "":
+		attrs = append(attrs, attribute.String("error.type", et))
+	}
+	span.SetAttributes(attrs...)
+	switch {
+	case a.status >= 500:
+		span.SetStatus(codes.Error, http.StatusText(a.status))
+	case a.status == 0 && et != "" && !clientGone:
+		span.SetStatus(codes.Error, et)
+		if a.err != nil {
+			span.RecordError(a.err)
+		}
+	}
 }
 
 // classify maps an attempt error to the answer status and message. The

@@ -104,14 +104,6 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := q.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	ctx, span := q.tracer.Start(ctx, name, serverSpan...)
-	if span.IsRecording() {
-		span.SetAttributes(
-			attribute.String("http.request.method", method),
-			attribute.String("http.route", route),
-			attribute.String("url.path", r.URL.Path),
-			attribute.String("client.address", clientHost(r.RemoteAddr)),
-			attribute.String("user_agent.original", r.UserAgent()))
-	}
 	sw := &statusWriter{ResponseWriter: w}
 	telemetry.DoWithSpanLabels(ctx, func(ctx context.Context) {
 		h.ServeHTTP(sw, r.WithContext(ctx))
@@ -121,7 +113,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusOK
 	}
 	if span.IsRecording() {
-		span.SetAttributes(attribute.Int("http.response.status_code", code))
+		// One call with every attribute: the SDK grows its attribute slice
+		// per call, and a second call would double it.
+		span.SetAttributes(
+			attribute.String("http.request.method", method),
+			attribute.String("http.route", route),
+			attribute.String("url.path", r.URL.Path),
+			attribute.String("client.address", clientHost(r.RemoteAddr)),
+			attribute.String("user_agent.original", r.UserAgent()),
+			attribute.Int("http.response.status_code", code))
 		if code >= 500 {
 			span.SetStatus(codes.Error, http.StatusText(code))
 		}
