@@ -32,11 +32,24 @@ process: service, pid, public URL and the full URL of its /metrics (every
 process has its own admin listener on loopback with /metrics,
 /debug/pprof/ and /healthz). The row "up" is this process: its admin
 listener (--admin) serves the supervisor's metrics (restarts, children up,
-post-mortems, watchdog captures).
+post-mortems, watchdog captures) and GET /status.
+
+The table's PID column is the pid at start; a restarted child has a new
+one. Which pid does a service have NOW:
+  cat DATA/run/<service>/pid    the decimal pid and a newline; the file exists
+                                only while that process runs (replaced at each
+                                restart, removed when it dies or up stops it)
+  curl -s http://ADMIN/status   JSON {"services":[{"service":"gateway","pid":123,
+                                "state":"running","restarts":0,"public":"...",
+                                "metrics":"...","started_at":"RFC 3339"},...]}
+ADMIN is the host:port of up's METRICS URL (--admin). state is starting,
+running, restarting (died, restart pending), stopping or stopped.
+Example: wardgate diag capture --pid $(cat data/run/gateway/pid)
 
 State lives under --data:
   DATA/blobs/                   stored payloads (default blob store)
   DATA/run/<service>/           working dir, stdout.log, stderr.log, crash.txt
+  DATA/run/<service>/pid        pid of its current process (while it runs)
   DATA/run/gateway/gateway.yaml the generated gateway config
   DATA/postmortem/<UTC time>-<service>-<pid>/
                                 core, exe, crash.txt, bundle.json, report.md,
@@ -80,7 +93,7 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	fs := flag.NewFlagSet("wardgate up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "public `ADDR` (host:port) of the gateway")
-	fs.StringVar(&c.admin, "admin", "127.0.0.1:0", "`ADDR` (host:port) of up's own admin listener: /metrics, /debug/pprof/, /healthz; keep it on loopback (ADMIN_TOKEN applies)")
+	fs.StringVar(&c.admin, "admin", "127.0.0.1:0", "`ADDR` (host:port) of up's own admin listener: /metrics, /debug/pprof/, /healthz, /status (current pid of every service); keep it on loopback (ADMIN_TOKEN applies)")
 	fs.StringVar(&c.data, "data", "./data", "`DIR` for all state: blobs, run dirs and logs, post-mortems")
 	fs.IntVar(&c.jobqueues, "jobqueues", 2, "how many job-queue processes to run behind the gateway (`N`)")
 	fs.IntVar(&c.workers, "workers", 0, "MAX_WORKERS of each job queue: worker goroutines (`N`; 0 = the job queue's default, 2*GOMAXPROCS, at least 4)")
@@ -91,16 +104,20 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	fs.DurationVar(&c.startWait, "start-timeout", time.Minute, "how long each process may take to become ready")
 	fs.DurationVar(&c.stopWait, "stop-timeout", 2*time.Minute, "how long a process may take to drain on shutdown before it is killed")
 	fs.IntVar(&c.keepPM, "keep-postmortems", 20, "keep the newest `N` post-mortem dirs under DATA/postmortem (each holds a core and an exe copy); 0 keeps all")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), upUsage)
+	usage := func(w io.Writer) {
+		fs.SetOutput(w)
+		fmt.Fprint(w, upUsage)
 		fs.PrintDefaults()
 	}
+	// Parse would print the usage itself, to stderr, before returning
+	// ErrHelp; printing it here once puts -h on stdout only.
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
+			usage(stdout)
 			return c, 0, false
 		}
+		usage(stderr)
 		return c, 2, false
 	}
 	fail := func(format string, a ...any) (upConfig, int, bool) {

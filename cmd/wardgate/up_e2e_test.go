@@ -436,11 +436,14 @@ func TestUpRestartsCrashedJobqueuesWithPostmortem(t *testing.T) {
 }
 
 func TestUpFlags(t *testing.T) {
-	out, err := exec.Command(wardgateBin, "up", "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("up --help: %v\n%s", err, out)
+	help := exec.Command(wardgateBin, "up", "--help")
+	var helpErr bytes.Buffer
+	help.Stderr = &helpErr
+	out, err := help.Output()
+	if err != nil || helpErr.Len() != 0 {
+		t.Fatalf("up --help: %v, want exit 0 with the usage on stdout only; stderr:\n%s", err, helpErr.String())
 	}
-	for _, want := range []string{"-listen", "-admin", "-data", "-workers", "-queue", "-ack-mode", "-blob-url", "-keep-postmortems", "docs/up.md"} {
+	for _, want := range []string{"-listen", "-admin", "-data", "-workers", "-queue", "-ack-mode", "-blob-url", "-keep-postmortems", "docs/up.md", "/status", "DATA/run/<service>/pid"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("up --help does not mention %s", want)
 		}
