@@ -1,7 +1,9 @@
 // Package supervisor runs and watches the child processes of `wardgate up`.
 //
 // Each child gets its own working directory (DATA/run/<service>/), logs
-// captured to files there, GOTRACEBACK=crash with RLIMIT_CORE raised so a
+// captured to files there, a pid file there naming its current process
+// (Status and StatusHandler say the same, with restarts and state, for
+// operators and scripts), GOTRACEBACK=crash with RLIMIT_CORE raised so a
 // crash leaves a core, and its crash output copied to a file the runtime
 // writes even when stderr is gone. When a child dies the supervisor turns
 // what it left into a post-mortem directory (core, copy of the executable,
