@@ -9,6 +9,7 @@
 #
 # Usage: bench/tracing.sh [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS] [-t THREADS]
 #   env ACK_MODE=enqueued|durable (default enqueued), JAEGER=path,
+#   MODES (default "off ratio always_on"; also always_on_gogc200, off_gogc200),
 #   SINK=jaeger|null: null exports to bench/otlpsink, which drops every export,
 #   so the figure is wardgate's own tracing cost and not Jaeger's CPU on the
 #   same two cores (default jaeger: the cost of a real local backend)
@@ -19,7 +20,7 @@ DUR=10 ROUNDS=2 CONNS=32 THREADS=2
 while getopts "d:r:c:t:h" o; do
   case $o in
     d) DUR=$OPTARG ;; r) ROUNDS=$OPTARG ;; c) CONNS=$OPTARG ;; t) THREADS=$OPTARG ;;
-    *) sed -n '2,13p' "$0"; exit 0 ;;
+    *) sed -n '2,14p' "$0"; exit 0 ;;
   esac
 done
 ACK_MODE=${ACK_MODE:-enqueued}
@@ -97,7 +98,13 @@ declare -A ENV_OF=(
   [ratio]="OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01"
   [always_on]="OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP OTEL_TRACES_SAMPLER=always_on"
 )
-MODES=(off ratio always_on)
+ENV_OF[always_on_gogc200]="${ENV_OF[always_on]} GOGC=200"
+ENV_OF[off_gogc200]="GOGC=200"
+# MODES="off always_on always_on_gogc200 off_gogc200" adds the GC trade-off
+# (GOGC=200 in every process of the stack) to the comparison.
+read -r -a MODES <<<"${MODES:-off ratio always_on}"
+[[ " ${MODES[*]} " == *" off "* ]] || { echo "MODES must include off (the baseline)" >&2; exit 2; }
+for m in "${MODES[@]}"; do [ -n "${ENV_OF[$m]+x}" ] || { echo "unknown mode $m (have: ${!ENV_OF[*]})" >&2; exit 2; }; done
 declare -A RESULTS
 
 run() { # mode round
@@ -119,20 +126,20 @@ run() { # mode round
   p99=$(awk '$1=="99%" {print $2}' "$out.wrk")
   local rpm; rpm=$(awk -v r="$rps" 'BEGIN{printf "%.0f", r*60}')
   RESULTS[$mode]+="$rpm "
-  printf "round %d  %-10s %10s req/min  p99 %-8s non-2xx %s\n" "$round" "$mode" "$rpm" "$p99" "$non2xx"
+  printf "round %d  %-18s %10s req/min  p99 %-8s non-2xx %s\n" "$round" "$mode" "$rpm" "$p99" "$non2xx"
 }
 
 echo ">> $ROUNDS rounds x ${DUR}s per mode, wrk -t$THREADS -c$CONNS, ACK_MODE=$ACK_MODE, SINK=$SINK, $(nproc) CPUs" >&2
 for r in $(seq "$ROUNDS"); do
   # rotate the order each round
-  k=$(( (r - 1) % 3 ))
-  for i in 0 1 2; do run "${MODES[$(( (i + k) % 3 ))]}" "$r"; done
+  n=${#MODES[@]}; k=$(( (r - 1) % n ))
+  for i in $(seq 0 $(( n - 1 ))); do run "${MODES[$(( (i + k) % n ))]}" "$r"; done
 done
 
 echo
-printf "%-10s %14s %10s\n" mode "mean req/min" "vs off"
+printf "%-18s %14s %10s\n" mode "mean req/min" "vs off"
 off_mean=$(echo "${RESULTS[off]}" | awk '{s=0; for(i=1;i<=NF;i++) s+=$i; printf "%.0f", s/NF}')
 for m in "${MODES[@]}"; do
   mean=$(echo "${RESULTS[$m]}" | awk '{s=0; for(i=1;i<=NF;i++) s+=$i; printf "%.0f", s/NF}')
-  printf "%-10s %14s %10s\n" "$m" "$mean" "$(awk -v a="$mean" -v b="$off_mean" 'BEGIN{printf "%.3f", a/b}')"
+  printf "%-18s %14s %10s\n" "$m" "$mean" "$(awk -v a="$mean" -v b="$off_mean" 'BEGIN{printf "%.3f", a/b}')"
 done
