@@ -64,6 +64,45 @@ build_bins() {
   (cd "$BENCH_ROOT" && go build -o "$BENCH_TMP/bin/" ./cmd/wardgate ./bench/backend ./bench/plainproxy ./bench/naiveingest ./bench/freeport)
 }
 
+# build_fastproxy builds tools/fastproxy into $BENCH_TMP/bin next to the
+# other helpers. It is its own Go module (so fasthttp stays out of
+# wardgate's go.mod) and only bench/proxies.sh needs it, hence a separate
+# step rather than part of build_bins.
+build_fastproxy() {
+  log "building tools/fastproxy (separate module)"
+  (cd "$BENCH_ROOT/tools/fastproxy" && go build -o "$BENCH_TMP/bin/" .)
+}
+
+# tree_cpu_ticks PID prints the CPU time (utime + stime, in clock ticks:
+# getconf CLK_TCK) used so far by PID, every live descendant of PID (nginx
+# workers) and the children PID has already reaped (cutime + cstime).
+# Threads are counted in their process. Sample it before and after a run:
+# the difference is the process tree's CPU over the run.
+tree_cpu_ticks() {
+  # comm (field 2) may hold spaces and parentheses: drop everything up to
+  # the last ") ", so f[1] is field 3 (state) and field k is f[k - 2].
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
+    {
+      pid = $1
+      line = $0
+      sub(/^.*\) /, "", line)
+      split(line, f, " ")
+      ppid[pid] = f[2]
+      cpu[pid] = f[12] + f[13]
+      reaped[pid] = f[14] + f[15]
+    }
+    END {
+      if (!(root in cpu)) { print "tree_cpu_ticks: no process " root > "/dev/stderr"; exit 1 }
+      tree[root] = 1
+      for (grew = 1; grew;) {
+        grew = 0
+        for (p in ppid) if (!(p in tree) && (ppid[p] in tree)) { tree[p] = 1; grew = 1 }
+      }
+      for (p in tree) s += cpu[p]
+      print s + reaped[root]
+    }'
+}
+
 # free_ports N prints N distinct free loopback ports.
 free_ports() { "$BENCH_TMP/bin/freeport" -n "$1"; }
 

@@ -11,6 +11,10 @@
 #              written to /dev/null) and the same with --log-level warn
 #              (no access log, like the peers here)
 #   plain      bench/plainproxy: httputil.ReverseProxy, default settings
+#   fasthttp   tools/fastproxy: a fasthttp reverse proxy (keep-alive
+#              HostClient per backend, round robin, X-Forwarded-For,
+#              hop-by-hop headers stripped): a reference for what a Go
+#              proxy NOT built on net/http reaches here
 #   direct     wrk straight at one backend (the ceiling)
 # The peers log nothing per request (nginx access_log off, haproxy no log,
 # caddy's default), so the "wardgate, no access log" row is the like-for-like
@@ -18,6 +22,13 @@
 #
 # Runs are interleaved (A B C ... A B C ...) so slow drift of a shared
 # machine hits every target alike; each row is the median over the rounds.
+#
+# "CPU µs/request" is the CPU time (utime + stime from /proc/PID/stat, of the
+# proxy and its descendants, e.g. nginx's workers) used during each wrk run
+# divided by the requests that run completed; median over the rounds. For
+# `direct` it is the backend's own CPU. On a shared 2-core box where wrk and
+# the backends compete with the proxy for the same cores this is the fairer
+# figure: requests/s also measures how much CPU the proxy left to the others.
 # Prints a Markdown table on stdout; progress on stderr. Stops by itself and
 # kills what it started on exit.
 #
@@ -36,7 +47,9 @@ BODY="${BODY:-64}"
 need wrk nginx haproxy caddy curl go
 bench_init
 build_bins
+build_fastproxy
 B="$BENCH_TMP/bin"
+HZ="$(getconf CLK_TCK)"
 
 spawn backend1 "$B/backend" -size "$BODY"
 pid_be1=$SPAWNED
@@ -161,9 +174,15 @@ spawn plainproxy "$B/plainproxy" -targets "http://$be1,http://$be2"
 pid_plain=$SPAWNED
 plain="$(listen_addr plainproxy "$pid_plain")"
 
+spawn fastproxy "$B/fastproxy" -targets "http://$be1,http://$be2"
+pid_fast=$SPAWNED
+fast="$(listen_addr fastproxy "$pid_fast")"
+fasthttp_version="$(go version -m "$B/fastproxy" | awk '$2 == "github.com/valyala/fasthttp" {print $3}')"
+
 declare -A URL=(
   [direct]="http://$be1/"
   [plain]="http://$plain/"
+  [fasthttp]="http://$fast/"
   [wardgate]="http://127.0.0.1:$p_wg/"
   [wardgate-nolog]="http://127.0.0.1:$p_wgq/"
   [nginx]="http://127.0.0.1:$p_nginx/"
@@ -171,10 +190,10 @@ declare -A URL=(
   [caddy]="http://127.0.0.1:$p_caddy/"
 )
 declare -A PID=(
-  [direct]=$pid_be1 [plain]=$pid_plain [wardgate]=$pid_wg [wardgate-nolog]=$pid_wgq
+  [direct]=$pid_be1 [plain]=$pid_plain [fasthttp]=$pid_fast [wardgate]=$pid_wg [wardgate-nolog]=$pid_wgq
   [nginx]=$pid_nginx [haproxy]=$pid_haproxy [caddy]=$pid_caddy
 )
-ORDER=(direct wardgate wardgate-nolog nginx haproxy caddy plain)
+ORDER=(direct wardgate wardgate-nolog nginx haproxy caddy plain fasthttp)
 declare -A LABEL=(
   [direct]="direct to one backend (ceiling)"
   [wardgate]="wardgate gateway (default, access log on)"
@@ -183,6 +202,7 @@ declare -A LABEL=(
   [haproxy]="HAProxy $(haproxy -v | head -1 | awk '{print $3}' | cut -d- -f1)"
   [caddy]="Caddy $(caddy version | awk '{print $1}')"
   [plain]="httputil.ReverseProxy, defaults"
+  [fasthttp]="fasthttp reverse proxy (reference, not net/http)"
 )
 
 for t in "${ORDER[@]}"; do
@@ -196,24 +216,33 @@ for t in "${ORDER[@]}"; do
 done
 for r in $(seq 1 "$ROUNDS"); do
   for t in "${ORDER[@]}"; do
+    c0="$(tree_cpu_ticks "${PID[$t]}")"
     wrk_run "$t" "$r" "${URL[$t]}" -t"$THREADS" -c"$CONNS" -d"$DURATION"
+    c1="$(tree_cpu_ticks "${PID[$t]}")"
+    # CPU µs per completed request of this run (column 5 of wrk_run's line).
+    awk -v d="$((c1 - c0))" -v hz="$HZ" -v n="$(tail -1 "$BENCH_TMP/wrk/$t.res" | awk '{print $5}')" \
+      'BEGIN { if (n > 0) printf "%.2f\n", d / hz * 1e6 / n; else print "nan" }' >>"$BENCH_TMP/wrk/$t.cpu"
+    log "$(printf '%-28s round %s: %s CPU us/request (%s ticks)' "$t" "$r" "$(tail -1 "$BENCH_TMP/wrk/$t.cpu")" "$((c1 - c0))")"
   done
 done
 
 res() { echo "$BENCH_TMP/wrk/$1.res"; }
 wg_rps="$(median_col "$(res wardgate)" 1)"
 wgq_rps="$(median_col "$(res wardgate-nolog)" 1)"
-echo "| target | requests/s (median) | p50 ms | p99 ms | errors | wardgate / this | wardgate no-log / this |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| target | requests/s (median) | p50 ms | p99 ms | errors | CPU µs/request | wardgate / this | wardgate no-log / this |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for t in "${ORDER[@]}"; do
   f="$(res "$t")"
   rps="$(median_col "$f" 1)"
-  printf '| %s | %.0f | %.2f | %.2f | %d | %.2f | %.2f |\n' "${LABEL[$t]}" "$rps" \
+  printf '| %s | %.0f | %.2f | %.2f | %d | %.1f | %.2f | %.2f |\n' "${LABEL[$t]}" "$rps" \
     "$(median_col "$f" 2)" "$(median_col "$f" 3)" "$(sum_col "$f" 4)" \
+    "$(median_col "$BENCH_TMP/wrk/$t.cpu" 1)" \
     "$(awk -v a="$wg_rps" -v b="$rps" 'BEGIN {print a / b}')" \
     "$(awk -v a="$wgq_rps" -v b="$rps" 'BEGIN {print a / b}')"
 done
 echo
 echo "wrk -t$THREADS -c$CONNS --latency, $ROUNDS interleaved rounds x $DURATION per target (median shown)," \
   "GET /, $BODY-byte body, two bench/backend upstreams, all on loopback; $(machine_line);" \
-  "$(wrk -v 2>&1 | head -1 | awk '{print "wrk", $2}')."
+  "$(wrk -v 2>&1 | head -1 | awk '{print "wrk", $2}'); fasthttp $fasthttp_version (tools/fastproxy)." \
+  "CPU µs/request: utime+stime of the proxy's process tree (the backend's for direct) during each run" \
+  "divided by the requests completed in it, median over rounds."
