@@ -18,6 +18,10 @@ go vet ./...
 echo ">> go test -race ./..."
 go test -race -timeout 30m ./...
 
+# Bench helpers in their own modules (kept out of wardgate's go.mod).
+echo ">> tools/fastproxy"
+(cd tools/fastproxy && go vet ./... && go test -race ./...)
+
 if [ -x scripts/fuzz.sh ]; then
   echo ">> fuzz (short)"
   ./scripts/fuzz.sh
