@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,7 +37,6 @@ func analyzeParseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func runDiagAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("wardgate diag analyze", flag.ContinueOnError)
-	fs.SetOutput(stdout)
 	exe := fs.String("exe", "", "the executable that produced CORE (required with a core file; a bundle has its own copy)")
 	asJSON := fs.Bool("json", false, "write the report as JSON instead of Markdown")
 	var scripts stringList
@@ -67,12 +65,9 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	pos, err := analyzeParseArgs(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 2
+	var pos []string
+	if code, ok := parseFlags(fs, stdout, stderr, func() (err error) { pos, err = analyzeParseArgs(fs, args); return err }); !ok {
+		return code
 	}
 	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "wardgate diag analyze: want exactly one BUNDLE_DIR or CORE (see --help)")
@@ -151,7 +146,6 @@ Flags:
 
 func runDiagCrashSetup(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("wardgate diag crash-setup", flag.ContinueOnError)
-	fs.SetOutput(stdout)
 	asJSON := fs.Bool("json", false, "print the checks as JSON")
 	dir := fs.String("dir", ".", "directory where the process to debug runs (a relative core_pattern puts cores there)")
 	fs.Usage = func() {
@@ -169,12 +163,9 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	pos, err := analyzeParseArgs(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 2
+	var pos []string
+	if code, ok := parseFlags(fs, stdout, stderr, func() (err error) { pos, err = analyzeParseArgs(fs, args); return err }); !ok {
+		return code
 	}
 	if len(pos) != 0 {
 		fmt.Fprintf(stderr, "wardgate diag crash-setup: unexpected argument %q (see --help)\n", pos[0])

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -57,19 +56,6 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// parseOrHelp runs parse and turns -h into exit 0 with usage on stdout.
-func parseOrHelp(fs *flag.FlagSet, stdout io.Writer, parse func() error) (code int, ok bool) {
-	if err := parse(); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return 0, false
-		}
-		return 2, false
-	}
-	return 0, true
-}
-
 func usageFunc(fs *flag.FlagSet, head, runbook string) func() {
 	return func() {
 		fmt.Fprint(fs.Output(), head)
@@ -121,7 +107,7 @@ Types and what is ranked:
   mutex      contended lock wait time (needs runtime.SetMutexProfileFraction)
   block      blocking wait time (needs runtime.SetBlockProfileRate)
 `, "docs/runbooks/profile.md")
-	if code, ok := parseOrHelp(fs, stdout, func() error { return fs.Parse(args) }); !ok {
+	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -220,7 +206,7 @@ change cancels out. Prints the totals, then what grew and what shrank,
 ranked by absolute delta.
 `, "docs/runbooks/profile.md")
 	var pos []string
-	if code, ok := parseOrHelp(fs, stdout, func() (err error) { pos, err = parseInterleaved(fs, args); return err }); !ok {
+	if code, ok := parseFlags(fs, stdout, stderr, func() (err error) { pos, err = parseInterleaved(fs, args); return err }); !ok {
 		return code
 	}
 	if len(pos) != 2 {
@@ -271,7 +257,7 @@ innermost function, the first application frame ("in ..."), the distinct
 values of each label (trace_id, span_id, http_route) and the full stack
 with file:line.
 `, "docs/runbooks/goroutines.md")
-	if code, ok := parseOrHelp(fs, stdout, func() error { return fs.Parse(args) }); !ok {
+	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -350,7 +336,7 @@ and then ignores that reason for --cooldown. Runs until interrupted.
 Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
 3 with --once: a threshold was crossed and a bundle written.
 `, "docs/runbooks/watch.md")
-	if code, ok := parseOrHelp(fs, stdout, func() error { return fs.Parse(args) }); !ok {
+	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
 		return code
 	}
 	fail := func(format string, a ...any) int {

@@ -33,3 +33,42 @@ func TestDispatchHelpAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// Every command's -h prints its usage once, on stdout, with exit 0; a bad
+// flag prints the error and the usage on stderr, with exit 2, and nothing
+// on stdout (scripts parse stdout).
+func TestEveryCommandHelpAndBadFlag(t *testing.T) {
+	for _, cmd := range [][]string{
+		{"up"}, {"gateway"}, {"jobqueue"}, {"probe"},
+		{"diag", "capture"}, {"diag", "analyze"}, {"diag", "crash-setup"},
+		{"diag", "profile"}, {"diag", "profile", "diff"}, {"diag", "goroutines"}, {"diag", "watch"},
+	} {
+		name := strings.Join(cmd, " ")
+		var stdout, stderr bytes.Buffer
+		if code := run(append(cmd[:len(cmd):len(cmd)], "-h"), &stdout, &stderr); code != 0 {
+			t.Errorf("%s -h: exit %d, want 0", name, code)
+		}
+		out := stdout.String()
+		if n := strings.Count(out, "Usage"); n != 1 {
+			t.Errorf("%s -h: %d usage texts on stdout, want 1:\n%s", name, n, out)
+		}
+		if !strings.Contains(out, "-") {
+			t.Errorf("%s -h: no flags listed:\n%s", name, out)
+		}
+		if stderr.Len() != 0 {
+			t.Errorf("%s -h: stderr %q, want nothing", name, stderr.String())
+		}
+
+		stdout.Reset()
+		stderr.Reset()
+		if code := run(append(cmd[:len(cmd):len(cmd)], "--no-such-flag"), &stdout, &stderr); code != 2 {
+			t.Errorf("%s --no-such-flag: exit %d, want 2", name, code)
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("%s --no-such-flag: stdout %q, want nothing", name, stdout.String())
+		}
+		if e := stderr.String(); !strings.Contains(e, "no-such-flag") || strings.Count(e, "Usage") != 1 {
+			t.Errorf("%s --no-such-flag: stderr should name the flag and show the usage once:\n%s", name, e)
+		}
+	}
+}

@@ -19,13 +19,8 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(fs.Output(), "Usage: wardgate probe [--timeout D] URL\n\nGET URL; exit 0 on a 2xx answer, 1 otherwise (a healthcheck for images without curl).")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()

@@ -104,21 +104,12 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	fs.DurationVar(&c.startWait, "start-timeout", time.Minute, "how long each process may take to become ready")
 	fs.DurationVar(&c.stopWait, "stop-timeout", 2*time.Minute, "how long a process may take to drain on shutdown before it is killed")
 	fs.IntVar(&c.keepPM, "keep-postmortems", 20, "keep the newest `N` post-mortem dirs under DATA/postmortem (each holds a core and an exe copy); 0 keeps all")
-	usage := func(w io.Writer) {
-		fs.SetOutput(w)
-		fmt.Fprint(w, upUsage)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), upUsage)
 		fs.PrintDefaults()
 	}
-	// Parse would print the usage itself, to stderr, before returning
-	// ErrHelp; printing it here once puts -h on stdout only.
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(stdout)
-			return c, 0, false
-		}
-		usage(stderr)
-		return c, 2, false
+	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
+		return c, code, false
 	}
 	fail := func(format string, a ...any) (upConfig, int, bool) {
 		fmt.Fprintf(stderr, "wardgate up: "+format+"\n", a...)
