@@ -3,15 +3,16 @@
 # docs/benchmarks.md between markers:
 #   <!-- bench:NAME:begin --> ... <!-- bench:NAME:end -->
 # NAME is proxies (bench/proxies.sh), ingest (bench/ingest.sh), capture
-# (bench/capture.sh), tracing (bench/tracing.sh) and analyze (the
-# diag/analyze Go benchmark). Scripts that are not there are skipped with a
-# note. With --print (or when the doc has no marker for a section) the
+# (bench/capture.sh), tracing and tracing-durable (bench/tracing.sh, both
+# ack modes) and analyze (the diag/analyze Go benchmark). Scripts that are
+# not there are skipped with a note. With --print (or when the doc has no marker for a section) the
 # tables go to stdout for pasting instead. Naming sections runs only
 # those, e.g. `bench/run-all.sh tracing capture`.
 #
 # The settings of each script come from the environment (ROUNDS, DURATION,
 # CONNS, ...: see each script's header); QUICK=1 sets short ones
-# (ROUNDS=2 DURATION=5s) for a smoke run.
+# (ROUNDS=2 DURATION=5s) for a smoke run. Tracing runs with SINK=null
+# (spans dropped by bench/otlpsink) unless SINK says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,7 @@ for a in "$@"; do
   case "$a" in
     --print) print=1 ;;
     -h | --help)
-      sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     proxies | ingest | tracing | capture | analyze) only[$a]=1 ;;
@@ -74,7 +75,8 @@ if want ingest; then run_section ingest bench/ingest.sh || failed+=(ingest); fi
 if ! want tracing; then
   :
 elif [[ -x bench/tracing.sh ]]; then
-  run_section tracing bench/tracing.sh || failed+=(tracing)
+  run_section tracing env ACK_MODE=enqueued SINK="${SINK:-null}" bench/tracing.sh || failed+=(tracing)
+  run_section tracing-durable env ACK_MODE=durable SINK="${SINK:-null}" bench/tracing.sh || failed+=(tracing-durable)
 else
   echo "run-all: bench/tracing.sh not present, skipped" >&2
 fi

@@ -10,17 +10,18 @@
 # Usage: bench/tracing.sh [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS] [-t THREADS]
 #   env ACK_MODE=enqueued|durable (default enqueued), JAEGER=path,
 #   MODES (default "off ratio always_on"; also always_on_gogc200, off_gogc200),
+#   ROUNDS and DURATION (seconds, "10" or "10s") as defaults for -r and -d,
 #   SINK=jaeger|null: null exports to bench/otlpsink, which drops every export,
 #   so the figure is wardgate's own tracing cost and not Jaeger's CPU on the
 #   same two cores (default jaeger: the cost of a real local backend)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DUR=10 ROUNDS=2 CONNS=32 THREADS=2
+DUR=${DURATION:-10} DUR=${DUR%s} ROUNDS=${ROUNDS:-2} CONNS=32 THREADS=2
 while getopts "d:r:c:t:h" o; do
   case $o in
     d) DUR=$OPTARG ;; r) ROUNDS=$OPTARG ;; c) CONNS=$OPTARG ;; t) THREADS=$OPTARG ;;
-    *) sed -n '2,14p' "$0"; exit 0 ;;
+    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   esac
 done
 ACK_MODE=${ACK_MODE:-enqueued}
