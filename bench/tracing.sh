@@ -4,8 +4,8 @@
 # local Jaeger v2), and drives POST /v1/payloads through the gateway with wrk
 # (a ~2.5 KB collection of 10 payloads). Runs are interleaved, and the order
 # rotates every round, so a slow phase of a shared machine does not land on
-# one mode only. Prints requests/min per run, the mean per mode and the ratio
-# to tracing off.
+# one mode only. Prints requests/min per run, the median per mode and the
+# ratio to tracing off.
 #
 # Usage: bench/tracing.sh [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS] [-t THREADS]
 #   env ACK_MODE=enqueued|durable (default enqueued), JAEGER=path,
@@ -138,9 +138,12 @@ for r in $(seq "$ROUNDS"); do
 done
 
 echo
-printf "%-18s %14s %10s\n" mode "mean req/min" "vs off"
-off_mean=$(echo "${RESULTS[off]}" | awk '{s=0; for(i=1;i<=NF;i++) s+=$i; printf "%.0f", s/NF}')
+# Median per mode (the mean of the middle two for an even count): one round
+# hit by a burst of other work on the machine does not move it.
+median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR]=$1} END {if (NR%2) printf "%.0f", v[(NR+1)/2]; else printf "%.0f", (v[NR/2]+v[NR/2+1])/2}'; }
+printf "%-18s %14s %10s\n" mode "median req/min" "vs off"
+off_med=$(echo "${RESULTS[off]}" | median)
 for m in "${MODES[@]}"; do
-  mean=$(echo "${RESULTS[$m]}" | awk '{s=0; for(i=1;i<=NF;i++) s+=$i; printf "%.0f", s/NF}')
-  printf "%-18s %14s %10s\n" "$m" "$mean" "$(awk -v a="$mean" -v b="$off_mean" 'BEGIN{printf "%.3f", a/b}')"
+  med=$(echo "${RESULTS[$m]}" | median)
+  printf "%-18s %14s %10s\n" "$m" "$med" "$(awk -v a="$med" -v b="$off_med" 'BEGIN{printf "%.3f", a/b}')"
 done
