@@ -133,13 +133,25 @@ func parseCrashOutput(text string) (fatal string, goroutine int64) {
 		}
 		return strings.TrimSuffix(text[off:off+i], "\r"), off + i + 1
 	}
-	start, prev := -1, ""
+	// A fatal header starts a crash unless it continues the header block
+	// of the one before ("panic: ...\nfatal error: panic while printing
+	// panic value"). Any tab-indented line may continue a header, but only
+	// right after one: the tab-indented frame lines of an earlier run's
+	// traceback, which the next run's "panic:" follows without a blank
+	// line in an appended file, are no header.
+	start, inHeader := -1, false
 	for off := 0; off < len(text); {
 		l, end := next(off)
-		if isFatalHeader(l) && (off == 0 || !isHeaderLine(prev)) {
-			start = off
+		switch {
+		case isFatalHeader(l):
+			if !inHeader {
+				start = off
+			}
+			inHeader = true
+		default:
+			inHeader = inHeader && isHeaderLine(l)
 		}
-		prev, off = l, end
+		off = end
 	}
 	if start < 0 {
 		return "", 0
