@@ -314,14 +314,16 @@ func runDiagWatch(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cooldown := fs.Duration("cooldown", 5*time.Minute, "after a capture, no new capture for the same reason for this long")
 	out := fs.String("out", "wardgate-watch", "directory for the bundles (<UTC time>-<reason>/ each)")
 	cpuSeconds := fs.Int("cpu-seconds", 10, "length of the CPU profile taken on a CPU trigger")
-	core := fs.Bool("core", false, "also capture a core of --pid into the bundle (wardgate diag capture, method auto)")
+	core := fs.Bool("core", false, "also capture a core of --pid (or --pid-file) into the bundle (wardgate diag capture, method auto)")
 	pid := fs.Int("pid", 0, "pid of the target process, for --core")
+	pidFile := fs.String("pid-file", "", "for --core: read the target's pid from `FILE` at each capture instead of --pid, so the core follows restarts\n(under wardgate up: DATA/run/<service>/pid)")
 	maxCaptures := fs.Int("max-captures", 0, "stop after K bundles (0: no limit)")
 	once := fs.Bool("once", false, "check once and exit: 0 nothing crossed, 3 a bundle was captured, 1 error")
 	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
 	logLevel := fs.String("log-level", "info", "debug (one JSON line per check), info (per trigger), warn or error; logs go to stderr")
 	fs.Usage = usageFunc(fs, `Usage: wardgate diag watch --target ADMIN_URL [--goroutines N] [--heap-mb M] [--cpu-pct P]
-                          [--interval 5s] [--cooldown 5m] [--out DIR] [--core --pid PID]
+                          [--interval 5s] [--cooldown 5m] [--out DIR]
+                          [--core --pid PID | --core --pid-file FILE]
                           [--max-captures K] [--once]
 
 Polls the process's /metrics every --interval. When a threshold is crossed
@@ -361,11 +363,19 @@ Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
 	if *interval <= 0 || *cooldown < 0 || *cpuSeconds <= 0 || *maxCaptures < 0 {
 		return fail("--interval and --cpu-seconds must be positive, --cooldown and --max-captures not negative")
 	}
-	if *core && *pid <= 0 {
-		return fail("--core needs --pid (the target process's pid)")
-	}
-	if !*core && *pid != 0 {
-		return fail("--pid is only used with --core")
+	switch {
+	case *pid != 0 && *pidFile != "":
+		return fail("--pid and --pid-file are exclusive")
+	case !*core && (*pid != 0 || *pidFile != ""):
+		return fail("--pid and --pid-file are only used with --core")
+	case *core && *pidFile != "":
+		// Fail fast on a wrong path; later, a missing file (a restart in
+		// progress) is recorded in the bundle's trigger.json.
+		if _, err := watch.ReadPIDFile(*pidFile); err != nil {
+			return fail("--pid-file: %v", err)
+		}
+	case *core && *pid <= 0:
+		return fail("--core needs --pid or --pid-file (the target process's pid)")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -380,7 +390,7 @@ Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
 		Logger: slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if *core {
-		cfg.CorePID = *pid
+		cfg.CorePID, cfg.CorePIDFile = *pid, *pidFile
 	}
 	w, err := watch.New(cfg)
 	if err != nil {

@@ -68,8 +68,12 @@ type Config struct {
 
 	// CorePID, when > 0, also captures a core of that process (it should
 	// be the target's pid) into <bundle>/core/ with diag/capture.
-	CorePID    int
-	CoreMethod string // auto, native or gcore; "" = auto
+	CorePID int
+	// CorePIDFile, when set instead of CorePID, names a pid file read at
+	// each capture (wardgate up keeps DATA/run/<service>/pid current), so
+	// the core is of the process running now, also after a restart.
+	CorePIDFile string
+	CoreMethod  string // auto, native or gcore; "" = auto
 
 	// Logger gets one debug line per check and one info line per
 	// trigger; nil discards.
@@ -128,6 +132,9 @@ func New(cfg Config) (*Watcher, error) {
 	}
 	if cfg.OutDir == "" {
 		return nil, errors.New("watch: no output directory")
+	}
+	if cfg.CorePID != 0 && cfg.CorePIDFile != "" {
+		return nil, errors.New("watch: CorePID and CorePIDFile are exclusive")
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = 5 * time.Second
@@ -309,8 +316,10 @@ func (w *Watcher) capture(ctx context.Context, tr *Trigger) error {
 			tr.Files = append(tr.Files, "goroutines.txt")
 		}
 	}
-	if w.cfg.CorePID > 0 {
-		b, err := capture.Capture(ctx, capture.Options{PID: w.cfg.CorePID, OutDir: filepath.Join(dir, "core"), Method: w.cfg.CoreMethod, Logger: w.log})
+	if pid, err := w.corePID(); err != nil {
+		tr.Errors = append(tr.Errors, fmt.Sprintf("core: %v", err))
+	} else if pid > 0 {
+		b, err := capture.Capture(ctx, capture.Options{PID: pid, OutDir: filepath.Join(dir, "core"), Method: w.cfg.CoreMethod, Logger: w.log})
 		if err != nil {
 			tr.Errors = append(tr.Errors, fmt.Sprintf("core: %v", err))
 		} else {
@@ -432,4 +441,28 @@ func (w *Watcher) pprofHeader(ctx context.Context, path, prefix string) (int64, 
 		}
 	}
 	return 0, fmt.Errorf("%s: no line starting with %q", u, prefix)
+}
+
+// corePID is the process to capture a core of: CorePID, or the pid in
+// CorePIDFile as it reads now; 0 for no core.
+func (w *Watcher) corePID() (int, error) {
+	if w.cfg.CorePIDFile == "" {
+		return w.cfg.CorePID, nil
+	}
+	return ReadPIDFile(w.cfg.CorePIDFile)
+}
+
+// ReadPIDFile reads a pid file: a positive decimal pid, optionally followed
+// by a newline. A missing file under wardgate up means the service is
+// between a crash and its restart.
+func ReadPIDFile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("pid file %s: want a positive pid, got %q", path, strings.TrimSpace(string(b)))
+	}
+	return pid, nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -341,5 +342,54 @@ func TestFallbackWithoutMetrics(t *testing.T) {
 	}
 	if len(fired) != 2 {
 		t.Fatalf("fired %+v, want goroutines and heap", fired)
+	}
+}
+
+// With CorePIDFile the core is of the pid the file names at capture time
+// (wardgate up rewrites it on every restart); a missing file (a restart in
+// progress) is an error in trigger.json, and the profiles are still taken.
+func TestCorePIDFile(t *testing.T) {
+	target, pid := startTarget(t, "-goroutines", "50")
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	w, _ := newWatcher(t, watch.Config{Target: target, Goroutines: 20, Interval: time.Second,
+		CorePIDFile: pidFile, OutDir: out})
+	fired, err := w.Once(context.Background())
+	if err != nil || len(fired) != 1 {
+		t.Fatalf("fired %+v, err %v", fired, err)
+	}
+	tr := readTrigger(t, fired[0].Dir)
+	if len(tr.Errors) > 0 {
+		t.Fatalf("capture errors: %v", tr.Errors)
+	}
+	var bundle struct {
+		PID int `json:"pid"`
+	}
+	b, err := os.ReadFile(filepath.Join(tr.Dir, "core", "bundle.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &bundle)
+	}
+	if err != nil || bundle.PID != pid {
+		t.Fatalf("core bundle of pid %d, want %d (%v)", bundle.PID, pid, err)
+	}
+
+	if err := os.Remove(pidFile); err != nil {
+		t.Fatal(err)
+	}
+	w2, _ := newWatcher(t, watch.Config{Target: target, Goroutines: 20, Interval: time.Second,
+		CorePIDFile: pidFile, OutDir: t.TempDir()})
+	fired, err = w2.Once(context.Background())
+	if err != nil || len(fired) != 1 {
+		t.Fatalf("without the pid file: fired %+v, err %v", fired, err)
+	}
+	tr = readTrigger(t, fired[0].Dir)
+	if len(tr.Errors) != 1 || !strings.Contains(tr.Errors[0], "pid file") {
+		t.Errorf("without the pid file: errors %v, want one naming the pid file", tr.Errors)
+	}
+	if _, err := os.Stat(filepath.Join(tr.Dir, "goroutine.pb.gz")); err != nil {
+		t.Errorf("without the pid file the profiles must still be taken: %v", err)
 	}
 }
