@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"bytes"
 	"debug/elf"
 	"encoding/binary"
 	"os"
@@ -204,6 +205,17 @@ func FuzzReadCoreNotes(f *testing.F) {
 	f.Add(good[:100])
 	f.Add(good[:len(good)-64-10]) // inside the notes
 	f.Add(good[:len(good)-1])     // inside the PT_LOAD
+	// Inputs that once crashed it (see TestReadCoreNotesCorruptHeaders):
+	// a 1 TiB note segment, an unpadded last note.
+	le := binary.LittleEndian
+	huge := synthCore(1, 2, 6)
+	le.PutUint64(huge[64+32:], 1<<40)
+	f.Add(huge)
+	unpadded := synthCore(1, 2, 6)
+	noteOff := le.Uint64(unpadded[64+8:])
+	le.PutUint32(unpadded[noteOff+12+8+336+4:], 27)
+	le.PutUint64(unpadded[64+32:], 12+8+336+12+8+27)
+	f.Add(unpadded)
 	f.Add([]byte("\x7fELF"))
 	f.Add([]byte("not a core"))
 	f.Add([]byte{})
@@ -215,11 +227,98 @@ func FuzzReadCoreNotes(f *testing.F) {
 		}
 		_, err := readCoreNotes(path)
 		if err == nil {
+			// Accepted: then every segment is in the file, so nothing
+			// after us reads past its end.
+			ef, eerr := elf.NewFile(bytes.NewReader(data))
+			if eerr != nil {
+				t.Fatalf("accepted, but debug/elf rejects it: %v", eerr)
+			}
+			for _, p := range ef.Progs {
+				if p.Off+p.Filesz < p.Off || p.Off+p.Filesz > uint64(len(data)) {
+					t.Fatalf("accepted a %d-byte core whose %s segment ends at %d", len(data), p.Type, p.Off+p.Filesz)
+				}
+			}
 			return
 		}
 		msg := err.Error()
 		if !strings.Contains(msg, path) || strings.Contains(msg, "\n") {
 			t.Fatalf("error %q: want one line naming %s", msg, path)
 		}
+	})
+}
+
+// TestReadCoreNotesCorruptHeaders: cores whose headers lie about sizes
+// get an error or the notes that are there, not a crash of wardgate.
+func TestReadCoreNotesCorruptHeaders(t *testing.T) {
+	le := binary.LittleEndian
+	const phNote = 64 // the PT_NOTE program header
+	noteOff := func(b []byte) uint64 { return le.Uint64(b[phNote+8:]) }
+	setNoteSize := func(b []byte, n uint64) { le.PutUint64(b[phNote+32:], n) }
+	dir := t.TempDir()
+	write := func(t *testing.T, b []byte) string {
+		path := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "-"))
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	wantErr := func(t *testing.T, path, words string) {
+		t.Helper()
+		_, err := readCoreNotes(path)
+		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), words) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("err = %v; want one line naming %s that says %q", err, path, words)
+		}
+	}
+	// Was: "fatal error: runtime: out of memory" (make([]byte, 1 TiB)).
+	t.Run("note segment past the end", func(t *testing.T) {
+		b := synthCore(1, 2, 6)
+		setNoteSize(b, 1<<40)
+		wantErr(t, write(t, b), "is truncated")
+	})
+	// Within the file (sparse, so the test stays cheap) but absurd.
+	t.Run("huge note segment", func(t *testing.T) {
+		b := synthCore(1, 2, 6)
+		setNoteSize(b, maxNoteSegment+1)
+		path := write(t, b)
+		if err := os.Truncate(path, int64(noteOff(b))+maxNoteSegment+4096); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, path, "is corrupt")
+	})
+	t.Run("segment offset wraps", func(t *testing.T) {
+		b := synthCore(1, 2, 6)
+		le.PutUint64(b[phNote+8:], ^uint64(0)-8)
+		setNoteSize(b, 64)
+		_, err := readCoreNotes(write(t, b))
+		if err == nil {
+			t.Error("no error")
+		}
+	})
+	// Was: "slice bounds out of range [28:27]". The last note's desc is
+	// not 4-aligned and the segment ends right after it, unpadded.
+	t.Run("unpadded last note", func(t *testing.T) {
+		b := synthCore(1, 2, 6)
+		last := noteOff(b) + 12 + 8 + 336 // the second note, NT_PRPSINFO
+		le.PutUint32(b[last+4:], 27)
+		setNoteSize(b, last+12+8+27-noteOff(b))
+		n, err := readCoreNotes(write(t, b))
+		if err != nil || n != (coreNotes{pid: 2, signal: 6, threadID: 2}) {
+			t.Errorf("notes %+v, %v; want signal 6 of thread 2 (pid unreadable: prpsinfo too short)", n, err)
+		}
+	})
+	// A name size of 2^32-2 once wrapped around to a 0-byte name.
+	t.Run("namesz wraps around", func(t *testing.T) {
+		b := synthCore(1, 2, 6)
+		le.PutUint32(b[noteOff(b):], ^uint32(0)-1)
+		n, err := readCoreNotes(write(t, b))
+		if err != nil || n != (coreNotes{}) {
+			t.Errorf("notes %+v, %v; want none: the first note overruns the segment", n, err)
+		}
+	})
+	t.Run("cut inside the ELF magic", func(t *testing.T) {
+		wantErr(t, write(t, []byte("\x7fEL")), "is truncated")
+	})
+	t.Run("empty", func(t *testing.T) {
+		wantErr(t, write(t, nil), "is empty")
 	})
 }

@@ -48,6 +48,9 @@ type coreNotes struct {
 func readCoreNotes(path string) (coreNotes, error) {
 	f, err := elf.Open(path)
 	if err != nil {
+		if st, serr := os.Stat(path); serr == nil && st.Size() == 0 {
+			return coreNotes{}, fmt.Errorf("analyze: core %s is empty (0 bytes; was the disk full while it was written?)", path)
+		}
 		if truncatedELF(path) {
 			return coreNotes{}, fmt.Errorf("analyze: core %s is truncated (it ends inside its ELF headers; was the disk full while it was written?): %w", path, err)
 		}
@@ -57,25 +60,49 @@ func readCoreNotes(path string) (coreNotes, error) {
 	if f.Type != elf.ET_CORE {
 		return coreNotes{}, fmt.Errorf("analyze: %s is an ELF %s, not a core file", path, f.Type)
 	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return coreNotes{}, fmt.Errorf("analyze: core %s: %w", path, err)
+	}
+	// A core cut short (disk full, an interrupted copy) still has all its
+	// headers, which announce more than the file holds. Say so here,
+	// before delve maps and reads segments that are not there.
+	size := uint64(st.Size())
+	for _, p := range f.Progs {
+		end := p.Off + p.Filesz
+		if end < p.Off {
+			return coreNotes{}, fmt.Errorf("analyze: core %s is corrupt: its %s segment at offset %d claims %d bytes", path, p.Type, p.Off, p.Filesz)
+		}
+		if end > size {
+			return coreNotes{}, fmt.Errorf("analyze: core %s is truncated: it has %d bytes, but its %s segment ends at byte %d (was the disk full while it was written, or the copy cut?)",
+				path, size, p.Type, end)
+		}
+	}
 	var n coreNotes
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_NOTE {
 			continue
 		}
+		if p.Filesz > maxNoteSegment {
+			return coreNotes{}, fmt.Errorf("analyze: core %s is corrupt: its note segment claims %d bytes (more than %d)", path, p.Filesz, maxNoteSegment)
+		}
 		data := make([]byte, p.Filesz)
 		if _, err := p.ReadAt(data, 0); err != nil {
 			return coreNotes{}, fmt.Errorf("analyze: core %s is truncated (its notes end early; was the disk full while it was written?): %w", path, err)
 		}
+		// Sizes are 32-bit in the file: compute in 64 bits so that a
+		// corrupt size cannot wrap around to a small one.
 		for len(data) >= 12 {
-			namesz := binary.LittleEndian.Uint32(data[0:])
-			descsz := binary.LittleEndian.Uint32(data[4:])
+			namesz := uint64(binary.LittleEndian.Uint32(data[0:]))
+			descsz := uint64(binary.LittleEndian.Uint32(data[4:]))
 			typ := elf.NType(binary.LittleEndian.Uint32(data[8:]))
 			off := 12 + align4(namesz)
-			if uint64(off)+uint64(descsz) > uint64(len(data)) {
+			if off+descsz > uint64(len(data)) {
 				break
 			}
 			desc := data[off : off+descsz]
-			data = data[off+align4(descsz):]
+			// The last note's padding may be missing.
+			data = data[min(off+align4(descsz), uint64(len(data))):]
 			if typ == elf.NT_PRSTATUS && n.threadID == 0 && len(desc) >= 36 {
 				n.signal = int(binary.LittleEndian.Uint16(desc[12:]))
 				n.threadID = int(int32(binary.LittleEndian.Uint32(desc[32:])))
@@ -93,7 +120,13 @@ func readCoreNotes(path string) (coreNotes, error) {
 	return n, nil
 }
 
-func align4(n uint32) uint32 { return (n + 3) &^ 3 }
+// maxNoteSegment bounds the PT_NOTE segment read into memory: a Go
+// process has at most 10000 threads by default (debug.SetMaxThreads), a
+// few KB of notes each, so a larger size is a corrupt header, and reading
+// it would exhaust memory.
+const maxNoteSegment = 256 << 20
+
+func align4(n uint64) uint64 { return (n + 3) &^ 3 }
 
 func signalName(sig int) string {
 	if sig <= 0 {
@@ -251,7 +284,10 @@ func truncatedELF(path string) bool {
 	defer f.Close()
 	var h [64]byte
 	n, _ := io.ReadFull(f, h[:])
-	if n < 4 || string(h[:4]) != elf.ELFMAG {
+	if n < 4 {
+		return n > 0 && strings.HasPrefix(elf.ELFMAG, string(h[:n]))
+	}
+	if string(h[:4]) != elf.ELFMAG {
 		return false
 	}
 	if n < len(h) {
