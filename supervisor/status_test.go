@@ -3,36 +3,16 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// pidFile reads a child's pid file: its pid, or 0 when there is none.
-func pidFile(t *testing.T, data, name string) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(data, "run", name, PIDFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, ok := strings.CutSuffix(string(b), "\n")
-	pid, err := strconv.Atoi(s)
-	if !ok || err != nil || pid <= 0 {
-		t.Fatalf("pid file of %s holds %q, want a decimal pid and a newline", name, b)
-	}
-	return pid
-}
+	"github.com/wardgate/wardgate/internal/testutil"
+)
 
 func statusOf(t *testing.T, s *Supervisor, name string) Status {
 	t.Helper()
@@ -80,7 +60,7 @@ func TestStatusFollowsRestartsAndPIDFile(t *testing.T) {
 	if st.StartedAt.Before(before) || st.StartedAt.After(time.Now()) {
 		t.Fatalf("StartedAt %v is not between Start's call (%v) and now", st.StartedAt, before)
 	}
-	if got := pidFile(t, h.data, "svc"); got != st.PID {
+	if got := testutil.ReadPIDFile(t, filepath.Join(h.data, "run", "svc", PIDFile)); got != st.PID {
 		t.Fatalf("pid file holds %d, status says %d", got, st.PID)
 	}
 
@@ -123,7 +103,7 @@ func TestStatusFollowsRestartsAndPIDFile(t *testing.T) {
 	if st.PID != ready.PID || st.Restarts != 1 || st.State != StateRunning || st.StartedAt.Before(old.StartedAt) {
 		t.Fatalf("status after restart %+v, want pid %d, 1 restart, running, started after %v", st, ready.PID, old.StartedAt)
 	}
-	if got := pidFile(t, h.data, "svc"); got != ready.PID {
+	if got := testutil.ReadPIDFile(t, filepath.Join(h.data, "run", "svc", PIDFile)); got != ready.PID {
 		t.Fatalf("pid file holds %d after the restart, want %d", got, ready.PID)
 	}
 	if svc := getStatus(t, srv.URL).Services[1]; svc.PID != ready.PID || svc.Restarts != 1 {
@@ -139,7 +119,7 @@ func TestStatusFollowsRestartsAndPIDFile(t *testing.T) {
 	if st.State != StateStopped || st.PID != 0 || !st.StartedAt.IsZero() || st.Restarts != 1 {
 		t.Fatalf("status after Shutdown %+v, want stopped, no pid, 1 restart", st)
 	}
-	if got := pidFile(t, h.data, "svc"); got != 0 {
+	if got := testutil.ReadPIDFile(t, filepath.Join(h.data, "run", "svc", PIDFile)); got != 0 {
 		t.Fatalf("pid file still holds %d after Shutdown", got)
 	}
 	doc = getStatus(t, srv.URL)
@@ -165,7 +145,7 @@ func TestStatusWhileRestarting(t *testing.T) {
 	if st.State != StateRestarting || st.PID != 0 || !st.StartedAt.IsZero() || st.Restarts != 0 {
 		t.Fatalf("status in backoff %+v, want restarting, no pid, 0 restarts", st)
 	}
-	if got := pidFile(t, h.data, "slow"); got != 0 {
+	if got := testutil.ReadPIDFile(t, filepath.Join(h.data, "run", "slow", PIDFile)); got != 0 {
 		t.Fatalf("pid file names dead pid %d during the backoff", got)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -194,14 +174,14 @@ func TestStatusStartingAndFailedStart(t *testing.T) {
 	if st.State != StateStarting || st.PID != started.PID || st.StartedAt.IsZero() {
 		t.Fatalf("status before ready %+v, want starting with pid %d", st, started.PID)
 	}
-	if got := pidFile(t, h.data, "laggard"); got != started.PID {
+	if got := testutil.ReadPIDFile(t, filepath.Join(h.data, "run", "laggard", PIDFile)); got != started.PID {
 		t.Fatalf("pid file holds %d, want %d", got, started.PID)
 	}
 	cancel()
 	if err := <-startErr; err == nil {
 		t.Fatal("Start of a child that never printed its ready line succeeded")
 	}
-	if got := pidFile(t, h.data, "laggard"); got != 0 {
+	if got := testutil.ReadPIDFile(t, filepath.Join(h.data, "run", "laggard", PIDFile)); got != 0 {
 		t.Fatalf("pid file still holds %d after the failed start", got)
 	}
 	if syscall.Kill(started.PID, 0) == nil {

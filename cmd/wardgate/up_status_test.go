@@ -3,13 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,25 +47,6 @@ func upStatus(url string) (map[string]upStatusRow, []string, error) {
 	return rows, order, nil
 }
 
-// readPIDFile returns the pid in DATA/run/<service>/pid, or 0 if there is
-// no such file.
-func readPIDFile(t *testing.T, data, service string) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(data, "run", service, "pid"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, ok := strings.CutSuffix(string(b), "\n")
-	pid, err := strconv.Atoi(s)
-	if !ok || err != nil || pid <= 0 {
-		t.Fatalf("%s pid file holds %q, want a decimal pid and a newline", service, b)
-	}
-	return pid
-}
-
 // TestUpStatusAndPIDFilesFollowRestarts is the 3 a.m. question: which pid
 // is each service now? /status on up's admin listener and the pid files
 // must name the restarted job queue's new process, not the one the table
@@ -101,7 +78,7 @@ func TestUpStatusAndPIDFilesFollowRestarts(t *testing.T) {
 		t.Fatalf("/status up pid %d, want %d", rows["up"].PID, u.cmd.Process.Pid)
 	}
 	for _, name := range []string{"gateway", "jobqueue-1"} {
-		if got := readPIDFile(t, u.data, name); got != rows[name].PID {
+		if got := testutil.ReadPIDFile(t, filepath.Join(u.data, "run", name, "pid")); got != rows[name].PID {
 			t.Fatalf("%s pid file holds %d, /status says %d", name, got, rows[name].PID)
 		}
 	}
@@ -120,7 +97,7 @@ func TestUpStatusAndPIDFilesFollowRestarts(t *testing.T) {
 		if now.PID == 0 || now.PID == old || now.Restarts != 1 || now.State != "running" {
 			return false, fmt.Sprintf("/status jobqueue-1 %+v", now)
 		}
-		if got := readPIDFile(t, u.data, "jobqueue-1"); got != now.PID {
+		if got := testutil.ReadPIDFile(t, filepath.Join(u.data, "run", "jobqueue-1", "pid")); got != now.PID {
 			return false, fmt.Sprintf("pid file holds %d, /status says %d", got, now.PID)
 		}
 		return true, ""
@@ -136,7 +113,7 @@ func TestUpStatusAndPIDFilesFollowRestarts(t *testing.T) {
 		t.Fatalf("up exited %d after SIGTERM, want 0", code)
 	}
 	for _, name := range []string{"gateway", "jobqueue-1"} {
-		if got := readPIDFile(t, u.data, name); got != 0 {
+		if got := testutil.ReadPIDFile(t, filepath.Join(u.data, "run", name, "pid")); got != 0 {
 			t.Errorf("%s pid file still holds %d after up stopped", name, got)
 		}
 	}

@@ -98,3 +98,23 @@ func GoTool(t testing.TB, name string) string {
 	}
 	return p
 }
+
+// ReadPIDFile returns the pid in a pid file (a decimal pid and a newline,
+// as wardgate up writes DATA/run/<service>/pid), 0 if there is no such
+// file; any other content fails the test.
+func ReadPIDFile(t testing.TB, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := strings.CutSuffix(string(b), "\n")
+	pid, err := strconv.Atoi(s)
+	if !ok || err != nil || pid <= 0 {
+		t.Fatalf("pid file %s holds %q, want a decimal pid and a newline", path, b)
+	}
+	return pid
+}
