@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
 )
 
 // mapping is one line of /proc/PID/maps.
@@ -77,14 +78,42 @@ func parseMapsLine(line string) (mapping, error) {
 	m.offset, err3 = strconv.ParseUint(fields[2], 16, 64)
 	m.inode, err4 = strconv.ParseUint(fields[4], 10, 64)
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		return m, fmt.Errorf("maps: line %q: %w", line, err)
+		return m, fmt.Errorf("maps: line %q: %s", line, strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
-	if len(fields) > 5 {
-		// The path is everything after the inode; it may contain spaces.
-		idx := strings.Index(line, fields[4]) + len(fields[4])
-		m.path = strings.TrimSpace(line[idx:])
+	if m.start > m.end {
+		return m, fmt.Errorf("maps: line %q: range ends before it starts", line)
 	}
+	if !validPerms(m.perms) {
+		return m, fmt.Errorf("maps: line %q: permissions %q are not [r-][w-][x-][ps]", line, m.perms)
+	}
+	if maj, min, ok := strings.Cut(fields[3], ":"); !ok || !isHex(maj) || !isHex(min) {
+		return m, fmt.Errorf("maps: line %q: device %q is not MAJOR:MINOR", line, fields[3])
+	}
+	// The path is everything after the inode, the sixth column; it may
+	// contain spaces. Skip five fields rather than search for the inode's
+	// text, which also occurs in the addresses ("0" in "7f0...").
+	// Spaces are those of strings.Fields, which found the five.
+	rest := line
+	for range 5 {
+		rest = strings.TrimLeftFunc(rest, unicode.IsSpace)
+		if i := strings.IndexFunc(rest, unicode.IsSpace); i >= 0 {
+			rest = rest[i:]
+		} else {
+			rest = ""
+		}
+	}
+	m.path = strings.TrimSpace(rest)
 	return m, nil
+}
+
+func validPerms(p string) bool {
+	return len(p) == 4 && (p[0] == 'r' || p[0] == '-') && (p[1] == 'w' || p[1] == '-') &&
+		(p[2] == 'x' || p[2] == '-') && (p[3] == 'p' || p[3] == 's')
+}
+
+func isHex(s string) bool {
+	_, err := strconv.ParseUint(s, 16, 64)
+	return err == nil
 }
 
 // Bits of a /proc/PID/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).
