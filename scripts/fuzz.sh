@@ -21,3 +21,6 @@ fuzz() { # package target
 fuzz ./jobqueue/ FuzzDecodeCollection
 fuzz ./gateway/ FuzzLoadConfig
 fuzz ./gateway/middleware/ FuzzRequestID
+fuzz ./diag/analyze/ FuzzParseCrashOutput
+fuzz ./diag/analyze/ FuzzReadCoreNotes
+fuzz ./diag/capture/ FuzzParseMapsLine
