@@ -41,6 +41,8 @@ func normalizeLines(text string) string {
 	return strings.Join(lines, "\n")
 }
 
+var runningGoroutine = regexp.MustCompile(`(?m)^goroutine (\d+) [^\n]*\[running`)
+
 // checkCrashOutput asserts what a reader of the report relies on: the
 // fatal header is lines of the input, starting with a runtime header, and
 // the goroutine is one the input reports as running after that header.
@@ -67,8 +69,14 @@ func checkCrashOutput(t *testing.T, text, fatal string, g int64) {
 		t.Fatalf("fatal %q is not whole lines of the input", fatal)
 	}
 	if g != 0 {
-		re := regexp.MustCompile(`(?m)^goroutine ` + strconv.FormatInt(g, 10) + ` [^\n]*\[running`)
-		if !re.MatchString(norm[pos:]) {
+		found := false
+		for _, m := range runningGoroutine.FindAllStringSubmatch(norm[pos:], -1) {
+			if id, err := strconv.ParseInt(m[1], 10, 64); err == nil && id == g {
+				found = true
+				break
+			}
+		}
+		if !found {
 			t.Fatalf("goroutine %d is not reported running after %q", g, fatal)
 		}
 	}

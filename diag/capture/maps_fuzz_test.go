@@ -78,9 +78,14 @@ func FuzzParseMapsLine(f *testing.F) {
 	f.Add("7f5e1c000000-7f5e1c021000 rw-s 00000000 00:01 1234                 /SYSV00000000 (deleted)")
 	f.Add("ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]")
 	f.Fuzz(func(t *testing.T, line string) {
+		if strings.Contains(line, "\n") {
+			// Not a line: parseMaps splits the file on "\n", and the
+			// kernel escapes a newline in a path as "\012".
+			return
+		}
 		m, err := parseMapsLine(line)
 		if err != nil {
-			if strings.Contains(err.Error(), "\n") && !strings.Contains(line, "\n") {
+			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error %q spans lines", err)
 			}
 			return
@@ -92,7 +97,7 @@ func FuzzParseMapsLine(f *testing.F) {
 			!strings.ContainsRune("x-", rune(m.perms[2])) || !strings.ContainsRune("ps", rune(m.perms[3])) {
 			t.Fatalf("line %q: perms %q", line, m.perms)
 		}
-		if m.path != strings.TrimSpace(m.path) || strings.ContainsAny(m.path, "\n") {
+		if m.path != strings.TrimSpace(m.path) {
 			t.Fatalf("line %q: path %q", line, m.path)
 		}
 		if m.path != "" && !strings.HasSuffix(strings.TrimRightFunc(line, unicode.IsSpace), m.path) {
