@@ -136,6 +136,15 @@ func TestParseCrashOutputAppendedRuns(t *testing.T) {
 	}
 }
 
+// TestParseCrashOutputGoroutineOutOfRange: a goroutine number too large
+// for an int64 is no goroutine (it was reported as 9223372036854775807).
+func TestParseCrashOutputGoroutineOutOfRange(t *testing.T) {
+	fatal, g := parseCrashOutput("panic: boom\n\ngoroutine 10000000000000000000 [running]:\nmain.main()\n")
+	if fatal != "panic: boom" || g != 0 {
+		t.Errorf("got %q, goroutine %d; want the panic and no goroutine", fatal, g)
+	}
+}
+
 // synthCore is a minimal ELF core: the ELF header, a PT_NOTE with an
 // NT_PRSTATUS (signal sig, thread tid) and an NT_PRPSINFO (pid), and a
 // 64-byte PT_LOAD, laid out like the kernel lays out a core.

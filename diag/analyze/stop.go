@@ -213,7 +213,10 @@ func parseCrashOutput(text string) (fatal string, goroutine int64) {
 			continue
 		}
 		if strings.HasPrefix(m[5], "running") {
-			goroutine, _ = strconv.ParseInt(m[1], 10, 64)
+			// An id out of range is garbage, not goroutine MaxInt64.
+			if id, err := strconv.ParseInt(m[1], 10, 64); err == nil {
+				goroutine = id
+			}
 		}
 		break
 	}
