@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -417,6 +418,24 @@ func TestDiagAnalyzeCLI(t *testing.T) {
 		if err := os.WriteFile(truncated, head, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		// Cut in the middle of the memory segments, as a full disk would:
+		// every header is there, so delve would open it and report a
+		// partial picture without a word.
+		half := filepath.Join(dir, "half.core")
+		if src, err := os.Open(core); err != nil {
+			t.Fatal(err)
+		} else {
+			st, _ := src.Stat()
+			dst, err := os.Create(half)
+			if err == nil {
+				_, err = io.CopyN(dst, src, st.Size()/2)
+				err = errors.Join(err, dst.Close())
+			}
+			src.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
 		noCore := filepath.Join(dir, "bundle-without-core")
 		if err := os.Mkdir(noCore, 0o700); err != nil {
 			t.Fatal(err)
@@ -438,6 +457,7 @@ func TestDiagAnalyzeCLI(t *testing.T) {
 			{"missing exe", []string{core, "--exe", filepath.Join(dir, "nope")}, 1, "no such file or directory"},
 			{"garbage core", []string{garbage, "--exe", exe}, 1, "is not an ELF core file"},
 			{"truncated core", []string{truncated, "--exe", exe}, 1, "is truncated"},
+			{"core cut in half", []string{half, "--exe", exe}, 1, "is truncated"},
 			{"missing script", []string{b.dir, "--script", filepath.Join(dir, "nope.star")}, 2, "nope.star"},
 			{"bad max-groups", []string{b.dir, "--max-groups", "x"}, 2, "invalid value"},
 			{"unknown flag", []string{b.dir, "--frobnicate"}, 2, "frobnicate"},
