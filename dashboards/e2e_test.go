@@ -139,7 +139,21 @@ func (s *upStack) logTail() string {
 
 // startUp runs `wardgate up` and reads the gateway and job-queue rows of
 // the table it prints once everything answers.
+//
+// up picks its children's ports by binding and closing them, so another
+// test process on this machine can take one before the child binds it
+// (docs/up.md); then up exits with "address already in use" and startUp
+// tries once more, in a fresh data dir. Any other early exit fails.
 func startUp(t *testing.T, ctx context.Context, bin, data string) *upStack {
+	t.Helper()
+	if s := tryStartUp(t, ctx, bin, data, true); s != nil {
+		return s
+	}
+	t.Logf("wardgate up lost a port it had picked to another process; starting it again")
+	return tryStartUp(t, ctx, bin, data+"-2", false)
+}
+
+func tryStartUp(t *testing.T, ctx context.Context, bin, data string, mayRetry bool) *upStack {
 	t.Helper()
 	listen := testutil.FreeAddr(t)
 	cmd := exec.Command(bin, "up", "--data", data, "--listen", listen)
@@ -156,7 +170,6 @@ func startUp(t *testing.T, ctx context.Context, bin, data string) *upStack {
 		t.Fatalf("wardgate up: %v", err)
 	}
 	stack := &upStack{data: data}
-	done := make(chan error, 1)
 	var drained sync.WaitGroup
 	drained.Add(1)
 	go func() {
@@ -184,17 +197,23 @@ func startUp(t *testing.T, ctx context.Context, bin, data string) *upStack {
 		}
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
-	go func() { done <- cmd.Wait() }()
+	// exited is closed once up has exited, with waitErr set: a channel that
+	// every waiter can read (the cleanup must not wait for a value the
+	// select below already took when up exited early).
+	exited := make(chan struct{})
+	var waitErr error
+	early := false // up exited before its table: reported (or retried) there
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("wardgate up did not stop cleanly: %v\n%s", err, stack.logTail())
+		case <-exited:
+			if waitErr != nil && !early {
+				t.Errorf("wardgate up did not stop cleanly: %v\n%s", waitErr, stack.logTail())
 			}
 		case <-time.After(60 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			<-exited
 			t.Errorf("wardgate up did not stop within 60s of SIGTERM")
 		}
 		drained.Wait()
@@ -212,8 +231,18 @@ func startUp(t *testing.T, ctx context.Context, bin, data string) *upStack {
 				stack.jobqueues = append(stack.jobqueues, p)
 			}
 		}
-	case err := <-done:
-		t.Fatalf("wardgate up exited before printing its table: %v\n%s", err, stack.logTail())
+	case <-exited:
+		early = true
+		logged := make(chan struct{}) // the whole log, to say why
+		go func() { drained.Wait(); close(logged) }()
+		select {
+		case <-logged:
+		case <-time.After(5 * time.Second):
+		}
+		if mayRetry && strings.Contains(stack.logTail(), "address already in use") {
+			return nil
+		}
+		t.Fatalf("wardgate up exited before printing its table: %v\n%s", waitErr, stack.logTail())
 	case <-time.After(90 * time.Second):
 		t.Fatalf("wardgate up printed no table within 90s\n%s", stack.logTail())
 	case <-ctx.Done():
