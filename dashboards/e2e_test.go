@@ -138,25 +138,12 @@ func (s *upStack) logTail() string {
 }
 
 // startUp runs `wardgate up` and reads the gateway and job-queue rows of
-// the table it prints once everything answers.
-//
-// up picks its children's ports by binding and closing them, so another
-// test process on this machine can take one before the child binds it
-// (docs/up.md); then up exits with "address already in use" and startUp
-// tries once more, in a fresh data dir. Any other early exit fails.
+// the table it prints once everything answers. Every port is up's pick
+// (--listen port 0): up binds them all itself and hands them to its
+// children, so no other test process can take one in between.
 func startUp(t *testing.T, ctx context.Context, bin, data string) *upStack {
 	t.Helper()
-	if s := tryStartUp(t, ctx, bin, data, true); s != nil {
-		return s
-	}
-	t.Logf("wardgate up lost a port it had picked to another process; starting it again")
-	return tryStartUp(t, ctx, bin, data+"-2", false)
-}
-
-func tryStartUp(t *testing.T, ctx context.Context, bin, data string, mayRetry bool) *upStack {
-	t.Helper()
-	listen := testutil.FreeAddr(t)
-	cmd := exec.Command(bin, "up", "--data", data, "--listen", listen)
+	cmd := exec.Command(bin, "up", "--data", data, "--listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -202,7 +189,7 @@ func tryStartUp(t *testing.T, ctx context.Context, bin, data string, mayRetry bo
 	// select below already took when up exited early).
 	exited := make(chan struct{})
 	var waitErr error
-	early := false // up exited before its table: reported (or retried) there
+	early := false // up exited before its table: reported there
 	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -238,9 +225,6 @@ func tryStartUp(t *testing.T, ctx context.Context, bin, data string, mayRetry bo
 		select {
 		case <-logged:
 		case <-time.After(5 * time.Second):
-		}
-		if mayRetry && strings.Contains(stack.logTail(), "address already in use") {
-			return nil
 		}
 		t.Fatalf("wardgate up exited before printing its table: %v\n%s", waitErr, stack.logTail())
 	case <-time.After(90 * time.Second):

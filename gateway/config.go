@@ -19,6 +19,7 @@ import (
 
 	"github.com/wardgate/wardgate/gateway/balancer"
 	"github.com/wardgate/wardgate/gateway/middleware"
+	"github.com/wardgate/wardgate/internal/listen"
 )
 
 // Defaults applied by SetDefaults for fields the file leaves out.
@@ -422,8 +423,8 @@ func (u *Upstream) validate(p string) []error {
 }
 
 func checkAddr(path, addr string) error {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fmt.Errorf("%s: want host:port, got %q", path, addr)
+	if err := listen.Check(addr); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }

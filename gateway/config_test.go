@@ -107,7 +107,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown middleware", `middleware: [ratelimit]`, `middleware: [ratelimt]`, `routes[0].middleware[0]: unknown middleware "ratelimt"`},
 		{"always-on middleware listed", `middleware: [ratelimit]`, `middleware: [recover]`, `routes[0].middleware[0]: "recover" is always on`},
 		{"path_prefix without slash", `path_prefix: /v1/`, `path_prefix: v1`, `routes[0].path_prefix: must start with "/"`},
-		{"bad listen", `listen: 127.0.0.1:18080`, `listen: 18080`, `listen: want host:port, got "18080"`},
+		{"bad listen", `listen: 127.0.0.1:18080`, `listen: 18080`, `listen: want host:port or fd/N, got "18080"`},
 		{"typo in field", `balancer: weighted_round_robin`, `balancr: weighted_round_robin`, `unknown field "balancr" in upstreams.<name>`},
 		{"typo in target", `weight: 5`, `wieght: 5`, `unknown field "wieght" in upstreams.<name>.targets[]`},
 		{"bad header name", `middleware: [ratelimit]`, "middleware: [ratelimit]\n    request_headers: {\"Bad Header\": x}", `routes[0].request_headers: invalid header name "Bad Header"`},

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wardgate/wardgate/internal/listen"
 )
 
 // RunOptions configures Run.
@@ -49,12 +50,11 @@ func (g *Gateway) Run(ctx context.Context, opts RunOptions) error {
 	}
 	defer g.Close()
 	cfg := g.Config()
-	var lc net.ListenConfig
-	pub, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	pub, err := listen.Listen(ctx, cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("gateway: listen: %w", err)
 	}
-	adm, err := lc.Listen(ctx, "tcp", cfg.Admin)
+	adm, err := listen.Listen(ctx, cfg.Admin)
 	if err != nil {
 		pub.Close()
 		return fmt.Errorf("gateway: admin listen: %w", err)

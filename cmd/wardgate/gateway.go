@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/gateway"
+	"github.com/wardgate/wardgate/internal/listen"
 	"github.com/wardgate/wardgate/telemetry"
 )
 
@@ -44,8 +44,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := flag.NewFlagSet("wardgate gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "path of the YAML config `FILE` (required); watched for changes")
-	listen := fs.String("listen", "", "public listen `ADDR` (host:port), overrides `listen:` in the file")
-	admin := fs.String("admin", "", "admin listen `ADDR` (host:port), overrides `admin:` in the file")
+	public := fs.String("listen", "", "public listen `ADDR` (host:port, or fd/N: an inherited listening socket), overrides `listen:` in the file")
+	admin := fs.String("admin", "", "admin listen `ADDR` (host:port or fd/N), overrides `admin:` in the file")
 	logLevel := fs.String("log-level", "info", "minimum log `LEVEL`: debug, info, warn or error")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM/SIGINT")
 	fs.Usage = func() {
@@ -65,10 +65,10 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if *configPath == "" {
 		return fail("--config FILE is required (see --help)")
 	}
-	for name, v := range map[string]string{"--listen": *listen, "--admin": *admin} {
+	for name, v := range map[string]string{"--listen": *public, "--admin": *admin} {
 		if v != "" {
-			if _, _, err := net.SplitHostPort(v); err != nil {
-				return fail("%s: want host:port, got %q", name, v)
+			if err := listen.Check(v); err != nil {
+				return fail("%s: %v", name, err)
 			}
 		}
 	}
@@ -80,8 +80,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return fail("--shutdown-timeout: must be > 0")
 	}
 	override := func(c *gateway.Config) {
-		if *listen != "" {
-			c.Listen = *listen
+		if *public != "" {
+			c.Listen = *public
 		}
 		if *admin != "" {
 			c.Admin = *admin

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/listen"
 	"github.com/wardgate/wardgate/jobqueue"
 	"github.com/wardgate/wardgate/jobqueue/blobsink"
 	"github.com/wardgate/wardgate/telemetry"
@@ -33,8 +33,8 @@ func (v jobqueueVar) flagName() string {
 func jobqueueVars() []jobqueueVar {
 	d := jobqueue.DefaultConfig()
 	return []jobqueueVar{
-		{"LISTEN", "127.0.0.1:9001", "public address (POST /v1/payloads, /healthz, /readyz); port 0 picks a free port"},
-		{"ADMIN_LISTEN", "127.0.0.1:0", "admin address (/metrics, /debug/pprof/, /healthz); keep it on loopback"},
+		{"LISTEN", "127.0.0.1:9001", "public address (POST /v1/payloads, /healthz, /readyz): host:port (port 0 picks a free one) or fd/N, an inherited listening socket"},
+		{"ADMIN_LISTEN", "127.0.0.1:0", "admin address (/metrics, /debug/pprof/, /healthz), host:port or fd/N; keep it on loopback"},
 		{"MAX_WORKERS", strconv.Itoa(d.MaxWorkers), "worker goroutines (default: 2 x GOMAXPROCS, at least 4)"},
 		{"MAX_QUEUE", strconv.Itoa(d.MaxQueue), "payloads acked and not yet stored, at most (the memory bound)"},
 		{"MAX_LENGTH", "1MiB", "request body size limit (bytes, or with KiB/MiB/GiB)"},
@@ -135,12 +135,12 @@ func runJobqueue(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 2
 	}
 
-	pubLn, err := net.Listen("tcp", s.listen)
+	pubLn, err := listen.Listen(ctx, s.listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate jobqueue: LISTEN: %v\n", err)
 		return 1
 	}
-	admLn, err := net.Listen("tcp", s.adminListen)
+	admLn, err := listen.Listen(ctx, s.adminListen)
 	if err != nil {
 		pubLn.Close()
 		fmt.Fprintf(stderr, "wardgate jobqueue: ADMIN_LISTEN: %v\n", err)
@@ -244,12 +244,12 @@ func jobqueueSettingsFrom(get func(string) (string, bool)) (jobqueueSettings, er
 	var err error
 	c := &s.cfg
 	s.listen = val("LISTEN", "127.0.0.1:9001")
-	if _, _, err := net.SplitHostPort(s.listen); err != nil {
-		return s, fmt.Errorf("LISTEN: %q: %v", s.listen, err)
+	if err := listen.Check(s.listen); err != nil {
+		return s, fmt.Errorf("LISTEN: %w", err)
 	}
 	s.adminListen = val("ADMIN_LISTEN", "127.0.0.1:0")
-	if _, _, err := net.SplitHostPort(s.adminListen); err != nil {
-		return s, fmt.Errorf("ADMIN_LISTEN: %q: %v", s.adminListen, err)
+	if err := listen.Check(s.adminListen); err != nil {
+		return s, fmt.Errorf("ADMIN_LISTEN: %w", err)
 	}
 	if c.MaxWorkers, err = posInt("MAX_WORKERS", c.MaxWorkers); err != nil {
 		return s, err

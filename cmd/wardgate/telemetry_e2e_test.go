@@ -350,9 +350,7 @@ type telUp struct {
 func telStartUp(t *testing.T, env []string, args ...string) *telUp {
 	t.Helper()
 	u := &telUp{data: filepath.Join(t.TempDir(), "data"), out: &testutil.SyncBuffer{}, errOut: &testutil.SyncBuffer{}, done: make(chan struct{})}
-	listen := testutil.FreeAddr(t)
-	u.public = "http://" + listen
-	u.cmd = exec.Command(wardgateBin, append([]string{"up", "--listen", listen, "--data", u.data}, args...)...)
+	u.cmd = exec.Command(wardgateBin, append([]string{"up", "--listen", "127.0.0.1:0", "--data", u.data}, args...)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "OTEL_") {
 			u.cmd.Env = append(u.cmd.Env, kv)
@@ -386,6 +384,7 @@ func telStartUp(t *testing.T, env []string, args ...string) *telUp {
 	if _, ok := u.rows["gateway"]; err != nil || !ok || len(u.rows) < 2 {
 		t.Fatalf("cannot read the service table:\n%s", u.out.String())
 	}
+	u.public = u.rows["gateway"].public
 	return u
 }
 

@@ -19,6 +19,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/listen"
 	"github.com/wardgate/wardgate/supervisor"
 	"github.com/wardgate/wardgate/telemetry"
 )
@@ -27,7 +28,11 @@ const upUsage = `Usage: wardgate up [flags]
 
 Runs the whole stack on this machine: a gateway on --listen in front of
 --jobqueues job-queue processes on free loopback ports, each a supervised
-child process of this one. When everything answers, up prints one row per
+child process of this one. up holds every child's ports for its whole life,
+so a restarted child gets the same ones: the gateway's sockets are passed to
+it as fd/3 and fd/4 (clients connecting while it restarts wait, not refused);
+a job queue's ports are reserved and refuse while it is down (the gateway
+retries on another job queue). When everything answers, up prints one row per
 process: service, pid, public URL and the full URL of its /metrics (every
 process has its own admin listener on loopback with /metrics,
 /debug/pprof/ and /healthz). The row "up" is this process: its admin
@@ -92,7 +97,7 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	var c upConfig
 	fs := flag.NewFlagSet("wardgate up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "public `ADDR` (host:port) of the gateway")
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "public `ADDR` (host:port) of the gateway; port 0 picks a free one (printed in the table)")
 	fs.StringVar(&c.admin, "admin", "127.0.0.1:0", "`ADDR` (host:port) of up's own admin listener: /metrics, /debug/pprof/, /healthz, /status (current pid of every service); keep it on loopback (ADMIN_TOKEN applies)")
 	fs.StringVar(&c.data, "data", "./data", "`DIR` for all state: blobs, run dirs and logs, post-mortems")
 	fs.IntVar(&c.jobqueues, "jobqueues", 2, "how many job-queue processes to run behind the gateway (`N`)")
@@ -197,12 +202,13 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 	if err != nil {
 		return fmt.Errorf("own executable: %w", err)
 	}
-	// Fail early and clearly when the public port is taken, rather than
-	// with the gateway's stderr tail after the job queues started.
-	if ln, err := net.Listen("tcp", cfg.listen); err != nil {
+	// up binds every child's ports and keeps them (see heldSockets); the
+	// public one first, so a taken port fails clearly before anything starts.
+	socks := &heldSockets{}
+	defer socks.Close()
+	gwPub, gwPublic, err := socks.bind(ctx, cfg.listen)
+	if err != nil {
 		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
-	} else {
-		_ = ln.Close()
 	}
 
 	// up's own telemetry and admin listener: the supervisor's metrics, and
@@ -273,6 +279,9 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		log.Info("shutting down: gateway first, then the job queues drain")
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.stopWait+30*time.Second)
 		defer cancel()
+		// Once a child closes its listener on stop, its port must refuse,
+		// not queue connections that nobody will accept.
+		socks.Close()
 		if serr := sup.Shutdown(sctx); serr != nil {
 			err = errors.Join(err, serr)
 		} else {
@@ -283,7 +292,11 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 	var targets []string
 	for i := 1; i <= cfg.jobqueues; i++ {
 		name := "jobqueue-" + strconv.Itoa(i)
-		pub, adm, err := freeAddrs()
+		pub, err := socks.reserve()
+		if err != nil {
+			return err
+		}
+		adm, err := socks.reserve()
 		if err != nil {
 			return err
 		}
@@ -311,7 +324,7 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		targets = append(targets, "http://"+pub)
 	}
 
-	_, gwAdmin, err := freeAddrs()
+	gwAdm, gwAdmin, err := socks.bind(ctx, "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
@@ -320,14 +333,18 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		return fmt.Errorf("gateway dir: %w", err)
 	}
 	gwConfig := filepath.Join(gwDir, "gateway.yaml")
-	if err := os.WriteFile(gwConfig, []byte(gatewayYAML(cfg.listen, gwAdmin, targets)), 0o600); err != nil {
+	if err := os.WriteFile(gwConfig, []byte(gatewayYAML(inheritedFD(0), inheritedFD(1), targets)), 0o600); err != nil {
 		return fmt.Errorf("gateway config: %w", err)
 	}
 	gwEnv := childEnv("gateway", nil)
-	public := "http://" + cfg.listen
+	public := "http://" + gwPublic
 	gw := supervisor.Spec{
-		Name:        "gateway",
-		Command:     func() *exec.Cmd { c := exec.Command(exe, "gateway", "--config", gwConfig); c.Env = gwEnv; return c },
+		Name: "gateway",
+		Command: func() *exec.Cmd {
+			c := exec.Command(exe, "gateway", "--config", gwConfig)
+			c.Env, c.ExtraFiles = gwEnv, []*os.File{gwPub, gwAdm}
+			return c
+		},
 		HealthURL:   "http://" + gwAdmin + "/healthz",
 		StopOrder:   0,
 		StopTimeout: cfg.stopWait,
@@ -338,12 +355,12 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		return err
 	}
 	if err := waitRouted(ctx, public+"/v1/payloads", cfg.startWait); err != nil {
-		return fmt.Errorf("gateway on %s: %w", cfg.listen, err)
+		return fmt.Errorf("gateway on %s: %w", gwPublic, err)
 	}
 	printTable(stdout, self, sup.Status())
 	fmt.Fprintf(stdout, "\ndata: %s  blobs: %s\npost-mortems: %s\nlogs: %s/<service>/{stdout,stderr}.log\ncurrent pids (after restarts): %s/<service>/pid, or GET http://%s/status\nstop: Ctrl-C or kill -TERM %d\n",
 		data, blobURL, filepath.Join(data, "postmortem"), filepath.Join(data, "run"), filepath.Join(data, "run"), admLn.Addr(), os.Getpid())
-	log.Info("stack up", "listen", cfg.listen, "data", data)
+	log.Info("stack up", "listen", gwPublic, "data", data)
 	<-ctx.Done()
 	return nil
 }
@@ -390,28 +407,64 @@ func waitRouted(ctx context.Context, u string, d time.Duration) error {
 	}
 }
 
-// freeAddrs picks two free loopback ports (public, admin). The ports are
-// released before the child binds them; on loopback the window in which
-// another process could take them is negligible, and a restarted child
-// binds the same ports again, so the gateway config stays valid.
-func freeAddrs() (string, string, error) {
-	var out [2]string
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			_ = l.Close()
-		}
-	}()
-	for i := range out {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", "", fmt.Errorf("free port: %w", err)
-		}
-		lns = append(lns, ln)
-		out[i] = ln.Addr().String()
-	}
-	return out[0], out[1], nil
+// heldSockets keeps every child's ports for up's whole life, so a restarted
+// child gets the same ones and no other process can take one in between (as
+// it could when up picked a free port and let the child bind it later).
+//
+//   - The gateway's sockets are bound and listening in up and passed to every
+//     gateway process as fd/3, fd/4 (internal/listen): a client connecting
+//     while the gateway restarts waits in the accept queue, not refused;
+//     the gateway is the edge, its clients have nowhere else to go.
+//   - A job queue's ports are reserved (bound, not listening) and the job
+//     queue listens on them itself: while it is down, connections are
+//     refused, so the gateway retries them on another job queue at once.
+type heldSockets struct {
+	lns      []net.Listener
+	files    []*os.File
+	reserved []*listen.Reservation
 }
+
+// reserve holds a free loopback port and returns its host:port.
+func (h *heldSockets) reserve() (string, error) {
+	r, err := listen.Reserve("127.0.0.1")
+	if err != nil {
+		return "", err
+	}
+	h.reserved = append(h.reserved, r)
+	return r.Addr(), nil
+}
+
+// bind listens on addr and returns the socket's file to pass to a child
+// and the address it is bound to (the port picked when addr's is 0).
+func (h *heldSockets) bind(ctx context.Context, addr string) (*os.File, string, error) {
+	ln, err := listen.Listen(ctx, addr)
+	if err != nil {
+		return nil, "", err
+	}
+	f, err := listen.File(ln)
+	if err != nil {
+		_ = ln.Close()
+		return nil, "", err
+	}
+	h.lns, h.files = append(h.lns, ln), append(h.files, f)
+	return f, ln.Addr().String(), nil
+}
+
+// Close closes up's copies and reservations; children keep their own
+// sockets until they stop.
+func (h *heldSockets) Close() {
+	for i := range h.lns {
+		_ = h.lns[i].Close()
+		_ = h.files[i].Close()
+	}
+	for _, r := range h.reserved {
+		_ = r.Close()
+	}
+	h.lns, h.files, h.reserved = nil, nil, nil
+}
+
+// inheritedFD is the listen address of a child's ExtraFiles[i].
+func inheritedFD(i int) string { return "fd/" + strconv.Itoa(3+i) }
 
 func intOrEmpty(n int) string {
 	if n == 0 {
@@ -440,6 +493,8 @@ func childEnv(service string, set map[string]string) []string {
 func gatewayYAML(listen, admin string, targets []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by wardgate up; rewritten at every start. Reference: docs/gateway.md.
+# fd/3 and fd/4 are sockets up holds and passes to every gateway process:
+# the addresses are in up's table, GET /status and the "gateway listening" log.
 listen: %q
 admin: %q
 routes:

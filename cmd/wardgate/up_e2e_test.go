@@ -6,6 +6,7 @@ import (
 	"context"
 	"debug/elf"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -63,7 +64,7 @@ func (l *logBuffer) upLogs() []map[string]any {
 func startUp(t *testing.T, args ...string) *upProc {
 	t.Helper()
 	u := &upProc{t: t, data: t.TempDir(), rows: map[string]upRow{}, stderr: &logBuffer{}, exited: make(chan struct{})}
-	u.cmd = exec.Command(wardgateBin, append([]string{"up", "--listen", testutil.FreeAddr(t), "--data", u.data}, args...)...)
+	u.cmd = exec.Command(wardgateBin, append([]string{"up", "--listen", "127.0.0.1:0", "--data", u.data}, args...)...)
 	u.cmd.Stderr = u.stderr
 	stdout, err := u.cmd.StdoutPipe()
 	if err != nil {
@@ -319,6 +320,51 @@ func TestUpTableMetricsIngestAndCleanStop(t *testing.T) {
 	}
 	if len(order) != 3 || order[0] != "gateway" {
 		t.Fatalf("exit order %v, want the gateway first", order)
+	}
+}
+
+// TestUpGatewayRestartRefusesNoClient: up holds the public socket and hands
+// it to every gateway process, so a client that connects while the gateway
+// is dead waits in the accept queue and is served by the next one, where
+// it used to be refused. Once up stops, the port is free again.
+func TestUpGatewayRestartRefusesNoClient(t *testing.T) {
+	u := startUp(t, "--jobqueues", "1", "--ack-mode", "durable")
+	gw := u.rows["gateway"]
+	if code := postCollection(t, gw.public, []string{"before"}); code != http.StatusAccepted {
+		t.Fatalf("POST before the restart: %d", code)
+	}
+	if err := syscall.Kill(gw.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// up has seen the exit and is in its restart backoff: no gateway runs.
+	u.waitLog("gateway exit", func(m map[string]any) bool {
+		return m["msg"] == "child died" && m["child"] == "gateway" && m["pid"] == float64(gw.pid)
+	})
+	if code := postCollection(t, gw.public, []string{"during"}); code != http.StatusAccepted {
+		t.Fatalf("POST while the gateway restarts: %d, want 202 from the next gateway", code)
+	}
+	started := u.waitLog("gateway restart", func(m map[string]any) bool {
+		return m["msg"] == "child started" && m["child"] == "gateway" && m["pid"] != float64(gw.pid)
+	})
+	if code := postCollection(t, gw.public, []string{"after"}); code != http.StatusAccepted {
+		t.Fatalf("POST after the restart (gateway pid %v): %d", started["pid"], code)
+	}
+	if code := u.stop(); code != 0 {
+		t.Fatalf("up exited %d after SIGTERM, want 0", code)
+	}
+	seen := storedMarkers(t, filepath.Join(u.data, "blobs"))
+	for _, m := range []string{"before", "during", "after"} {
+		if seen[m] != 1 {
+			t.Errorf("payload %q stored %d times, want once (all: %v)", m, seen[m], seen)
+		}
+	}
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(gw.public, "http://"), 5*time.Second)
+	if err == nil {
+		conn.Close()
+		t.Fatalf("%s still accepts connections after up exited", gw.public)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial %s after up exited: %v, want connection refused", gw.public, err)
 	}
 }
 
