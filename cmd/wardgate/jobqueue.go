@@ -129,6 +129,9 @@ func runJobqueue(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 2
 	}
 	defer sink.Close()
+	if sink.StaleTempRemoved > 0 {
+		log.Info("removed unfinished writes left by a killed process (never acknowledged)", "files", sink.StaleTempRemoved)
+	}
 	q, err := jobqueue.New(s.cfg, sink, jobqueue.WithTelemetry(tel), jobqueue.WithLogger(log))
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate jobqueue: %v\n", err)

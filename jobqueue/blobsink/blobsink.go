@@ -11,8 +11,12 @@
 //     written next to their final path (no_tmp_dir: os.TempDir may be another
 //     filesystem, where the final rename fails), and no ".attrs" sidecar
 //     files are written (metadata=skip), so the directory holds exactly the
-//     payload objects. A relative path is resolved against the working
-//     directory: file://./data/blobs is ./data/blobs.
+//     payload objects, plus KEY.<hex>.tmp files being written. A process
+//     killed in the middle of a Put leaves its temporary file behind (never
+//     acknowledged, and gocloud's List does not skip it): Open removes the
+//     ones nothing has written to for 10 minutes. A relative path is
+//     resolved against the working directory: file://./data/blobs is
+//     ./data/blobs.
 //   - s3://: the AWS SDK's default request checksums (CRC32 trailers,
 //     x-amz-checksum-* headers) are turned down to "when required", which
 //     third-party S3 stores reject otherwise, unless the URL sets
@@ -23,10 +27,14 @@ package blobsink
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"time"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/fileblob"
@@ -38,6 +46,43 @@ import (
 type Sink struct {
 	Bucket *blob.Bucket
 	url    string
+	// StaleTempRemoved counts the unfinished writes of killed processes
+	// Open removed from a file:// directory.
+	StaleTempRemoved int
+}
+
+// staleTempAge is how long a temporary file must have gone unwritten before
+// Open takes its writer for dead: a Put writes its whole body at once.
+const staleTempAge = 10 * time.Minute
+
+// tempFile matches fileblob's temporary names: KEY.<UnixNano in hex>.tmp.
+var tempFile = regexp.MustCompile(`\.[0-9a-f]+\.tmp$`)
+
+// removeStaleTemp removes the temporary files under dir that were last
+// written before cutoff. It walks the whole directory: about a second per
+// million files, once per start.
+func removeStaleTemp(dir string, cutoff time.Time) (int, error) {
+	removed := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !tempFile.MatchString(d.Name()) {
+			return err
+		}
+		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // renamed by its writer meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		if info.ModTime().Before(cutoff) {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			removed++
+		}
+		return nil
+	})
+	return removed, err
 }
 
 // Open opens the bucket named by rawURL (see the package doc).
@@ -88,7 +133,14 @@ func Open(ctx context.Context, rawURL string) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blobsink: BLOB_URL %q: %w", rawURL, err)
 	}
-	return &Sink{Bucket: b, url: u.Redacted()}, nil
+	sink := &Sink{Bucket: b, url: u.Redacted()}
+	if u.Scheme == fileblob.Scheme {
+		if sink.StaleTempRemoved, err = removeStaleTemp(filepath.FromSlash(u.Path), time.Now().Add(-staleTempAge)); err != nil {
+			_ = b.Close()
+			return nil, fmt.Errorf("blobsink: BLOB_URL %q: removing unfinished writes: %w", rawURL, err)
+		}
+	}
+	return sink, nil
 }
 
 func setDefault(q url.Values, k, v string) {
