@@ -168,5 +168,5 @@ for t in enqueued durable; do
     "$(awk -v o="$objects" -v s="$stored_final" 'BEGIN {if (s > 0) print o / s * 1e6; else print 0}')"
 done
 echo
-echo "Default batch settings (BATCH_MAX_PAYLOADS=10000, BATCH_MAX_BYTES=8MiB, BATCH_MAX_WAIT=1s) unless the row says otherwise;" \
+echo "Default batch settings (BATCH_MAX_PAYLOADS=16384, BATCH_MAX_BYTES=8MiB, BATCH_MAX_WAIT=1s) unless the row says otherwise;" \
   "2 job queues, MAX_WORKERS default; stored = wardgate_payloads_stored_total summed over the job queues after draining."

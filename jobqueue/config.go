@@ -50,16 +50,18 @@ type Config struct {
 	RetryMax  time.Duration
 }
 
-// Batch and queue defaults. 10,000 payloads per object is 100 PUTs per
-// million payloads; 8 MiB holds 10,000 lines of a ~650-byte payload (larger
-// payloads make smaller batches by bytes). MAX_QUEUE must leave room for a
-// full batch being built while others upload and for a backlog in the
-// channel: 200,000 is two full batches per default worker with room to
-// spare on a small machine, and bounds memory at about 200,000 payloads'
-// request bodies.
+// Batch and queue defaults. 16,384 payloads per object is 61 PUTs per
+// million payloads when batches are full, so the partial batches a pause in
+// traffic or a drain flushes still leave it well under 100 (at 10,000 it
+// could only ever be above); 8 MiB holds 16,384 lines of a payload up to
+// 512 bytes (larger payloads make smaller batches by bytes). MAX_QUEUE must
+// leave room for a full batch being built while others upload and for a
+// backlog in the channel: 200,000 is three full batches per default worker
+// on a small machine, and bounds memory at about 200,000 payloads' request
+// bodies.
 const (
 	DefaultMaxQueue         = 200_000
-	DefaultBatchMaxPayloads = 10_000
+	DefaultBatchMaxPayloads = 16_384
 	DefaultBatchMaxBytes    = 8 << 20
 )
 

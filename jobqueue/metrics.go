@@ -21,7 +21,7 @@ const (
 // buckets are meant for milliseconds).
 var secondsBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 
-var batchBuckets = []float64{1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000}
+var batchBuckets = []float64{1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 16384}
 
 // instruments are the queue's metrics. Names follow OTel semantic
 // conventions where one exists; the Prometheus names they become are listed
