@@ -317,7 +317,11 @@ func (a *analysis) fpChain(g *gInfo, pcs []uint64) []uint64 {
 }
 
 func (a *analysis) frames(g *proc.G) ([]proc.Stackframe, error) {
-	return proc.GoroutineStacktrace(a.t, g, stackDepth, 0)
+	frames, err := proc.GoroutineStacktrace(a.t, g, stackDepth, 0)
+	if fs := a.sigtrampFrames(g, frames); fs != nil {
+		return fs, nil
+	}
+	return frames, err
 }
 
 func (a *analysis) newGroup(groups map[string]*groupAcc, g *proc.G, frames []proc.Stackframe, state, reason string) string {

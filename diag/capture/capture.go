@@ -91,6 +91,11 @@ type Options struct {
 	// noTracking, if set, makes write tracking unavailable for this
 	// reason (tests of the fallback).
 	noTracking string
+	// inStop, if set, runs on the tracing thread while every thread of the
+	// process is stopped for the final copy, with their thread IDs (tests:
+	// put a thread into a state worth capturing). Its error fails the
+	// capture.
+	inStop func(tids []int) error
 }
 
 // Values of Options.PreCopy.
@@ -153,7 +158,7 @@ func Capture(ctx context.Context, opts Options) (*Bundle, error) {
 	default:
 		return nil, fmt.Errorf("capture: unknown method %q (want auto, native or gcore)", method)
 	}
-	nat := nativeOptions{pid: opts.PID, noTracking: opts.noTracking}
+	nat := nativeOptions{pid: opts.PID, noTracking: opts.noTracking, inStop: opts.inStop}
 	switch opts.PreCopy {
 	case "", PreCopyOn:
 		nat.preCopy = true

@@ -97,6 +97,7 @@ type nativeOptions struct {
 	// noTracking, if set, is the reason write tracking is treated as
 	// unavailable (tests of the fallback).
 	noTracking string
+	inStop     func(tids []int) error // see Options.inStop
 }
 
 // Pre-copy tuning: live rounds cost the process no stop, only the
@@ -149,7 +150,7 @@ func captureNative(ctx context.Context, o nativeOptions, corePath string, m *Met
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	c := &copier{pid: pid, pageSize: snap.pageSize, ar: ar, pm: pm, stats: &NativeStats{}, noTracking: o.noTracking}
+	c := &copier{pid: pid, pageSize: snap.pageSize, ar: ar, pm: pm, stats: &NativeStats{}, noTracking: o.noTracking, inStop: o.inStop}
 	defer func() {
 		if c.tr != nil {
 			c.tr.Close()
@@ -225,8 +226,9 @@ type copier struct {
 	// again.
 	bad     map[uint64]bool
 	stats   *NativeStats
-	pause   time.Duration // total time the threads were stopped
-	longest time.Duration // longest single stop
+	inStop  func(tids []int) error // see Options.inStop
+	pause   time.Duration          // total time the threads were stopped
+	longest time.Duration          // longest single stop
 	// tr tracks writes while pre-copying; nil when pre-copy is off or
 	// unavailable.
 	tr *tracker
@@ -522,6 +524,11 @@ func (c *copier) finalStop(ctx context.Context, snap *snapshot, m *Meta) (err er
 			err = rerr
 		}
 	}()
+	if c.inStop != nil {
+		if err := c.inStop(slices.Clone(st.order)); err != nil {
+			return err
+		}
+	}
 	if snap.threads, err = st.registers(); err != nil {
 		return err
 	}

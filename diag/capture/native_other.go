@@ -12,6 +12,7 @@ type nativeOptions struct {
 	pid        int
 	preCopy    bool
 	noTracking string
+	inStop     func(tids []int) error
 }
 
 func captureNative(context.Context, nativeOptions, string, *Meta) (*NativeStats, error) {
