@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 // TestMain doubles as the child process: with LISTEN_TEST_ADDR set it
@@ -56,19 +57,10 @@ func child(t *testing.T, addr string, files ...*os.File) (*exec.Cmd, string) {
 	return cmd, strings.TrimSpace(line)
 }
 
-func get(t *testing.T, url string) string {
-	t.Helper()
+// get GETs url on a fresh connection: 0 and the error text when it fails.
+func get(url string) (int, string) {
 	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return testutil.Get(context.Background(), c, url)
 }
 
 // The property wardgate up relies on: a child restarted on the inherited
@@ -91,8 +83,8 @@ func TestInheritedSocketOutlivesChild(t *testing.T) {
 	if line != "listening "+ln.Addr().String() {
 		t.Fatalf("child printed %q, want the inherited address %s", line, ln.Addr())
 	}
-	if got, want := get(t, url), fmt.Sprintf("hello from %d", first.Process.Pid); got != want {
-		t.Fatalf("got %q, want %q", got, want)
+	if code, body := get(url); code != http.StatusOK || body != fmt.Sprintf("hello from %d", first.Process.Pid) {
+		t.Fatalf("first child: %d %q", code, body)
 	}
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -101,30 +93,23 @@ func TestInheritedSocketOutlivesChild(t *testing.T) {
 
 	// No child now: the request must wait, not fail.
 	type result struct {
+		code int
 		body string
-		err  error
 	}
 	done := make(chan result, 1)
 	go func() {
-		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-		resp, err := c.Get(url)
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		done <- result{string(b), err}
+		code, body := get(url)
+		done <- result{code, body}
 	}()
 	select {
 	case r := <-done:
-		t.Fatalf("request with no child running ended before a child started: %q, %v", r.body, r.err)
+		t.Fatalf("request with no child running ended before a child started: %d %q", r.code, r.body)
 	case <-time.After(200 * time.Millisecond):
 	}
 	second, _ := child(t, "fd/3", f)
 	r := <-done
-	if want := fmt.Sprintf("hello from %d", second.Process.Pid); r.err != nil || r.body != want {
-		t.Fatalf("request made between children: %q, %v; want %q", r.body, r.err, want)
+	if want := fmt.Sprintf("hello from %d", second.Process.Pid); r.code != http.StatusOK || r.body != want {
+		t.Fatalf("request made between children: %d %q; want %q", r.code, r.body, want)
 	}
 }
 
