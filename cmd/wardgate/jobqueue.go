@@ -129,9 +129,17 @@ func runJobqueue(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 2
 	}
 	defer sink.Close()
-	if sink.StaleTempRemoved > 0 {
-		log.Info("removed unfinished writes left by a killed process (never acknowledged)", "files", sink.StaleTempRemoved)
-	}
+	// In the background: a big blob directory takes a while to walk, and
+	// the files it removes were never acknowledged.
+	go func() {
+		n, err := sink.RemoveStaleTemp(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("removing unfinished writes left by a killed process", "err", err)
+		case n > 0:
+			log.Info("removed unfinished writes left by a killed process (never acknowledged)", "files", n)
+		}
+	}()
 	q, err := jobqueue.New(s.cfg, sink, jobqueue.WithTelemetry(tel), jobqueue.WithLogger(log))
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate jobqueue: %v\n", err)

@@ -13,10 +13,10 @@
 //     files are written (metadata=skip), so the directory holds exactly the
 //     payload objects, plus KEY.<hex>.tmp files being written. A process
 //     killed in the middle of a Put leaves its temporary file behind (never
-//     acknowledged, and gocloud's List does not skip it): Open removes the
-//     ones nothing has written to for 10 minutes. A relative path is
-//     resolved against the working directory: file://./data/blobs is
-//     ./data/blobs.
+//     acknowledged, and gocloud's List does not skip it): RemoveStaleTemp
+//     removes the ones nothing has written to for 10 minutes. A relative
+//     path is resolved against the working directory: file://./data/blobs
+//     is ./data/blobs.
 //   - s3://: the AWS SDK's default request checksums (CRC32 trailers,
 //     x-amz-checksum-* headers) are turned down to "when required", which
 //     third-party S3 stores reject otherwise, unless the URL sets
@@ -46,26 +46,41 @@ import (
 type Sink struct {
 	Bucket *blob.Bucket
 	url    string
-	// StaleTempRemoved counts the unfinished writes of killed processes
-	// Open removed from a file:// directory.
-	StaleTempRemoved int
+	dir    string // of a file:// bucket
 }
 
 // staleTempAge is how long a temporary file must have gone unwritten before
-// Open takes its writer for dead: a Put writes its whole body at once.
+// RemoveStaleTemp takes its writer for dead: a Put writes its body at once.
 const staleTempAge = 10 * time.Minute
+
+// RemoveStaleTemp removes from a file:// directory the temporary files of
+// writes that a killed process never finished (see the package doc) and
+// returns how many. Other stores have none. It walks the whole directory,
+// about a second per million files: run it in the background, not before
+// serving.
+func (s *Sink) RemoveStaleTemp(ctx context.Context) (int, error) {
+	if s.dir == "" {
+		return 0, nil
+	}
+	return removeStaleTemp(ctx, s.dir, time.Now().Add(-staleTempAge))
+}
 
 // tempFile matches fileblob's temporary names: KEY.<UnixNano in hex>.tmp.
 var tempFile = regexp.MustCompile(`\.[0-9a-f]+\.tmp$`)
 
 // removeStaleTemp removes the temporary files under dir that were last
-// written before cutoff. It walks the whole directory: about a second per
-// million files, once per start.
-func removeStaleTemp(dir string, cutoff time.Time) (int, error) {
+// written before cutoff.
+func removeStaleTemp(ctx context.Context, dir string, cutoff time.Time) (int, error) {
 	removed := 0
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !tempFile.MatchString(d.Name()) {
+		if err != nil {
 			return err
+		}
+		if d.IsDir() {
+			return ctx.Err()
+		}
+		if !tempFile.MatchString(d.Name()) {
+			return nil
 		}
 		info, err := d.Info()
 		if errors.Is(err, fs.ErrNotExist) {
@@ -135,10 +150,7 @@ func Open(ctx context.Context, rawURL string) (*Sink, error) {
 	}
 	sink := &Sink{Bucket: b, url: u.Redacted()}
 	if u.Scheme == fileblob.Scheme {
-		if sink.StaleTempRemoved, err = removeStaleTemp(filepath.FromSlash(u.Path), time.Now().Add(-staleTempAge)); err != nil {
-			_ = b.Close()
-			return nil, fmt.Errorf("blobsink: BLOB_URL %q: removing unfinished writes: %w", rawURL, err)
-		}
+		sink.dir = filepath.FromSlash(u.Path)
 	}
 	return sink, nil
 }

@@ -41,9 +41,9 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 }
 
 // A process killed in the middle of a Put leaves fileblob's temporary file
-// next to where the object would have been. The next Open removes those
+// next to where the object would have been. RemoveStaleTemp removes those
 // nobody has written to for a while, and nothing else.
-func TestOpenRemovesStaleUnfinishedWrites(t *testing.T) {
+func TestRemoveStaleTemp(t *testing.T) {
 	dir := t.TempDir()
 	hour := filepath.Join(dir, "payloads/2026/11/25/18")
 	if err := os.MkdirAll(hour, 0o755); err != nil {
@@ -71,8 +71,8 @@ func TestOpenRemovesStaleUnfinishedWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s.StaleTempRemoved != 2 {
-		t.Errorf("StaleTempRemoved = %d, want 2", s.StaleTempRemoved)
+	if n, err := s.RemoveStaleTemp(context.Background()); err != nil || n != 2 {
+		t.Errorf("RemoveStaleTemp = %d, %v; want 2", n, err)
 	}
 	for name, age := range files {
 		_, err := os.Stat(filepath.Join(hour, name))

@@ -241,3 +241,46 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+// TestStartRemovesStaleUnfinishedWrites: a job queue killed mid-PUT on a
+// file:// store leaves KEY.<hex>.tmp beside the objects. The next process on
+// that directory removes the stale ones in the background and says so;
+// objects and a live writer's fresh temp file stay.
+func TestStartRemovesStaleUnfinishedWrites(t *testing.T) {
+	blobs := filepath.Join(t.TempDir(), "blobs")
+	hour := filepath.Join(blobs, "payloads", "2026", "11", "25", "18")
+	if err := os.MkdirAll(hour, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(hour, "vm-1-3.ndjson.gz.18eb5c87cb2a5f2b.tmp")
+	fresh := filepath.Join(hour, "vm-2-4.ndjson.gz.18eb5c87cb2a5f2c.tmp")
+	object := filepath.Join(hour, "vm-1-2.ndjson.gz")
+	for _, f := range []string{stale, fresh, object} {
+		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	for _, f := range []string{stale, object} {
+		if err := os.Chtimes(f, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := start(t, []string{"BLOB_URL=file://" + blobs})
+	testutil.Eventually(context.Background(), t, time.Minute, 20*time.Millisecond, "the removal logged", func() (bool, string) {
+		for line := range strings.Lines(p.Stderr.String()) {
+			if strings.Contains(line, "removed unfinished writes") && strings.Contains(line, `"files":1`) {
+				return true, ""
+			}
+		}
+		return false, p.Stderr.String()
+	})
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temp file still there: %v", err)
+	}
+	for _, f := range []string{fresh, object} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
