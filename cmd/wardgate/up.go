@@ -30,7 +30,8 @@ Runs the whole stack on this machine: a gateway on --listen in front of
 --jobqueues job-queue processes on free loopback ports, each a supervised
 child process of this one. up holds every child's ports for its whole life,
 so a restarted child gets the same ones: the gateway's sockets are passed to
-it as fd/3 and fd/4 (clients connecting while it restarts wait, not refused);
+it as fd/3 and fd/4 (clients connecting while it restarts wait, not refused;
+in a crash loop's backoff of 1s or more up answers them 503 + Retry-After);
 a job queue's ports are reserved and refuse while it is down (the gateway
 retries on another job queue). When everything answers, up prints one row per
 process: service, pid, public URL and the full URL of its /metrics (every
@@ -206,9 +207,17 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 	// public one first, so a taken port fails clearly before anything starts.
 	socks := &heldSockets{}
 	defer socks.Close()
-	gwPub, gwPublic, err := socks.bind(ctx, cfg.listen)
+	gwPubLn, gwPub, err := socks.bind(ctx, cfg.listen)
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
+	}
+	gwPublic := gwPubLn.Addr().String()
+	// Through a short restart the gateway's clients wait in the accept
+	// queue; through a crash loop's long backoff up answers them 503 with
+	// Retry-After itself rather than let them hang for seconds.
+	standIn, err := supervisor.NewStandIn(gwPubLn, "gateway", log)
+	if err != nil {
+		return err
 	}
 
 	// up's own telemetry and admin listener: the supervisor's metrics, and
@@ -231,6 +240,17 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 	}
 	hooks := newPostmortemHooks(log)
 	sup, err := supervisor.New(supervisor.Options{
+		OnEvent: func(e supervisor.Event) {
+			if e.Service != "gateway" {
+				return
+			}
+			switch {
+			case e.Kind == supervisor.EventRestarting && e.Delay >= standInAfter:
+				standIn.Start(e.Delay)
+			case e.Kind == supervisor.EventStarted:
+				standIn.Stop()
+			}
+		},
 		DataDir:       data,
 		Logger:        log,
 		MeterProvider: tel.MeterProvider,
@@ -281,6 +301,7 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		defer cancel()
 		// Once a child closes its listener on stop, its port must refuse,
 		// not queue connections that nobody will accept.
+		standIn.Stop()
 		socks.Close()
 		if serr := sup.Shutdown(sctx); serr != nil {
 			err = errors.Join(err, serr)
@@ -324,10 +345,11 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		targets = append(targets, "http://"+pub)
 	}
 
-	gwAdm, gwAdmin, err := socks.bind(ctx, "127.0.0.1:0")
+	gwAdmLn, gwAdm, err := socks.bind(ctx, "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
+	gwAdmin := gwAdmLn.Addr().String()
 	gwDir := filepath.Join(data, "run", "gateway")
 	if err := os.MkdirAll(gwDir, 0o700); err != nil {
 		return fmt.Errorf("gateway dir: %w", err)
@@ -434,20 +456,20 @@ func (h *heldSockets) reserve() (string, error) {
 	return r.Addr(), nil
 }
 
-// bind listens on addr and returns the socket's file to pass to a child
-// and the address it is bound to (the port picked when addr's is 0).
-func (h *heldSockets) bind(ctx context.Context, addr string) (*os.File, string, error) {
+// bind listens on addr and returns up's listener (its Addr is the port
+// picked when addr's is 0) and a copy of the socket to pass to a child.
+func (h *heldSockets) bind(ctx context.Context, addr string) (net.Listener, *os.File, error) {
 	ln, err := listen.Listen(ctx, addr)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	f, err := listen.File(ln)
 	if err != nil {
 		_ = ln.Close()
-		return nil, "", err
+		return nil, nil, err
 	}
 	h.lns, h.files = append(h.lns, ln), append(h.files, f)
-	return f, ln.Addr().String(), nil
+	return ln, f, nil
 }
 
 // Close closes up's copies and reservations; children keep their own
@@ -462,6 +484,11 @@ func (h *heldSockets) Close() {
 	}
 	h.lns, h.files, h.reserved = nil, nil, nil
 }
+
+// standInAfter is the shortest restart backoff during which up answers the
+// gateway's clients itself (503, Retry-After) instead of queueing them: the
+// first restarts of a crash (100ms, 200ms, ...) stay invisible but slow.
+const standInAfter = time.Second
 
 // inheritedFD is the listen address of a child's ExtraFiles[i].
 func inheritedFD(i int) string { return "fd/" + strconv.Itoa(3+i) }

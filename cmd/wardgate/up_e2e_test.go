@@ -582,3 +582,68 @@ func TestUpWatchdogCapturesStuckCrash(t *testing.T) {
 		t.Fatalf("up exited %d, want 0", code)
 	}
 }
+
+// TestUpAnswers503ThroughAGatewayCrashLoop: clients of a gateway in a crash
+// loop must not hang in the accept queue for the whole backoff. Once a
+// restart is scheduled a second or more away, up answers on the gateway's
+// socket itself: 503, Retry-After, the reason. When the gateway is back,
+// requests go through again.
+func TestUpAnswers503ThroughAGatewayCrashLoop(t *testing.T) {
+	u := startUp(t, "--jobqueues", "1")
+	gw := u.rows["gateway"].public
+	pid := u.rows["gateway"].pid
+	seen := map[float64]bool{float64(pid): true} // every gateway pid so far
+	newGateway := func(m map[string]any) bool {
+		return m["msg"] == "child started" && m["child"] == "gateway" && !seen[m["pid"].(float64)]
+	}
+	restarts := func() []map[string]any {
+		var out []map[string]any
+		for _, m := range u.stderr.upLogs() {
+			if m["msg"] == "restarting child" && m["child"] == "gateway" {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	// Backoff doubles from 100ms: kill each new gateway until a restart is
+	// scheduled at least 3s away, time enough to ask it on a slow machine.
+	for kills := 1; ; kills++ {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		var delay time.Duration
+		testutil.Eventually(context.Background(), t, upWait, 20*time.Millisecond, "restart scheduled", func() (bool, string) {
+			rs := restarts()
+			if len(rs) < kills {
+				return false, fmt.Sprintf("%d restarts logged", len(rs))
+			}
+			d, err := time.ParseDuration(rs[kills-1]["after"].(string))
+			delay = d
+			return err == nil, fmt.Sprint(err)
+		})
+		if delay >= 3*time.Second {
+			break
+		}
+		started := u.waitLog("gateway restart", newGateway)
+		pid = int(started["pid"].(float64))
+		seen[started["pid"].(float64)] = true
+		waitOK(t, u.rows["gateway"].metrics) // up and serving before the next kill
+	}
+
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(gw + "/v1/payloads")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	retry, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusServiceUnavailable || retry < 1 || !strings.Contains(string(body), "gateway restarting") {
+		t.Fatalf("during a %v backoff: %d Retry-After %q %s; want 503 from up with Retry-After", "≥3s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+
+	u.waitLog("gateway back", newGateway)
+	testutil.Eventually(context.Background(), t, upWait, 50*time.Millisecond, "a POST through the restarted gateway", func() (bool, string) {
+		code := postCollection(t, gw, []string{"back"})
+		return code == http.StatusAccepted, fmt.Sprint(code)
+	})
+}
