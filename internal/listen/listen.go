@@ -22,6 +22,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -116,7 +117,14 @@ func Reserve(host string) (*Reservation, error) {
 	if ip == nil {
 		return nil, fmt.Errorf("reserve a port: %q is not an IPv4 address", host)
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	// Close-on-exec set under ForkLock, as package net does where
+	// SOCK_CLOEXEC is missing: the children must not inherit it.
+	syscall.ForkLock.RLock()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err == nil {
+		unix.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("reserve a port: %w", err)
 	}
