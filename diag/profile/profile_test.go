@@ -239,8 +239,12 @@ func TestDiffGoroutineLeak(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	_ = d.WriteText(&buf)
-	if d.Delta < 500 {
-		t.Fatalf("total delta %d, want >= 500:\n%s", d.Delta, buf.String())
+	// The total also counts goroutines that come and go between the two
+	// fetches (the test server's connection goroutine from the first one
+	// can be gone by the second: CI saw +499); leakyFn's own +500 is
+	// checked exactly below.
+	if d.Delta < 490 {
+		t.Fatalf("total delta %d, want about +500:\n%s", d.Delta, buf.String())
 	}
 	var found bool
 	for _, e := range d.Grew {
