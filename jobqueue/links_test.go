@@ -4,46 +4,17 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
-	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/wardgate/wardgate/internal/testutil"
 	"github.com/wardgate/wardgate/jobqueue"
 	"github.com/wardgate/wardgate/telemetry"
 )
-
-// spanStore is an OTLP/HTTP receiver that keeps every exported span.
-type spanStore struct {
-	mu    sync.Mutex
-	spans []*tracepb.Span
-}
-
-func (s *spanStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(r.Body)
-	var req coltrace.ExportTraceServiceRequest
-	if err == nil {
-		err = proto.Unmarshal(b, &req)
-	}
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	s.mu.Lock()
-	for _, rs := range req.ResourceSpans {
-		for _, ss := range rs.ScopeSpans {
-			s.spans = append(s.spans, ss.Spans...)
-		}
-	}
-	s.mu.Unlock()
-	w.Header().Set("Content-Type", "application/x-protobuf")
-}
 
 // Under a ratio sampler, every sampled request must lead to the batch that
 // stored it: its PRODUCER span is exported, and an exported CONSUMER span
@@ -52,7 +23,7 @@ func (s *spanStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // sampler could see at start). Setup's real pipeline from OTEL_* variables,
 // exported over OTLP/HTTP.
 func TestEverySampledRequestReachesItsBatch(t *testing.T) {
-	store := &spanStore{}
+	store := &testutil.OTLPReceiver{}
 	srv := httptest.NewServer(store)
 	defer srv.Close()
 	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
@@ -94,12 +65,13 @@ func TestEverySampledRequestReachesItsBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	store.mu.Lock()
-	defer store.mu.Unlock()
+	if errs := store.Errors(); len(errs) > 0 {
+		t.Fatalf("receiver errors: %v", errs)
+	}
 	producers := map[string]string{} // trace ID -> exported PRODUCER span ID
 	links := map[string]string{}     // linked trace ID -> linked span ID
 	consumers := 0
-	for _, s := range store.spans {
+	for _, s := range store.Spans() {
 		switch s.Kind {
 		case tracepb.Span_SPAN_KIND_PRODUCER:
 			producers[hex.EncodeToString(s.TraceId)] = hex.EncodeToString(s.SpanId)

@@ -13,15 +13,13 @@ import (
 	"os/exec"
 	"runtime/pprof"
 	"strings"
-	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/wardgate/wardgate/internal/testutil"
 	"github.com/wardgate/wardgate/telemetry"
 )
 
@@ -170,53 +168,13 @@ func TestSetupRejectsUnknownExporters(t *testing.T) {
 	}
 }
 
-// otlpReceiver is a minimal OTLP/HTTP trace endpoint: it decodes what the
-// real exporter sends and keeps the span IDs.
-type otlpReceiver struct {
-	mu    sync.Mutex
-	spans map[string]string // span ID -> name
-	errs  []string
-}
-
-func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(r.Body)
-	var req coltrace.ExportTraceServiceRequest
-	if err == nil {
-		err = proto.Unmarshal(b, &req)
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if r.URL.Path != "/v1/traces" || err != nil {
-		o.errs = append(o.errs, r.Method+" "+r.URL.Path+": "+errString(err))
-		http.Error(w, "bad", http.StatusBadRequest)
-		return
-	}
-	for _, rs := range req.ResourceSpans {
-		for _, ss := range rs.ScopeSpans {
-			for _, s := range ss.Spans {
-				o.spans[trace.SpanID(s.SpanId).String()] = s.Name
-			}
-		}
-	}
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	b, _ = proto.Marshal(&coltrace.ExportTraceServiceResponse{})
-	_, _ = w.Write(b)
-}
-
-func errString(err error) string {
-	if err == nil {
-		return "unexpected path"
-	}
-	return err.Error()
-}
-
 // OTEL_TRACES_SAMPLER=parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG
 // reaches the SDK: root spans are sampled exactly when their trace ID falls
 // under the ratio, children follow their parent, and exactly the sampled
 // spans reach the OTLP endpoint by Shutdown.
 func TestSetupSamplerFromEnvExportsOTLP(t *testing.T) {
 	clearOTEL(t)
-	recv := &otlpReceiver{spans: map[string]string{}}
+	recv := &testutil.OTLPReceiver{}
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
 	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
@@ -268,16 +226,18 @@ func TestSetupSamplerFromEnvExportsOTLP(t *testing.T) {
 	if err := tel.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown (flush to OTLP): %v", err)
 	}
-	recv.mu.Lock()
-	defer recv.mu.Unlock()
-	if len(recv.errs) > 0 {
-		t.Fatalf("receiver errors: %v", recv.errs)
+	if errs := recv.Errors(); len(errs) > 0 {
+		t.Fatalf("receiver errors: %v", errs)
 	}
-	if len(recv.spans) != len(want) {
-		t.Errorf("OTLP endpoint got %d spans, want the %d sampled ones", len(recv.spans), len(want))
+	got := map[string]string{} // span ID -> name
+	for _, s := range recv.Spans() {
+		got[trace.SpanID(s.SpanId).String()] = s.Name
+	}
+	if len(got) != len(want) {
+		t.Errorf("OTLP endpoint got %d spans, want the %d sampled ones", len(got), len(want))
 	}
 	for id := range want {
-		if _, ok := recv.spans[id]; !ok {
+		if _, ok := got[id]; !ok {
 			t.Errorf("sampled span %s never reached the OTLP endpoint", id)
 		}
 	}
