@@ -7,6 +7,7 @@ import (
 
 func diagCommands() map[string]command {
 	return map[string]command{
+		"triage":      {"one report of a live process: findings first (deadlock, leak, hung I/O, hot code, growth), every sample saved", runDiagTriage},
 		"capture":     {"write a core + bundle of a live process (native low-pause or gcore)", runDiagCapture},
 		"analyze":     {"post-mortem report (Markdown or JSON) from a bundle or a core, driven by delve", runDiagAnalyze},
 		"profile":     {"capture a pprof profile from an admin URL and print its top; 'profile diff' compares two", runDiagProfile},

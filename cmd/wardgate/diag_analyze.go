@@ -12,6 +12,9 @@ import (
 	"github.com/wardgate/wardgate/diag/analyze"
 )
 
+// appFlagHelp documents --app, shared by every diag command with findings.
+const appFlagHelp = "import-path `PREFIX` of application code, which findings name (repeatable; default: the executable's main module;\npackage main always counts). Narrow it to one service of a monorepo, or widen it to your company's libraries"
+
 // stringList is a repeatable string flag.
 type stringList []string
 
@@ -45,12 +48,18 @@ func runDiagAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer
 	out := fs.String("out", "", "write the report to this file instead of stdout")
 	maxGroups := fs.Int("max-groups", 50, "at most this many goroutine groups in the report")
 	dlv := fs.String("dlv", "", "the dlv binary for --script (default: dlv on PATH, then $GOPATH/bin/dlv)")
+	var app stringList
+	fs.Var(&app, "app", appFlagHelp)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage:
   wardgate diag analyze BUNDLE_DIR [flags]
   wardgate diag analyze CORE --exe BIN [flags]
 
-Post-mortem report of a Go core dump: Go version and build, why it stopped
+Post-mortem report of a Go core dump. It opens with Findings: what is wrong
+(crash, deadlock, stuck lock, leak, hung I/O, stuck queue), ranked, each
+naming the first application frame (function, file:line), the goroutines
+and how long they waited; idle-by-design goroutines fold into one line.
+Then the evidence: Go version and build, why it stopped
 (signal, fatal error or panic), goroutines by state and grouped by identical
 stack (count, wait reason, longest wait, pprof labels), the crashing
 goroutine with source lines and locals, the wardgate job queue's depth,
@@ -111,6 +120,7 @@ Flags:
 	opts.MaxGroups = *maxGroups
 	opts.DlvPath = *dlv
 	opts.TraceURLTemplate = os.Getenv("TRACE_URL_TEMPLATE")
+	opts.App = app
 
 	rep, err := analyze.Run(ctx, opts)
 	if err != nil {

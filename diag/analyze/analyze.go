@@ -36,6 +36,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/wardgate/wardgate/diag/findings"
 )
 
 // Options says what to analyze and how.
@@ -57,6 +59,9 @@ type Options struct {
 	// MaxGroups caps the goroutine groups in the report (0: 50). The groups
 	// left out are counted.
 	MaxGroups int
+	// App are the application's import-path prefixes (--app); empty means
+	// the executable's main module. Findings name application frames.
+	App []string
 }
 
 // Report is the post-mortem result. WriteMarkdown and WriteJSON render it.
@@ -67,13 +72,21 @@ type Report struct {
 	// AnalysisSeconds is how long Run took, core loading included.
 	AnalysisSeconds float64 `json:"analysis_seconds"`
 
+	// Findings are the ranked verdicts, most suspicious first (package
+	// findings); Idle counts the goroutines folded as waiting by design.
+	Findings []findings.Finding `json:"findings"`
+	Idle     *findings.Idle     `json:"idle,omitempty"`
+	// App are the import-path prefixes taken for application code.
+	App []string `json:"app"`
+
 	Build Build `json:"build"`
 	Stop  Stop  `json:"stop"`
 
 	Goroutines int          `json:"goroutines"`
 	States     []StateCount `json:"states"`
 	// Groups are goroutines with identical stacks, most diagnostic first:
-	// the crashing goroutine, then groups running user code by size.
+	// those the findings name, in their order, then groups running
+	// application code by size, then the idle ones.
 	Groups        []Group `json:"groups"`
 	GroupsOmitted int     `json:"groups_omitted,omitempty"`
 
@@ -141,8 +154,8 @@ type Group struct {
 	Count      int    `json:"count"`
 	State      string `json:"state"`
 	WaitReason string `json:"wait_reason,omitempty"`
-	// Culprit is the topmost frame outside the runtime and standard
-	// library: the code to look at.
+	// Culprit is the topmost application frame (else the topmost frame
+	// outside the runtime and standard library): the code to look at.
 	Culprit   string  `json:"culprit"`
 	Frames    []Frame `json:"frames"`
 	CreatedBy *Frame  `json:"created_by,omitempty"`
@@ -156,6 +169,10 @@ type Group struct {
 	GoroutineIDs []int64             `json:"goroutine_ids"`
 	Crashing     bool                `json:"crashing,omitempty"`
 	System       bool                `json:"system,omitempty"`
+	// Ref is how findings refer to the group ("group 3").
+	Ref string `json:"ref"`
+	// Idle says why the group waits by design, if it does.
+	Idle string `json:"idle,omitempty"`
 }
 
 // Goroutine is one goroutine in detail.

@@ -14,6 +14,8 @@ import (
 	"github.com/go-delve/delve/pkg/proc"
 	"github.com/go-delve/delve/pkg/proc/core"
 	"github.com/go-delve/delve/service/api"
+
+	"github.com/wardgate/wardgate/diag/findings"
 )
 
 // maxLabelValues caps the distinct values kept per label key and group.
@@ -43,6 +45,7 @@ func analyzeCore(ctx context.Context, opts Options, r *Report) error {
 		threadG: map[int64]*proc.G{},
 		delveGs: map[int]*proc.G{},
 		funcs:   map[uint64]string{},
+		cls:     findings.NewClassifier(r.Build.MainModule, opts.App),
 	}
 	defer a.mem.close()
 	if r.Build.GoVersion == "" {
@@ -180,14 +183,8 @@ func analyzeCore(ctx context.Context, opts Options, r *Report) error {
 	// thread; the goroutine that happened to run there is not the culprit.
 	promote := !externalSignal(r.Stop.Fatal)
 	sort.Slice(all, func(i, j int) bool { return all[i].before(all[j], r.Stop.Goroutine, promote) })
-	for i, acc := range all {
-		if i >= opts.MaxGroups {
-			r.GroupsOmitted = len(all) - opts.MaxGroups
-			break
-		}
-		r.Groups = append(r.Groups, acc.group(a.src, i < 5))
-	}
 	r.JobQueue = a.jobQueue(gs)
+	a.rank(r, all, opts)
 	r.Traces = traceLinks(traceCount, opts.TraceURLTemplate)
 	return nil
 }
@@ -204,6 +201,7 @@ type analysis struct {
 	threadG map[int64]*proc.G
 	delveGs map[int]*proc.G
 	funcs   map[uint64]string // function name by entry-relative PC lookups
+	cls     *findings.Classifier
 }
 
 // goroutinesFromDelve lists goroutines through delve when the runtime.g
@@ -554,11 +552,12 @@ func (a *analysis) detail(g *proc.G, warnings *[]string) *Goroutine {
 		d.Frames[i].Source = a.src.line(d.Frames[i].File, d.Frames[i].Line)
 	}
 	top := -1
+	ff := make([]findings.Frame, len(d.Frames))
 	for i, f := range d.Frames {
-		if isUserFunc(f.Function) {
-			top = i
-			break
-		}
+		ff[i] = findings.Frame{Function: f.Function, File: f.File, Line: f.Line}
+	}
+	if ci := a.cls.Culprit(ff); ci >= 0 && !strings.HasPrefix(ff[ci].Function, "runtime.") {
+		top = ci
 	}
 	if top < 0 {
 		for i, f := range d.Frames {

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/wardgate/wardgate/diag/findings"
 )
 
 // WriteMarkdown renders the report for humans (the default output of
@@ -16,6 +18,11 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
 
 	p("# Post-mortem report\n\n")
+	res := findings.Result{Findings: r.Findings, Idle: r.Idle}
+	if err := res.WriteText(bw, true); err != nil {
+		return fmt.Errorf("analyze: write markdown: %w", err)
+	}
+	p("Application code: %s\n\n", strings.Join(r.App, ", "))
 	p("- core: `%s`\n- executable: `%s`\n", r.Core, r.Exe)
 	p("- Go: %s", r.Build.GoVersion)
 	if r.Build.MainModule != "" {
@@ -79,7 +86,14 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		if g.Crashing {
 			mark = " — CRASHING"
 		}
-		p("### %d. %d × %s in %s%s\n\n", i+1, g.Count, stateText(g.State, g.WaitReason), g.Culprit, mark)
+		if g.Idle != "" {
+			mark += " (idle: " + g.Idle + ")"
+		}
+		ref := g.Ref
+		if ref == "" {
+			ref = fmt.Sprintf("group %d", i+1)
+		}
+		p("### %s%s: %d × %s in %s%s\n\n", strings.ToUpper(ref[:1]), ref[1:], g.Count, stateText(g.State, g.WaitReason), g.Culprit, mark)
 		if g.LongestWaitSeconds != nil {
 			p("- longest wait: ≥ %s\n", (time.Duration(*g.LongestWaitSeconds * float64(time.Second))).Round(time.Second))
 		} else if g.State == "waiting" {

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/wardgate/wardgate/diag/triage"
+)
+
+// Exit codes of `diag triage`, for scripts and alerting.
+const (
+	triageNothing  = 0
+	triageFindings = 1
+	triageUsage    = 2
+)
+
+// runDiagTriage is `wardgate diag triage`: the 3 a.m. command.
+func runDiagTriage(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wardgate diag triage", flag.ContinueOnError)
+	target := fs.String("target", "", "admin URL of the process, e.g. http://127.0.0.1:6060")
+	pid := fs.Int("pid", 0, "pid of the process (its admin listener is found from its listening ports)")
+	pidFile := fs.String("pid-file", "", "read the pid from `FILE` (under wardgate up: DATA/run/<service>/pid)")
+	interval := fs.Duration("interval", 5*time.Second, "time between the two samples; the CPU profile covers it")
+	core := fs.Bool("core", false, "also capture a core (wardgate diag capture, method auto) and add its analysis")
+	out := fs.String("out", "", "bundle directory for everything saved (default ./wardgate-triage-<UTC time>)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
+	var app stringList
+	fs.Var(&app, "app", appFlagHelp)
+	fs.Usage = usageFunc(fs, `Usage: wardgate diag triage --target ADMIN_URL | --pid PID | --pid-file FILE
+                           [--interval 5s] [--core] [--out DIR] [--json] [--app PREFIX]...
+
+One command for "this process is stuck, slow, leaking or growing": takes the
+goroutines (dump with states and wait times, and the profile with trace_id
+labels), a heap profile right after a GC and /metrics, then a CPU profile for
+--interval, then the same samples again, and prints one report:
+
+  Findings   ranked, most suspicious first: deadlock, stuck-lock, leak,
+             hung-io, stuck-queue, cpu, memory-growth (and crash, with --core
+             on a crashing process), each naming the application function,
+             file:line, the goroutines, how long, and trace IDs
+  Groups     the goroutine groups the findings refer to
+  Saved      every file, in a bundle directory (0700, files 0600)
+
+Progress goes to stderr. TRACE_URL_TEMPLATE turns trace IDs into links.
+Exit codes: 0 nothing found, 1 findings, 2 usage or target error.
+`, "docs/runbooks/triage.md")
+	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
+		return code
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "wardgate diag triage: "+format+"\n", a...)
+		return triageUsage
+	}
+	if fs.NArg() > 0 {
+		return fail("unexpected argument %q", fs.Arg(0))
+	}
+	n := 0
+	for _, set := range []bool{*target != "", *pid != 0, *pidFile != ""} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return fail("give the process: --target ADMIN_URL, --pid PID or --pid-file FILE")
+	case n > 1 && !(*target != "" && n == 2 && (*pid != 0 || *pidFile != "")):
+		return fail("--pid and --pid-file are exclusive")
+	case *interval < time.Second:
+		return fail("--interval must be at least 1s")
+	}
+	if *pidFile != "" {
+		p, err := triage.ReadPIDFile(*pidFile)
+		if err != nil {
+			return fail("%v", err)
+		}
+		*pid = p
+	}
+	if *pid < 0 {
+		return fail("--pid must be positive")
+	}
+	rep, err := triage.Run(ctx, triage.Options{
+		Target: *target, PID: *pid, Token: *token, Interval: *interval, Core: *core, OutDir: *out,
+		App: app, TraceURLTemplate: os.Getenv("TRACE_URL_TEMPLATE"), Progress: stderr,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		if errors.Is(err, triage.ErrTarget) {
+			return fail("%v", err)
+		}
+		fmt.Fprintf(stderr, "wardgate diag triage: %v\n", err)
+		return triageUsage
+	}
+	if *asJSON {
+		err = writeJSON(stdout, rep)
+	} else {
+		err = rep.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag triage: %v\n", err)
+		return triageUsage
+	}
+	if len(rep.Findings) > 0 {
+		return triageFindings
+	}
+	return triageNothing
+}

@@ -1,0 +1,164 @@
+package analyze
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/wardgate/wardgate/diag/findings"
+)
+
+// rank runs the findings detectors over every group (all, in the report's
+// default order), puts the groups the findings name first, folds the idle
+// ones last, and fills r.Groups, r.Findings and r.Idle.
+func (a *analysis) rank(r *Report, all []*groupAcc, opts Options) {
+	r.App = a.cls.App()
+	snap := &findings.Snapshot{Total: 0}
+	for i, acc := range all {
+		g := findings.Group{
+			Ref: "#" + strconv.Itoa(i), Count: acc.count, State: acc.state, WaitReason: acc.reason,
+			Frames: toFindingFrames(acc.frames), IDs: acc.ids, Crashing: acc.crashing,
+		}
+		if acc.createdBy != nil {
+			g.CreatedBy = &findings.Frame{Function: acc.createdBy.Function, File: acc.createdBy.File, Line: acc.createdBy.Line}
+		}
+		if acc.hasWait {
+			g.WaitSeconds = acc.longest
+		}
+		if len(acc.labels) > 0 {
+			g.Labels = map[string][]string{}
+			for k, vals := range acc.labels {
+				for v := range vals {
+					g.Labels[k] = append(g.Labels[k], v)
+				}
+				sort.Strings(g.Labels[k])
+			}
+		}
+		snap.Groups = append(snap.Groups, g)
+		snap.Total += acc.count
+	}
+
+	var res findings.Result
+	if cr := a.crash(r, all); cr != nil {
+		res.Merge(findings.CrashFinding(a.cls, cr, snap, opts.TraceURLTemplate))
+	}
+	var q *findings.Queue
+	if jq := r.JobQueue; jq.Found && jq.Depth != nil && jq.Capacity != nil && jq.BusyWorkers != nil && jq.Workers != nil {
+		q = &findings.Queue{Depth: *jq.Depth, Capacity: *jq.Capacity, Busy: *jq.BusyWorkers, Workers: *jq.Workers, Source: "the core (" + jq.Source + ")"}
+	}
+	res.Merge(findings.Goroutines(a.cls, snap, findings.GoroutineOptions{TraceURL: opts.TraceURLTemplate, Queue: q}))
+	if r.Crashing != nil {
+		// The crash finding points at the crashing goroutine's section.
+		for i := range res.Findings {
+			if res.Findings[i].Kind == findings.KindCrash && res.Findings[i].Ref == "" {
+				res.Findings[i].Ref = "the crashing goroutine"
+			}
+		}
+	}
+
+	// Order: groups named by findings first, then the rest as before with
+	// the idle ones last.
+	type item struct {
+		acc  *groupAcc
+		g    *findings.Group
+		rank int
+		idle string
+	}
+	items := make([]item, len(all))
+	byRef := map[string]int{}
+	for i := range all {
+		items[i] = item{acc: all[i], g: &snap.Groups[i], rank: 1 << 30, idle: a.cls.IdleReason(&snap.Groups[i])}
+		byRef[snap.Groups[i].Ref] = i
+	}
+	for k, f := range res.Findings {
+		if i, ok := byRef[f.Ref]; ok && items[i].rank > k {
+			items[i].rank = k
+		}
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		x, y := items[i], items[j]
+		if x.rank != y.rank {
+			return x.rank < y.rank
+		}
+		if x.acc.crashing != y.acc.crashing {
+			return x.acc.crashing
+		}
+		return (x.idle == "") && (y.idle != "")
+	})
+	newRef := map[string]string{}
+	for k, it := range items {
+		ref := "group " + strconv.Itoa(k+1)
+		newRef[it.g.Ref] = ref
+		if k >= opts.MaxGroups {
+			r.GroupsOmitted = len(items) - opts.MaxGroups
+			continue
+		}
+		g := it.acc.group(a.src, k < 5)
+		g.Ref, g.Idle = ref, it.idle
+		if ci := a.cls.Culprit(it.g.Frames); ci >= 0 {
+			g.Culprit = it.g.Frames[ci].Function
+		}
+		r.Groups = append(r.Groups, g)
+	}
+	for i := range res.Findings {
+		if strings.HasPrefix(res.Findings[i].Ref, "#") {
+			res.Findings[i].Ref = newRef[res.Findings[i].Ref]
+		}
+	}
+	r.Findings, r.Idle = res.Findings, res.Idle
+	if r.Findings == nil {
+		r.Findings = []findings.Finding{}
+	}
+	r.Warnings = append(r.Warnings, res.Notes...)
+}
+
+// crash is the crash to report, nil when the process did not crash (a live
+// capture, or a signal an operator sent).
+func (a *analysis) crash(r *Report, all []*groupAcc) *findings.Crash {
+	st := r.Stop
+	if st.Fatal != "" && externalSignal(st.Fatal) {
+		return nil
+	}
+	if st.Fatal == "" && !faultSignal(st.Signal) {
+		return nil
+	}
+	cr := &findings.Crash{Text: st.Fatal, Signal: st.SignalName, GoroutineID: st.Goroutine}
+	if c := r.Crashing; c != nil {
+		cr.GoroutineID = c.ID
+		cr.Frames = toFindingFrames(c.Frames)
+		cr.Labels = c.Labels
+		cr.LocalsFrame = c.LocalsFrame
+		for _, v := range c.Locals {
+			val := v.Value
+			if len(val) > 80 {
+				val = val[:80] + "..."
+			}
+			cr.Locals = append(cr.Locals, fmt.Sprintf("%s %s = %s", v.Name, v.Type, val))
+		}
+		if len(c.Locals) == 0 && c.LocalsFrame != "" {
+			cr.LocalsNote = "none readable in " + c.LocalsFrame + " (optimized away, or not in the core)"
+		}
+	} else {
+		cr.LocalsNote = "no crashing goroutine found in the core"
+	}
+	return cr
+}
+
+// faultSignal reports whether a core was written on a signal that means
+// the process crashed (rather than a capture, which has none).
+func faultSignal(sig int) bool {
+	switch sig {
+	case 4, 5, 6, 7, 8, 11, 31: // ILL, TRAP, ABRT, BUS, FPE, SEGV, SYS
+		return true
+	}
+	return false
+}
+
+func toFindingFrames(fs []Frame) []findings.Frame {
+	out := make([]findings.Frame, len(fs))
+	for i, f := range fs {
+		out[i] = findings.Frame{Function: f.Function, File: f.File, Line: f.Line}
+	}
+	return out
+}

@@ -1,0 +1,133 @@
+package triage
+
+import (
+	"bufio"
+	"context"
+	"debug/buildinfo"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wardgate/wardgate/diag/profile"
+)
+
+// ErrTarget marks errors about the target itself (not found, not
+// reachable, no admin listener): the command's exit code 2.
+var ErrTarget = errors.New("target")
+
+// ReadPIDFile reads a pid file (a decimal number and optional newline).
+func ReadPIDFile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("%w: pid file: %w", ErrTarget, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("%w: pid file %s: %q is not a pid", ErrTarget, path, strings.TrimSpace(string(b)))
+	}
+	return pid, nil
+}
+
+// listeningPorts returns the loopback/any-address TCP ports pid listens on,
+// from its socket fds and /proc/net/tcp{,6}.
+func listeningPorts(pid int) ([]int, error) {
+	inodes := map[string]bool{}
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: process %d: %w", ErrTarget, pid, err)
+	}
+	for _, e := range ents {
+		l, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	var ports []int
+	for _, f := range []string{"tcp", "tcp6"} {
+		fh, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			// sl local rem st tx:rx tr:tm retr uid timeout inode
+			if len(fields) < 10 || fields[3] != "0A" || !inodes[fields[9]] {
+				continue
+			}
+			_, portHex, ok := strings.Cut(fields[1], ":")
+			if !ok {
+				continue
+			}
+			if p, err := strconv.ParseUint(portHex, 16, 16); err == nil {
+				ports = append(ports, int(p))
+			}
+		}
+		fh.Close()
+	}
+	return ports, nil
+}
+
+// FindAdmin returns the admin URL of process pid: the first of its
+// listening ports that serves /debug/pprof/ on loopback.
+func FindAdmin(ctx context.Context, pid int, token string) (string, error) {
+	ports, err := listeningPorts(pid)
+	if err != nil {
+		return "", err
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	var tried []string
+	for _, p := range ports {
+		u := fmt.Sprintf("http://127.0.0.1:%d", p)
+		tried = append(tried, strconv.Itoa(p))
+		if _, err := profile.Get(ctx, client, u+"/debug/pprof/cmdline", token); err == nil {
+			return u, nil
+		} else if errors.Is(err, profile.ErrUnauthorized) {
+			return "", fmt.Errorf("%w: %s/debug/pprof/ wants a token (--token or ADMIN_TOKEN): %w", ErrTarget, u, err)
+		}
+	}
+	if len(tried) == 0 {
+		return "", fmt.Errorf("%w: process %d listens on no TCP port: give its admin URL with --target", ErrTarget, pid)
+	}
+	return "", fmt.Errorf("%w: none of process %d's listening ports (%s) serves /debug/pprof/ on 127.0.0.1: give its admin URL with --target", ErrTarget, pid, strings.Join(tried, ", "))
+}
+
+// pidOfPort finds the local process listening on port (0 if none is
+// visible to us).
+func pidOfPort(port int) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(filepath.Base(p))
+		if err != nil {
+			continue
+		}
+		ports, err := listeningPorts(pid)
+		if err != nil {
+			continue
+		}
+		for _, x := range ports {
+			if x == port {
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+// mainModule is the main module path of pid's executable ("" if unknown).
+func mainModule(pid int) string {
+	if pid <= 0 {
+		return ""
+	}
+	bi, err := buildinfo.ReadFile(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return ""
+	}
+	return bi.Main.Path
+}
