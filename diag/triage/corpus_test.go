@@ -252,7 +252,9 @@ func triageText(r *triage.Report) func() string {
 }
 
 func payloads(kind string) func(int) string {
-	return func(i int) string { return fmt.Sprintf(`{"kind":%q,"n":%d,"id":%d,"ip":"10.0.0.%d","to":"u%d"}`, kind, i, i, i%250, i) }
+	return func(i int) string {
+		return fmt.Sprintf(`{"kind":%q,"n":%d,"id":%d,"ip":"10.0.0.%d","to":"u%d"}`, kind, i, i, i%250, i)
+	}
 }
 
 // waitGoroutines waits until the service has at least n goroutines.

@@ -72,17 +72,17 @@ type Artifact struct {
 
 // Report is the triage result.
 type Report struct {
-	Target     string            `json:"target"`
-	PID        int               `json:"pid,omitempty"`
-	MainModule string            `json:"main_module,omitempty"`
-	App        []string          `json:"app"`
-	Started    time.Time         `json:"started"`
-	Seconds    float64           `json:"seconds"`
-	Bundle     string            `json:"bundle"`
+	Target     string             `json:"target"`
+	PID        int                `json:"pid,omitempty"`
+	MainModule string             `json:"main_module,omitempty"`
+	App        []string           `json:"app"`
+	Started    time.Time          `json:"started"`
+	Seconds    float64            `json:"seconds"`
+	Bundle     string             `json:"bundle"`
 	Findings   []findings.Finding `json:"findings"`
-	Idle       *findings.Idle    `json:"idle,omitempty"`
-	Notes      []string          `json:"notes,omitempty"`
-	Goroutines int               `json:"goroutines"`
+	Idle       *findings.Idle     `json:"idle,omitempty"`
+	Notes      []string           `json:"notes,omitempty"`
+	Goroutines int                `json:"goroutines"`
 	// Groups are the goroutine groups of the second sample, those the
 	// findings refer to first.
 	Groups    []profile.DumpGroup `json:"groups"`
