@@ -15,7 +15,9 @@ import (
 
 	gpprof "github.com/google/pprof/profile"
 
+	"github.com/wardgate/wardgate/diag/findings"
 	"github.com/wardgate/wardgate/diag/profile"
+	"github.com/wardgate/wardgate/diag/triage"
 	"github.com/wardgate/wardgate/diag/watch"
 )
 
@@ -90,18 +92,21 @@ func runDiagProfile(ctx context.Context, args []string, stdout, stderr io.Writer
 	top := fs.Int("top", 20, "number of functions to print (0: all)")
 	sampleType := fs.String("sample-type", "", "sample type to rank by (default: cpu, inuse_space, alloc_space, goroutine or delay by --type)")
 	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
-	asJSON := fs.Bool("json", false, "print the top as JSON")
+	asJSON := fs.Bool("json", false, "print the findings and the top as JSON")
+	var app stringList
+	fs.Var(&app, "app", appFlagHelp)
 	fs.Usage = usageFunc(fs, `Usage: wardgate diag profile --target ADMIN_URL --type TYPE [--seconds N] [--out FILE] [--label k=v]... [--top N]
        wardgate diag profile diff BASE NEW [--top N] [--cum]
 
 Fetches /debug/pprof/<type> from a process's admin listener, saves the raw
-.pb.gz (open it later with: go tool pprof FILE) and prints the top functions
-like go tool pprof -top: flat (spent in the function itself), cum (in it
-and its callees), each as a share of the total.
+.pb.gz (open it later with: go tool pprof FILE) and prints Findings (cpu: the
+hottest application function; goroutine: leaks, stuck locks), then the top
+functions like go tool pprof -top: flat (spent in the function itself), cum
+(in it and its callees), each as a share of the total.
 
 Types and what is ranked:
   cpu        CPU time over --seconds (samples the process for that long)
-  heap       in-use bytes (as of the last GC)
+  heap       in-use bytes, right after a GC (gc=1): what is retained
   allocs     bytes allocated since the process started
   goroutine  goroutine count per stack (proto form, keeps trace_id labels)
   mutex      contended lock wait time (needs runtime.SetMutexProfileFraction)
@@ -160,12 +165,17 @@ Types and what is ranked:
 		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
 		return 1
 	}
+	res := profileFindings(findings.NewClassifier(triage.MainModule(*target, p), app), pt, p)
 	if *asJSON {
-		if err := writeJSON(stdout, map[string]any{"file": path, "type": pt, "labels": labels.String(), "top": rep}); err != nil {
+		if err := writeJSON(stdout, map[string]any{"file": path, "type": pt, "labels": labels.String(), "findings": nonNil(res.Findings), "notes": res.Notes, "top": rep}); err != nil {
 			fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
 			return 1
 		}
 		return 0
+	}
+	if err := res.WriteText(stdout, false); err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
+		return 1
 	}
 	fmt.Fprintf(stdout, "Saved %s (%d bytes). Explore: go tool pprof -http=: %s\n", path, len(raw), path)
 	if len(labels) > 0 {
@@ -176,6 +186,40 @@ Types and what is ranked:
 		return 1
 	}
 	return 0
+}
+
+// profileFindings judges one profile by its type (see findings).
+func profileFindings(cls *findings.Classifier, pt profile.Type, p *gpprof.Profile) findings.Result {
+	switch pt {
+	case profile.CPU:
+		return findings.CPU(cls, p)
+	case profile.Goroutine:
+		s := findings.ProfileSnapshot(p)
+		res := findings.Goroutines(cls, s, findings.GoroutineOptions{TraceURL: os.Getenv("TRACE_URL_TEMPLATE")})
+		for i := range res.Findings {
+			res.Findings[i].Ref = "" // the top below lists functions, not groups
+		}
+		return res
+	case profile.Heap:
+		return findings.Result{Notes: []string{"one heap profile shows what is retained, not what grows: take a second one later and run 'wardgate diag profile diff FIRST SECOND', or 'wardgate diag triage'"}}
+	}
+	return findings.Result{}
+}
+
+func hasSampleType(p *gpprof.Profile, t string) bool {
+	for _, st := range p.SampleType {
+		if st.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+func nonNil(fs []findings.Finding) []findings.Finding {
+	if fs == nil {
+		return []findings.Finding{}
+	}
+	return fs
 }
 
 func readProfileFile(path string) (*gpprof.Profile, error) {
@@ -197,13 +241,18 @@ func runDiagProfileDiff(args []string, stdout, stderr io.Writer) int {
 	top := fs.Int("top", 20, "functions to list in each of grew and shrank (0: all)")
 	cum := fs.Bool("cum", false, "rank by cumulative delta (names the caller: best for goroutine leaks) instead of flat delta")
 	sampleType := fs.String("sample-type", "", "sample type to compare (default: the profiles' default, e.g. cpu or inuse_space)")
-	asJSON := fs.Bool("json", false, "print the diff as JSON")
-	fs.Usage = usageFunc(fs, `Usage: wardgate diag profile diff BASE NEW [--top N] [--cum] [--sample-type T]
+	asJSON := fs.Bool("json", false, "print the findings and the diff as JSON")
+	var app stringList
+	fs.Var(&app, "app", appFlagHelp)
+	fs.Usage = usageFunc(fs, `Usage: wardgate diag profile diff BASE NEW [--top N] [--cum] [--sample-type T] [--app PREFIX]...
 
 Compares two saved profiles of the same type the way go tool pprof
 -diff_base does: BASE is scaled by -1 and merged with NEW, so what did not
-change cancels out. Prints the totals, then what grew and what shrank,
-ranked by absolute delta.
+change cancels out. Prints Findings first (goroutine profiles: the
+application location that gained goroutines, a leak; heap profiles: the
+application allocation site whose in-use bytes grew, with bytes and rate;
+CPU profiles: the hottest application function in NEW), then the totals,
+then what grew and what shrank, ranked by absolute delta.
 `, "docs/runbooks/profile.md")
 	var pos []string
 	if code, ok := parseFlags(fs, stdout, stderr, func() (err error) { pos, err = parseInterleaved(fs, args); return err }); !ok {
@@ -228,9 +277,23 @@ ranked by absolute delta.
 		fmt.Fprintf(stderr, "wardgate diag profile diff: %v\n", err)
 		return 1
 	}
+	cls := findings.NewClassifier(triage.MainModule("", newP), app)
+	var res findings.Result
+	switch {
+	case hasSampleType(newP, "goroutine"):
+		res = findings.GoroutineGrowth(cls, base, newP)
+	case hasSampleType(newP, "inuse_space"):
+		res = findings.HeapGrowth(cls, base, newP)
+	case hasSampleType(newP, "cpu"):
+		res = findings.CPU(cls, newP)
+	}
 	if *asJSON {
-		err = writeJSON(stdout, d)
-	} else {
+		err = writeJSON(stdout, struct {
+			Findings []findings.Finding `json:"findings"`
+			Notes    []string           `json:"notes,omitempty"`
+			*profile.DiffReport
+		}{nonNil(res.Findings), res.Notes, d})
+	} else if err = res.WriteText(stdout, false); err == nil {
 		err = d.WriteText(stdout)
 	}
 	if err != nil {
@@ -248,14 +311,20 @@ func runDiagGoroutines(ctx context.Context, args []string, stdout, stderr io.Wri
 	var labels labelFlags
 	fs.Var(&labels, "label", "keep only goroutines with this pprof label, key=value (repeatable), e.g. trace_id=4bf9...")
 	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
-	asJSON := fs.Bool("json", false, "print the groups as JSON")
-	fs.Usage = usageFunc(fs, `Usage: wardgate diag goroutines --target ADMIN_URL [--label k=v]... [--json]
+	asJSON := fs.Bool("json", false, "print the findings and groups as JSON")
+	var app stringList
+	fs.Var(&app, "app", appFlagHelp)
+	fs.Usage = usageFunc(fs, `Usage: wardgate diag goroutines --target ADMIN_URL [--label k=v]... [--json] [--app PREFIX]...
 
-Fetches the live goroutine profile (proto form, which keeps pprof labels)
-and groups goroutines with identical stacks, biggest group first: count,
-innermost function, the first application frame ("in ..."), the distinct
-values of each label (trace_id, span_id, http_route) and the full stack
-with file:line.
+Reads the live goroutines twice over: the text dump (debug=2: state, wait
+reason, wait time from one minute on, goroutine IDs, creator) and the proto
+profile (pprof labels: trace_id, span_id, http_route). Prints Findings first
+(deadlock, stuck lock, leak, hung I/O, each naming the application function
+and file:line), then the groups of identical stacks: those the findings name
+first, then by size, the idle-by-design ones (accept loops, idle workers,
+signal handlers, exporters, the runtime) last.
+For trends (a leak growing, a goroutine stuck across samples, CPU, heap
+growth) use 'wardgate diag triage'.
 `, "docs/runbooks/goroutines.md")
 	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
 		return code
@@ -273,18 +342,39 @@ with file:line.
 		return 2
 	}
 	client := &http.Client{Timeout: time.Minute}
-	p, _, err := profile.Fetch(ctx, *target, profile.Goroutine, profile.FetchOptions{Client: client, Token: *token})
+	fo := profile.FetchOptions{Client: client, Token: *token}
+	p, _, err := profile.Fetch(ctx, *target, profile.Goroutine, fo)
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate diag goroutines: %v\n", err)
 		return 1
 	}
-	if !profile.FilterLabels(p, labels) && len(labels) > 0 {
-		fmt.Fprintf(stderr, "wardgate diag goroutines: no goroutine has label(s) %s\n", labels.String())
+	rep := &profile.GoroutinesReport{}
+	var snap *findings.Snapshot
+	dump, err := profile.FetchDump(ctx, *target, fo)
+	if err == nil {
+		snap, err = profile.ParseDump(dump, p, time.Now())
 	}
-	rep, err := profile.Groups(p)
 	if err != nil {
-		fmt.Fprintf(stderr, "wardgate diag goroutines: %v\n", err)
-		return 1
+		// Still useful without states: group the profile itself.
+		rep.Notes = append(rep.Notes, fmt.Sprintf("no goroutine dump (%v): states and wait times unknown", err))
+		snap = findings.ProfileSnapshot(p)
+	}
+	if len(labels) > 0 {
+		if !profile.FilterLabels(p, labels) {
+			fmt.Fprintf(stderr, "wardgate diag goroutines: no goroutine has label(s) %s\n", labels.String())
+			return 1
+		}
+		profile.RestrictToProfile(snap, p)
+	}
+	cls := findings.NewClassifier(triage.MainModule(*target, p), app)
+	profile.PrepareRefs(snap)
+	res := findings.Goroutines(cls, snap, findings.GoroutineOptions{TraceURL: os.Getenv("TRACE_URL_TEMPLATE")})
+	rep.Total, rep.App = snap.Total, cls.App()
+	rep.Groups = profile.OrderGroups(cls, snap, res.Findings, 0)
+	rep.Findings, rep.Idle = res.Findings, res.Idle
+	rep.Notes = append(rep.Notes, res.Notes...)
+	if rep.Findings == nil {
+		rep.Findings = []findings.Finding{}
 	}
 	if *asJSON {
 		err = writeJSON(stdout, rep)

@@ -152,7 +152,7 @@ func TestDiagGoroutinesCLI(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
-		var rep profile.GroupsReport
+		var rep profile.GoroutinesReport
 		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 			t.Fatalf("json: %v\n%s", err, stdout)
 		}
@@ -160,7 +160,7 @@ func TestDiagGoroutinesCLI(t *testing.T) {
 		// they form one group.
 		if len(rep.Groups) == 1 && rep.Groups[0].Count == 7 {
 			g := rep.Groups[0]
-			if !strings.HasSuffix(g.Where, ".diagLabeledWait") || strings.Join(g.Labels["trace_id"], ",") != "cli-trace" {
+			if !strings.HasSuffix(g.Culprit, ".diagLabeledWait") || strings.Join(g.Labels["trace_id"], ",") != "cli-trace" || g.WaitReason != "chan receive" || len(g.IDs) != 7 {
 				t.Fatalf("group %+v", g)
 			}
 			break
@@ -174,6 +174,41 @@ func TestDiagGoroutinesCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "label trace_id: cli-trace") || !strings.Contains(stdout, "diag_profile_test.go:") {
 		t.Fatalf("text output (exit %d):\n%s", code, stdout)
 	}
+	if !strings.HasPrefix(stdout, "Findings\n") {
+		t.Fatalf("output does not open with Findings:\n%s", stdout)
+	}
+
+	// 150 goroutines blocked on a send nobody receives: a leak, named on
+	// the first finding's line, above every group.
+	stuck := make(chan int)
+	var sending atomic.Int64
+	for i := 0; i < 150; i++ {
+		go diagLeakySend(stuck, &sending)
+	}
+	defer func() {
+		for i := 0; i < 150; i++ {
+			<-stuck
+		}
+	}()
+	testutil.WaitCount(t, &sending, 150, time.Minute)
+	deadline = time.Now().Add(time.Minute)
+	for {
+		stdout, _, code = runWardgate(t, t.TempDir(), "diag", "goroutines", "--target", target)
+		lines := strings.SplitN(stdout, "\n", 3)
+		if code == 0 && len(lines) > 1 && strings.Contains(lines[1], "leak") && strings.Contains(lines[1], ".diagLeakySend") && strings.Contains(lines[1], "150 goroutine(s)") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("first finding does not name diagLeakySend (exit %d):\n%s", code, stdout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+//go:noinline
+func diagLeakySend(ch chan<- int, started *atomic.Int64) {
+	started.Add(1)
+	ch <- 1
 }
 
 func TestDiagWatchOnceCLI(t *testing.T) {

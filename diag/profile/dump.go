@@ -336,3 +336,73 @@ func WriteDumpGroups(w io.Writer, groups []DumpGroup, max int) {
 		fmt.Fprintln(w)
 	}
 }
+
+// GoroutinesReport is `diag goroutines`: findings first, then the groups.
+type GoroutinesReport struct {
+	Total    int                `json:"total"`
+	Findings []findings.Finding `json:"findings"`
+	Idle     *findings.Idle     `json:"idle,omitempty"`
+	Notes    []string           `json:"notes,omitempty"`
+	App      []string           `json:"app"`
+	Groups   []DumpGroup        `json:"groups"`
+}
+
+// WriteText prints the report: Findings, then every group.
+func (r *GoroutinesReport) WriteText(w io.Writer) error {
+	res := findings.Result{Findings: r.Findings, Idle: r.Idle, Notes: r.Notes}
+	if err := res.WriteText(w, false); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d goroutines in %d groups (identical stacks); application code: %s\n\n", r.Total, len(r.Groups), strings.Join(r.App, ", "))
+	WriteDumpGroups(w, r.Groups, 0)
+	return nil
+}
+
+// RestrictToProfile keeps the groups of s whose stack is in p (a goroutine
+// profile already filtered by labels), with p's counts and labels.
+func RestrictToProfile(s *findings.Snapshot, p *profile.Profile) {
+	type acc struct {
+		n      int
+		labels map[string][]string
+	}
+	idx, _ := SampleIndex(p, "goroutine")
+	byKey := map[string]*acc{}
+	for _, smp := range p.Sample {
+		var frames []findings.Frame
+		for _, f := range stackFrames(smp) {
+			frames = append(frames, findings.Frame{Function: f.Function, File: f.File, Line: int(f.Line)})
+		}
+		k := framesKey(trimRuntime(frames))
+		a := byKey[k]
+		if a == nil {
+			a = &acc{labels: map[string][]string{}}
+			byKey[k] = a
+		}
+		a.n += int(smp.Value[idx])
+		for lk, vs := range smp.Label {
+			for _, v := range vs {
+				if len(a.labels[lk]) < 20 && !hasString(a.labels[lk], v) {
+					a.labels[lk] = append(a.labels[lk], v)
+				}
+			}
+		}
+	}
+	kept := s.Groups[:0]
+	s.Total = 0
+	for _, g := range s.Groups {
+		a := byKey[framesKey(trimRuntime(g.Frames))]
+		if a == nil {
+			continue
+		}
+		if a.n < g.Count {
+			g.Count = a.n
+			if len(g.IDs) > a.n {
+				g.IDs = g.IDs[:a.n]
+			}
+		}
+		g.Labels = a.labels
+		s.Total += g.Count
+		kept = append(kept, g)
+	}
+	s.Groups = kept
+}

@@ -140,7 +140,13 @@ func URL(target string, typ Type, seconds int) (string, error) {
 		// per sample, which is how a goroutine is tied to its trace.
 		u.Path += "/debug/pprof/goroutine"
 		q.Set("debug", "0")
-	case Heap, Allocs, Mutex, Block:
+	case Heap:
+		// gc=1: the runtime collects garbage first, so in-use bytes are
+		// what the program retains, not what it has dropped since the
+		// last cycle.
+		u.Path += "/debug/pprof/heap"
+		q.Set("gc", "1")
+	case Allocs, Mutex, Block:
 		u.Path += "/debug/pprof/" + string(typ)
 	default:
 		return "", fmt.Errorf("unknown profile type %q", typ)

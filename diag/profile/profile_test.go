@@ -417,7 +417,7 @@ func TestURL(t *testing.T) {
 	}{
 		{"127.0.0.1:6060", profile.CPU, "http://127.0.0.1:6060/debug/pprof/profile?seconds=30"},
 		{"http://127.0.0.1:6060/", profile.Goroutine, "http://127.0.0.1:6060/debug/pprof/goroutine?debug=0"},
-		{"http://127.0.0.1:6060/debug/pprof/", profile.Heap, "http://127.0.0.1:6060/debug/pprof/heap"},
+		{"http://127.0.0.1:6060/debug/pprof/", profile.Heap, "http://127.0.0.1:6060/debug/pprof/heap?gc=1"},
 	} {
 		got, err := profile.URL(c.target, c.typ, 0)
 		if err != nil || got != c.want {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	gpprof "github.com/google/pprof/profile"
+
 	"github.com/wardgate/wardgate/diag/profile"
 )
 
@@ -130,4 +132,24 @@ func mainModule(pid int) string {
 		return ""
 	}
 	return bi.Main.Path
+}
+
+// MainModule is the main module of the Go program behind a local admin
+// URL: from the executable of the process listening on its port, else
+// from the executable path a profile of it records (when that file is
+// here). "" when neither can be read (a remote target): the findings then
+// take every frame outside the standard library and well-known libraries
+// for application code.
+func MainModule(target string, p *gpprof.Profile) string {
+	if u, err := profile.NormalizeTarget(target); err == nil {
+		if m := mainModule(localPID(u)); m != "" {
+			return m
+		}
+	}
+	if p != nil && len(p.Mapping) > 0 && p.Mapping[0].File != "" {
+		if bi, err := buildinfo.ReadFile(p.Mapping[0].File); err == nil {
+			return bi.Main.Path
+		}
+	}
+	return ""
 }
