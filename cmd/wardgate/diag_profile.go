@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -411,17 +412,20 @@ func runDiagWatch(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	once := fs.Bool("once", false, "check once and exit: 0 nothing crossed, 3 a bundle was captured, 1 error")
 	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
 	logLevel := fs.String("log-level", "info", "debug (one JSON line per check), info (per trigger), warn or error; logs go to stderr")
+	var app stringList
+	fs.Var(&app, "app", appFlagHelp)
 	fs.Usage = usageFunc(fs, `Usage: wardgate diag watch --target ADMIN_URL [--goroutines N] [--heap-mb M] [--cpu-pct P]
                           [--interval 5s] [--cooldown 5m] [--out DIR]
                           [--core --pid PID | --core --pid-file FILE]
                           [--max-captures K] [--once]
 
 Polls the process's /metrics every --interval. When a threshold is crossed
-it writes OUT/<UTC time>-<reason>/ with trigger.json (reason, value,
-threshold, time) and the profiles that explain it:
+it writes OUT/<UTC time>-<reason>/ with findings.txt (the verdict: what is
+wrong and in which application function; read it first), trigger.json
+(reason, value, threshold, time, findings) and the profiles that explain it:
   goroutines  goroutine.pb.gz + goroutines.txt (debug=2: states, wait times)
   heap        heap.pb.gz + allocs.pb.gz
-  cpu         cpu.pb.gz (--cpu-seconds long) + goroutine.pb.gz
+  cpu         cpu.pb.gz (--cpu-seconds long) + goroutine.pb.gz + goroutines.txt
   --core      core/ (a diag capture bundle: core, exe, bundle.json)
 and then ignores that reason for --cooldown. Runs until interrupted.
 
@@ -476,7 +480,7 @@ Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
 		Client:     &http.Client{Timeout: time.Duration(*cpuSeconds)*time.Second + time.Minute},
 		Goroutines: *goroutines, HeapBytes: int64(*heapMB * (1 << 20)), CPUPercent: *cpuPct,
 		Interval: *interval, Cooldown: *cooldown, OutDir: *out,
-		MaxCaptures: *maxCaptures, CPUProfileSeconds: *cpuSeconds,
+		MaxCaptures: *maxCaptures, CPUProfileSeconds: *cpuSeconds, App: app,
 		Logger: slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if *core {
@@ -494,6 +498,8 @@ Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
 		}
 		for _, tr := range fired {
 			fmt.Fprintf(stdout, "%s: %g > %g %s: %s\n", tr.Reason, tr.Value, tr.Threshold, tr.Unit, tr.Dir)
+			res := findings.Result{Findings: tr.Findings}
+			fmt.Fprintf(stdout, "  %s (%s)\n", res.First(), filepath.Join(tr.Dir, watch.FindingsFile))
 		}
 		if len(fired) > 0 {
 			return exitTriggered

@@ -277,7 +277,12 @@ func shortFunc(fn string) string {
 // profile or dump being read (not a suspect).
 func isProfiler(frames []Frame) bool {
 	for _, f := range frames {
-		if strings.HasPrefix(f.Function, "runtime/pprof.") || strings.HasPrefix(f.Function, "net/http/pprof.") || f.Function == "runtime.Stack" {
+		switch f.Function {
+		case "runtime/pprof.(*Profile).WriteTo", "runtime/pprof.writeGoroutineStacks", "runtime/pprof.profileWriter",
+			"runtime/pprof.StartCPUProfile", "runtime.Stack", "runtime/pprof.writeRuntimeProfile":
+			return true
+		}
+		if strings.HasPrefix(f.Function, "net/http/pprof.") {
 			return true
 		}
 	}

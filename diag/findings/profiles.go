@@ -358,3 +358,33 @@ func bytesText(v int64) string {
 	}
 	return fmt.Sprintf("%d B", v)
 }
+
+// HeapRetained names the application allocation site holding most of one
+// heap profile's in-use bytes (taken after a GC: retained memory). One
+// profile shows size, not growth: the finding says so; two profiles go to
+// HeapGrowth.
+func HeapRetained(c *Classifier, p *profile.Profile) Result {
+	var r Result
+	if p == nil {
+		return r
+	}
+	sites, total := appSites(c, p, sampleIndex(p, "inuse_space"), true)
+	var best *siteAcc
+	for _, s := range sites {
+		if c.IsApp(s.fr.Function) && (best == nil || s.attrib > best.attrib) {
+			best = s
+		}
+	}
+	if best == nil || total <= 0 || float64(best.attrib)/float64(total) < 0.2 {
+		r.Notes = append(r.Notes, fmt.Sprintf("heap: %s in use, no application allocation site holds a fifth of it", bytesText(total)))
+		return r
+	}
+	share := float64(best.attrib) / float64(total)
+	f := Finding{Kind: KindMemoryGrowth, Severity: Medium, Function: best.fr.Function, File: best.fr.File, Line: best.fr.Line,
+		Numbers: map[string]float64{"inuse_bytes": float64(best.attrib), "heap_inuse_bytes": float64(total), "share": share},
+		score:   float64(best.attrib) / (1 << 20)}
+	f.Headline = fmt.Sprintf("memory held in %s: %s of %s in-use heap (%.0f%%) allocated there and retained", best.fr.Short(), bytesText(best.attrib), bytesText(total), 100*share)
+	f.Evidence = []string{"one heap profile (after a GC): this is what is retained now; growth needs two (wardgate diag triage, or profile diff)"}
+	r.add(f)
+	return r
+}

@@ -29,8 +29,12 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	gpprof "github.com/google/pprof/profile"
+
 	"github.com/wardgate/wardgate/diag/capture"
+	"github.com/wardgate/wardgate/diag/findings"
 	"github.com/wardgate/wardgate/diag/profile"
+	"github.com/wardgate/wardgate/diag/triage"
 )
 
 // Reasons a capture is triggered; they name the bundle directory.
@@ -74,6 +78,9 @@ type Config struct {
 	// the core is of the process running now, also after a restart.
 	CorePIDFile string
 	CoreMethod  string // auto, native or gcore; "" = auto
+	// App are the application's import-path prefixes for the findings
+	// (--app); empty means the target's main module.
+	App []string
 
 	// Logger gets one debug line per check and one info line per
 	// trigger; nil discards.
@@ -105,7 +112,14 @@ type Trigger struct {
 	Files []string `json:"files"`
 	// Errors lists captures that failed; the bundle keeps what worked.
 	Errors []string `json:"errors,omitempty"`
+	// Findings judge what was captured (also in findings.txt, the file
+	// to read first).
+	Findings []findings.Finding `json:"findings"`
 }
+
+// FindingsFile is the human-readable verdict in every bundle.
+const FindingsFile = "findings.txt"
+
 
 // Watcher polls one target. It is not safe for concurrent use.
 type Watcher struct {
@@ -294,12 +308,14 @@ func (w *Watcher) capture(ctx context.Context, tr *Trigger) error {
 	case ReasonCPU:
 		types = []profile.Type{profile.CPU, profile.Goroutine}
 	}
+	got := map[profile.Type]*gpprof.Profile{}
 	for _, typ := range types {
-		_, raw, err := profile.Fetch(ctx, w.cfg.Target, typ, profile.FetchOptions{Client: w.cfg.Client, Token: w.cfg.Token, Seconds: w.cfg.CPUProfileSeconds})
+		p, raw, err := profile.Fetch(ctx, w.cfg.Target, typ, profile.FetchOptions{Client: w.cfg.Client, Token: w.cfg.Token, Seconds: w.cfg.CPUProfileSeconds})
 		if err != nil {
 			tr.Errors = append(tr.Errors, err.Error())
 			continue
 		}
+		got[typ] = p
 		name := string(typ) + ".pb.gz"
 		if err := os.WriteFile(filepath.Join(dir, name), raw, 0o600); err != nil {
 			tr.Errors = append(tr.Errors, err.Error())
@@ -307,15 +323,18 @@ func (w *Watcher) capture(ctx context.Context, tr *Trigger) error {
 		}
 		tr.Files = append(tr.Files, name)
 	}
-	if tr.Reason == ReasonGoroutines {
+	var dump []byte
+	if tr.Reason == ReasonGoroutines || tr.Reason == ReasonCPU {
 		// The debug=2 dump adds each goroutine's state and wait time,
 		// which the proto form lacks.
-		if err := w.saveText(ctx, dir, "/debug/pprof/goroutine?debug=2", "goroutines.txt"); err != nil {
+		var err error
+		if dump, err = w.saveText(ctx, dir, "/debug/pprof/goroutine?debug=2", "goroutines.txt"); err != nil {
 			tr.Errors = append(tr.Errors, err.Error())
 		} else {
 			tr.Files = append(tr.Files, "goroutines.txt")
 		}
 	}
+	w.judge(tr, dir, got, dump)
 	if pid, err := w.corePID(); err != nil {
 		tr.Errors = append(tr.Errors, fmt.Sprintf("core: %v", err))
 	} else if pid > 0 {
@@ -345,16 +364,62 @@ func (w *Watcher) adminURL(path string) (string, error) {
 	return u.String() + path, nil
 }
 
-func (w *Watcher) saveText(ctx context.Context, dir, path, name string) error {
+func (w *Watcher) saveText(ctx context.Context, dir, path, name string) ([]byte, error) {
 	u, err := w.adminURL(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	body, err := profile.Get(ctx, w.cfg.Client, u, w.cfg.Token)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return os.WriteFile(filepath.Join(dir, name), body, 0o600)
+	return body, os.WriteFile(filepath.Join(dir, name), body, 0o600)
+}
+
+// judge runs the findings over what the bundle holds and writes
+// findings.txt, the file to read first.
+func (w *Watcher) judge(tr *Trigger, dir string, got map[profile.Type]*gpprof.Profile, dump []byte) {
+	var labels *gpprof.Profile
+	for _, p := range got {
+		labels = p // any profile records the executable's path
+		break
+	}
+	if p := got[profile.Goroutine]; p != nil {
+		labels = p
+	}
+	cls := findings.NewClassifier(triage.MainModule(w.cfg.Target, labels), w.cfg.App)
+	var snap *findings.Snapshot
+	if dump != nil {
+		if s, err := profile.ParseDump(dump, got[profile.Goroutine], tr.Time); err == nil {
+			snap = s
+		}
+	}
+	if snap == nil && got[profile.Goroutine] != nil {
+		snap = findings.ProfileSnapshot(got[profile.Goroutine])
+	}
+	var res findings.Result
+	switch tr.Reason {
+	case ReasonGoroutines:
+		res.Merge(findings.Goroutines(cls, snap, findings.GoroutineOptions{}))
+	case ReasonCPU:
+		res.Merge(findings.CPU(cls, got[profile.CPU], snap))
+		res.Merge(findings.Goroutines(cls, snap, findings.GoroutineOptions{}))
+	case ReasonHeap:
+		res.Merge(findings.HeapRetained(cls, got[profile.Heap]))
+	}
+	tr.Findings = res.Findings
+	if tr.Findings == nil {
+		tr.Findings = []findings.Finding{}
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "wardgate diag watch: %s crossed (%g > %g %s) at %s on %s\n\n", tr.Reason, tr.Value, tr.Threshold, tr.Unit, tr.Time.Format(time.RFC3339), tr.Target)
+	_ = res.WriteText(&b, false)
+	fmt.Fprintf(&b, "Files: %s (trigger.json has this as JSON). Next: wardgate diag triage --target %s\n", strings.Join(tr.Files, ", "), tr.Target)
+	if err := os.WriteFile(filepath.Join(dir, FindingsFile), b.Bytes(), 0o600); err != nil {
+		tr.Errors = append(tr.Errors, err.Error())
+		return
+	}
+	tr.Files = append([]string{FindingsFile}, tr.Files...)
 }
 
 // Poll reads the target's current goroutine count, in-use heap and CPU

@@ -151,6 +151,15 @@ func TestGoroutineTriggerAndCooldown(t *testing.T) {
 	if err != nil || !strings.Contains(string(txt), "main.stuckHandler") {
 		t.Fatalf("goroutines.txt missing or lacks stuckHandler: %v", err)
 	}
+	// The verdict: 300 goroutines parked in stuckHandler, a leak named by
+	// the first finding, with their trace ID.
+	if len(tr.Findings) == 0 || tr.Findings[0].Kind != "leak" || tr.Findings[0].Function != "main.stuckHandler" || tr.Findings[0].Goroutines != 300 {
+		t.Fatalf("trigger.json findings %+v, want a leak of 300 in main.stuckHandler", tr.Findings)
+	}
+	ftxt, err := os.ReadFile(filepath.Join(bdir, watch.FindingsFile))
+	if err != nil || !strings.Contains(strings.SplitN(string(ftxt), "\n", 5)[3], "main.stuckHandler") {
+		t.Fatalf("findings.txt does not name main.stuckHandler on its first finding's line: %v\n%s", err, ftxt)
+	}
 	if fi, err := os.Stat(bdir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("bundle dir mode: %v %v", fi.Mode(), err)
 	}
