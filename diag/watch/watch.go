@@ -120,7 +120,6 @@ type Trigger struct {
 // FindingsFile is the human-readable verdict in every bundle.
 const FindingsFile = "findings.txt"
 
-
 // Watcher polls one target. It is not safe for concurrent use.
 type Watcher struct {
 	cfg      Config
