@@ -26,7 +26,7 @@ func runDiagTriage(ctx context.Context, args []string, stdout, stderr io.Writer)
 	target := fs.String("target", "", "admin URL of the process, e.g. http://127.0.0.1:6060")
 	pid := fs.Int("pid", 0, "pid of the process (its admin listener is found from its listening ports)")
 	pidFile := fs.String("pid-file", "", "read the pid from `FILE` (under wardgate up: DATA/run/<service>/pid)")
-	interval := fs.Duration("interval", 5*time.Second, "time between the two samples; the CPU profile covers it")
+	interval := fs.Duration("interval", 3*time.Second, "time between the two samples; the CPU profile covers it")
 	core := fs.Bool("core", false, "also capture a core (wardgate diag capture, method auto) and add its analysis")
 	out := fs.String("out", "", "bundle directory for everything saved (default ./wardgate-triage-<UTC time>)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -34,7 +34,7 @@ func runDiagTriage(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var app stringList
 	fs.Var(&app, "app", appFlagHelp)
 	fs.Usage = usageFunc(fs, `Usage: wardgate diag triage --target ADMIN_URL | --pid PID | --pid-file FILE
-                           [--interval 5s] [--core] [--out DIR] [--json] [--app PREFIX]...
+                           [--interval 3s] [--core] [--out DIR] [--json] [--app PREFIX]...
 
 One command for "this process is stuck, slow, leaking or growing": takes the
 goroutines (dump with states and wait times, and the profile with trace_id

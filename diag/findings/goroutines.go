@@ -656,7 +656,7 @@ func ioWhat(frames []Frame) string {
 func waitText(sec float64, persisted bool) string {
 	switch {
 	case sec > 0 && persisted:
-		return fmt.Sprintf(" for ≥ %s (same goroutines in both samples)", seconds(sec))
+		return fmt.Sprintf(" for ≥ %s (at the same place in both samples)", seconds(sec))
 	case sec > 0:
 		return fmt.Sprintf(" for ≥ %s", seconds(sec))
 	}
@@ -745,11 +745,21 @@ func evidence(g *Group, ci int, persisted int, interval float64) []string {
 type earlierIndex struct {
 	ids   map[int64]string // goroutine ID -> stack key
 	count map[string]int   // stack key -> goroutines
+	// hasIDs is false for an earlier goroutine profile (no IDs): then a
+	// parked group found at the same place in both is taken as the same
+	// goroutines, up to the smaller count.
+	hasIDs bool
 }
 
 func stackKey(g *Group) string {
 	var sb strings.Builder
-	for _, f := range g.Frames {
+	frames := g.Frames
+	// Sources may start a stack one runtime frame apart (a dump and a
+	// profile): compare from the first frame outside the runtime.
+	for len(frames) > 1 && strings.HasPrefix(frames[0].Function, "runtime.") {
+		frames = frames[1:]
+	}
+	for _, f := range frames {
 		fmt.Fprintf(&sb, "%s:%d|", f.Function, f.Line)
 	}
 	return sb.String()
@@ -767,6 +777,7 @@ func indexEarlier(s *Snapshot) *earlierIndex {
 		for _, id := range g.IDs {
 			e.ids[id] = k
 		}
+		e.hasIDs = e.hasIDs || len(g.IDs) > 0
 	}
 	return e
 }
@@ -778,10 +789,14 @@ func (e *earlierIndex) compare(g *Group) (persisted, grew int) {
 		return 0, 0
 	}
 	k := stackKey(g)
-	for _, id := range g.IDs {
-		if e.ids[id] == k {
-			persisted++
+	if e.hasIDs {
+		for _, id := range g.IDs {
+			if e.ids[id] == k {
+				persisted++
+			}
 		}
+	} else if g.State != "running" && g.State != "runnable" {
+		persisted = min(g.Count, e.count[k])
 	}
 	if d := g.Count - e.count[k]; d >= minGrowth && g.Count >= 2*minGrowth {
 		grew = d

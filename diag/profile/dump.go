@@ -16,22 +16,65 @@ import (
 	"github.com/wardgate/wardgate/diag/findings"
 )
 
-// FetchDump downloads the text goroutine dump (/debug/pprof/goroutine?debug=2):
+// DumpURL is the text goroutine dump (/debug/pprof/goroutine?debug=2):
 // the only live source of each goroutine's state, wait reason, wait time
 // (in minutes, from one minute on), ID and creator. It has no labels; the
 // proto profile (Fetch with Goroutine) has those.
-func FetchDump(ctx context.Context, target string, opts FetchOptions) ([]byte, error) {
+func DumpURL(target string) (string, error) {
 	base, err := NormalizeTarget(target)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	u := base.JoinPath("/debug/pprof/goroutine")
 	u.RawQuery = "debug=2"
-	b, err := Get(ctx, opts.Client, u.String(), opts.Token)
+	return u.String(), nil
+}
+
+// FetchDump downloads the text goroutine dump (see DumpURL).
+func FetchDump(ctx context.Context, target string, opts FetchOptions) ([]byte, error) {
+	u, err := DumpURL(target)
+	if err != nil {
+		return nil, err
+	}
+	b, err := Get(ctx, opts.Client, u, opts.Token)
 	if err != nil {
 		return nil, fmt.Errorf("fetch goroutine dump: %w", err)
 	}
 	return b, nil
+}
+
+// FetchParseDump streams the dump into the parser while copying it to
+// save (a file): for a process with 100k goroutines (~45 MB) the parse
+// overlaps the download instead of following it.
+func FetchParseDump(ctx context.Context, target string, opts FetchOptions, labels *profile.Profile, save io.Writer) (*findings.Snapshot, error) {
+	u, err := DumpURL(target)
+	if err != nil {
+		return nil, err
+	}
+	body, err := Open(ctx, opts.Client, u, opts.Token)
+	if err != nil {
+		return nil, fmt.Errorf("fetch goroutine dump: %w", err)
+	}
+	defer body.Close()
+	taken := time.Now()
+	return ParseDumpReader(io.TeeReader(body, save), labels, taken)
+}
+
+// maxDump bounds what is read of a dump: 2 GiB is some 4 million
+// goroutines; the rest is not parsed.
+const maxDump = 2 << 30
+
+// limitedBuffer keeps the first n bytes written to it.
+type limitedBuffer struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.n - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
 }
 
 // lockFuncs are the frames whose first argument is the lock a goroutine
@@ -48,12 +91,18 @@ var lockFuncs = map[string]bool{
 // taken at about the same time: its pprof labels are attached to the
 // groups with the same stack.
 func ParseDump(dump []byte, labels *profile.Profile, taken time.Time) (*findings.Snapshot, error) {
-	snap, _, err := stack.ScanSnapshot(bytes.NewReader(dump), io.Discard, &stack.Opts{})
+	return ParseDumpReader(bytes.NewReader(dump), labels, taken)
+}
+
+// ParseDumpReader is ParseDump reading from r.
+func ParseDumpReader(r io.Reader, labels *profile.Profile, taken time.Time) (*findings.Snapshot, error) {
+	var head bytes.Buffer
+	snap, _, err := stack.ScanSnapshot(io.TeeReader(io.LimitReader(r, maxDump), &limitedBuffer{&head, 200}), io.Discard, &stack.Opts{})
 	if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("parse goroutine dump: %w", err)
 	}
 	if snap == nil || len(snap.Goroutines) == 0 {
-		return nil, fmt.Errorf("parse goroutine dump: no goroutine found (%d bytes: %q)", len(dump), firstLine(dump))
+		return nil, fmt.Errorf("parse goroutine dump: no goroutine found (%q)", firstLine(head.Bytes()))
 	}
 	s := &findings.Snapshot{Taken: taken}
 	byKey := map[string]int{}

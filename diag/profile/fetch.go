@@ -181,6 +181,21 @@ func Fetch(ctx context.Context, target string, typ Type, opts FetchOptions) (*pr
 // failures an operator hits (nothing listening, token missing, wrong
 // listener) to ErrUnreachable, ErrUnauthorized and ErrNotFound.
 func Get(ctx context.Context, client *http.Client, rawURL, token string) ([]byte, error) {
+	body, err := Open(ctx, client, rawURL, token)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: read body: %w", rawURL, err)
+	}
+	return b, nil
+}
+
+// Open is Get for large answers: the caller streams the body (and closes
+// it), e.g. into a parser while saving it.
+func Open(ctx context.Context, client *http.Client, rawURL, token string) (io.ReadCloser, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
@@ -201,11 +216,11 @@ func Get(ctx context.Context, client *http.Client, rawURL, token string) ([]byte
 		}
 		return nil, fmt.Errorf("GET %s: %w", rawURL, err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: read body: %w", rawURL, err)
+	if resp.StatusCode == http.StatusOK {
+		return resp.Body, nil
 	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		if token != "" {
@@ -214,10 +229,8 @@ func Get(ctx context.Context, client *http.Client, rawURL, token string) ([]byte
 		return nil, fmt.Errorf("%w: GET %s: %s", ErrUnauthorized, rawURL, resp.Status)
 	case resp.StatusCode == http.StatusNotFound:
 		return nil, fmt.Errorf("%w: GET %s: %s", ErrNotFound, rawURL, resp.Status)
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("GET %s: %s: %s", rawURL, resp.Status, firstLine(body))
 	}
-	return body, nil
+	return nil, fmt.Errorf("GET %s: %s: %s", rawURL, resp.Status, firstLine(body))
 }
 
 func firstLine(b []byte) string {

@@ -45,7 +45,7 @@ type Options struct {
 	PID    int
 	Token  string
 	// Interval is the time between the two samples; the CPU profile
-	// covers it. Default 5s.
+	// covers it. Default 3s.
 	Interval time.Duration
 	// Core also captures a core (needs PID, found from Target if local)
 	// and adds its analysis.
@@ -91,6 +91,10 @@ type Report struct {
 	Analysis *analyze.Report `json:"analysis,omitempty"`
 }
 
+// dumpBothBelow is the goroutine count under which both samples take the
+// text dump (exact IDs for "stuck across samples").
+const dumpBothBelow = 20000
+
 type sample struct {
 	snap    *findings.Snapshot
 	heap    *gpprof.Profile
@@ -103,11 +107,11 @@ type sample struct {
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	start := time.Now()
 	if opts.Interval <= 0 {
-		opts.Interval = 5 * time.Second
+		opts.Interval = 3 * time.Second
 	}
 	progress := func(format string, a ...any) {
 		if opts.Progress != nil {
-			fmt.Fprintf(opts.Progress, "triage: "+format+"\n", a...)
+			fmt.Fprintf(opts.Progress, "triage: %5.1fs "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
 		}
 	}
 	r := &Report{Started: start.UTC(), PID: opts.PID}
@@ -162,22 +166,39 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	take := func(n int) (*sample, error) {
 		s := &sample{}
 		progress("sample %d: goroutines, heap (after a GC), metrics", n)
-		dump, err := profile.FetchDump(ctx, r.Target, fo)
+		gp, raw, err := profile.Fetch(ctx, r.Target, profile.Goroutine, fo)
 		if err != nil {
 			return nil, targetErr(err)
 		}
-		taken := time.Now()
-		save(fmt.Sprintf("goroutines-%d.txt", n), "goroutine dump (debug=2: states, wait times, creators)", dump)
-		gp, raw, err := profile.Fetch(ctx, r.Target, profile.Goroutine, fo)
-		if err != nil {
-			r.Notes = append(r.Notes, fmt.Sprintf("goroutine profile %d: %v (no labels)", n, err))
-		} else {
-			save(fmt.Sprintf("goroutine-%d.pb.gz", n), "goroutine profile (labels: trace_id)", raw)
+		save(fmt.Sprintf("goroutine-%d.pb.gz", n), "goroutine profile (labels: trace_id)", raw)
+		total := 0
+		for _, smp := range gp.Sample {
+			total += int(smp.Value[len(smp.Value)-1])
 		}
-		if s.snap, err = profile.ParseDump(dump, gp, taken); err != nil {
-			return nil, err
+		// The text dump (states, wait times, IDs) costs the target a
+		// stop-the-world of about 30 µs per goroutine: the last sample
+		// always takes it, the first one only for small processes (the
+		// trend then compares stacks and counts).
+		if n == 2 || total <= dumpBothBelow {
+			name := fmt.Sprintf("goroutines-%d.txt", n)
+			f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, bundle.FileMode)
+			if err != nil {
+				return nil, fmt.Errorf("triage: %w", err)
+			}
+			progress("sample %d: goroutine dump (%d goroutines)", n, total)
+			s.snap, err = profile.FetchParseDump(ctx, r.Target, fo, gp, f)
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = cerr
+			}
+			if err != nil {
+				return nil, targetErr(err)
+			}
+			r.Artifacts = append(r.Artifacts, Artifact{Path: filepath.Join(dir, name), What: "goroutine dump (debug=2: states, wait times, creators)"})
+		} else {
+			s.snap = findings.ProfileSnapshot(gp)
 		}
 		profile.PrepareRefs(s.snap)
+		progress("sample %d: heap", n)
 		hp, raw, err := fetchHeapAfterGC(ctx, r.Target, fo)
 		if err != nil {
 			r.Notes = append(r.Notes, fmt.Sprintf("heap profile %d: %v", n, err))
