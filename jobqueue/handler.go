@@ -248,6 +248,10 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="wardgate-jobqueue"`)
 		q.reject(ctx, w, http.StatusUnauthorized, reasonUnauth, "missing or unknown token (collection \"token\" field or Authorization: Bearer)")
 		return
+	case errors.Is(err, errTooMany):
+		q.reject(ctx, w, http.StatusRequestEntityTooLarge, reasonTooLarge,
+			fmt.Sprintf("collection of %d payloads is larger than the whole queue (MAX_QUEUE=%d): it can never be admitted, split it", n, q.capacity))
+		return
 	case errors.Is(err, ErrDraining):
 		q.reject(ctx, w, http.StatusServiceUnavailable, reasonDraining, "draining: not accepting payloads, retry another instance")
 		return
@@ -281,6 +285,10 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(append(out, "}\n"...))
 }
 
+// errTooMany: the collection has more payloads than MAX_QUEUE, so no
+// retry can ever admit it (a 503 would make clients retry forever).
+var errTooMany = errors.New("jobqueue: collection larger than MAX_QUEUE")
+
 // errUnauthorized: the collection's token and the bearer header are both
 // missing or unknown.
 var errUnauthorized = errors.New("jobqueue: unauthorized")
@@ -288,7 +296,7 @@ var errUnauthorized = errors.New("jobqueue: unauthorized")
 // enqueue decodes the body, checks the token and admits the collection
 // under a PRODUCER span. It returns the admitted collection (nil for an
 // empty one) and its payload count; errors are an *errBadRequest,
-// errUnauthorized, ErrDraining or ErrFull.
+// errUnauthorized, errTooMany, ErrDraining or ErrFull.
 func (q *Queue) enqueue(ctx context.Context, r *http.Request, buf *bytes.Buffer) (*collection, int, error) {
 	dec, _ := q.decoders.Get().(*jsontext.Decoder)
 	if dec == nil {
@@ -305,6 +313,9 @@ func (q *Queue) enqueue(ctx context.Context, r *http.Request, buf *bytes.Buffer)
 	n := len(d.payloads)
 	if n == 0 {
 		return nil, 0, nil
+	}
+	if int64(n) > q.capacity {
+		return nil, n, errTooMany
 	}
 	now := q.now()
 	version := d.version
