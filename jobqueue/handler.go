@@ -205,6 +205,12 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		q.reject(ctx, w, http.StatusUnsupportedMediaType, reasonMediaType, fmt.Sprintf("content type %q: want application/json", ct))
 		return
 	}
+	coding, err := contentCoding(r.Header)
+	if err != nil {
+		w.Header().Set("Accept-Encoding", "gzip") // RFC 9110 15.5.16
+		q.reject(ctx, w, http.StatusUnsupportedMediaType, reasonMediaType, err.Error())
+		return
+	}
 	if r.ContentLength > q.cfg.MaxLength {
 		q.reject(ctx, w, http.StatusRequestEntityTooLarge, reasonTooLarge, fmt.Sprintf("body of %d bytes is over MAX_LENGTH (%d)", r.ContentLength, q.cfg.MaxLength))
 		return
@@ -215,18 +221,14 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// The body buffer is the collection's from here on: payloads alias it.
-	buf := new(bytes.Buffer)
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead) // one allocation; ReadFrom wants MinRead spare
-	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, q.cfg.MaxLength)); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			q.reject(ctx, w, http.StatusRequestEntityTooLarge, reasonTooLarge, fmt.Sprintf("body is over MAX_LENGTH (%d bytes)", q.cfg.MaxLength))
+	buf, err := q.readBody(w, r, coding)
+	if err != nil {
+		var tooLarge *errTooLarge
+		if errors.As(err, &tooLarge) {
+			q.reject(ctx, w, http.StatusRequestEntityTooLarge, reasonTooLarge, err.Error())
 			return
 		}
-		q.reject(ctx, w, http.StatusBadRequest, reasonBadRequest, fmt.Sprintf("reading body: %v", err))
+		q.reject(ctx, w, http.StatusBadRequest, reasonBadRequest, err.Error())
 		return
 	}
 	durable := q.cfg.AckMode == AckDurable
@@ -239,14 +241,21 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 	if durable {
 		q.doneAdmitting()
 	}
-	var bad *errBadRequest
+	var (
+		bad    *errBadRequest
+		unauth *authError
+	)
 	switch {
 	case errors.As(err, &bad):
 		q.reject(ctx, w, http.StatusBadRequest, reasonBadRequest, err.Error())
 		return
-	case errors.Is(err, errUnauthorized):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="wardgate-jobqueue"`)
-		q.reject(ctx, w, http.StatusUnauthorized, reasonUnauth, "missing or unknown token (collection \"token\" field or Authorization: Bearer)")
+	case errors.As(err, &unauth):
+		challenge := `Bearer realm="wardgate-jobqueue"`
+		if unauth.header {
+			challenge += `, error="invalid_token"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		q.reject(ctx, w, http.StatusUnauthorized, reasonUnauth, unauth.msg)
 		return
 	case errors.Is(err, errTooMany):
 		q.reject(ctx, w, http.StatusRequestEntityTooLarge, reasonTooLarge,
@@ -289,14 +298,10 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 // retry can ever admit it (a 503 would make clients retry forever).
 var errTooMany = errors.New("jobqueue: collection larger than MAX_QUEUE")
 
-// errUnauthorized: the collection's token and the bearer header are both
-// missing or unknown.
-var errUnauthorized = errors.New("jobqueue: unauthorized")
-
 // enqueue decodes the body, checks the token and admits the collection
 // under a PRODUCER span. It returns the admitted collection (nil for an
 // empty one) and its payload count; errors are an *errBadRequest,
-// errUnauthorized, errTooMany, ErrDraining or ErrFull.
+// *authError, errTooMany, ErrDraining or ErrFull.
 func (q *Queue) enqueue(ctx context.Context, r *http.Request, buf *bytes.Buffer) (*collection, int, error) {
 	dec, _ := q.decoders.Get().(*jsontext.Decoder)
 	if dec == nil {
@@ -307,8 +312,10 @@ func (q *Queue) enqueue(ctx context.Context, r *http.Request, buf *bytes.Buffer)
 	if err != nil {
 		return nil, 0, err
 	}
-	if len(q.cfg.APITokens) > 0 && !q.authorized(r, d.token) {
-		return nil, 0, errUnauthorized
+	if len(q.cfg.APITokens) > 0 {
+		if err := q.authorize(r, d.token); err != nil {
+			return nil, 0, err
+		}
 	}
 	n := len(d.payloads)
 	if n == 0 {
@@ -365,18 +372,52 @@ func (q *Queue) doneAdmitting() {
 	}
 }
 
-// authorized accepts a bearer header or the collection's token field that
-// matches one of API_TOKENS (compared in constant time).
-func (q *Queue) authorized(r *http.Request, bodyToken string) bool {
-	tok := bodyToken
-	if h := r.Header.Get("Authorization"); h != "" {
-		if b, ok := strings.CutPrefix(h, "Bearer "); ok {
-			tok = strings.TrimSpace(b)
+// authError is a 401: msg is for the client, header says whether an
+// Authorization header was presented (then the WWW-Authenticate challenge
+// carries error="invalid_token", RFC 6750).
+type authError struct {
+	msg    string
+	header bool
+}
+
+func (e *authError) Error() string { return "jobqueue: unauthorized: " + e.msg }
+
+// authorize checks the credentials against API_TOKENS (compared in constant
+// time). A request that carries an Authorization header is decided by that
+// header alone: it must be one "Bearer <token>" (scheme in any case) with a
+// known token. A header that is present but wrong is a 401 even when the
+// body's "token" field is valid: credentials that were presented and
+// failed are never silently replaced by others (a client with a stale
+// header must find out, not be let in by a leftover field). Without the
+// header, the collection's "token" field decides.
+func (q *Queue) authorize(r *http.Request, bodyToken string) error {
+	hdr := r.Header.Values("Authorization")
+	if len(hdr) == 0 {
+		if bodyToken == "" {
+			return &authError{msg: `missing token: send the collection's "token" field or Authorization: Bearer <token>`}
 		}
+		if !q.knownToken(bodyToken) {
+			return &authError{msg: `unknown token in the collection's "token" field`}
+		}
+		return nil
 	}
-	if tok == "" {
-		return false
+	if len(hdr) > 1 {
+		return &authError{msg: "more than one Authorization header", header: true}
 	}
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(hdr[0]), " ")
+	tok = strings.TrimSpace(tok)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return &authError{msg: "Authorization header is not \"Bearer <token>\"", header: true}
+	}
+	if !q.knownToken(tok) {
+		return &authError{msg: "unknown token in the Authorization header (it decides alone, whatever the collection's \"token\" field says)", header: true}
+	}
+	return nil
+}
+
+// knownToken reports whether tok is one of API_TOKENS, looking at every
+// one in constant time.
+func (q *Queue) knownToken(tok string) bool {
 	ok := false
 	for _, t := range q.cfg.APITokens {
 		if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {

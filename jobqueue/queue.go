@@ -143,7 +143,8 @@ type Queue struct {
 	kindsMu sync.Mutex
 	kinds   atomic.Pointer[map[string]*kindHandler]
 
-	decoders sync.Pool // *jsontext.Decoder, reset for each request body
+	decoders  sync.Pool // *jsontext.Decoder, reset for each request body
+	gzReaders sync.Pool // *gzip.Reader, reset for each gzip request body
 
 	startOnce sync.Once
 	stopWork  context.CancelFunc // aborts retries (drain deadline passed)
