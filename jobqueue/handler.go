@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -180,11 +181,13 @@ func (q *Queue) reject(ctx context.Context, w http.ResponseWriter, code int, rea
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		body["trace_id"] = sc.TraceID().String()
 	}
+	// Counted by wardgate.payloads.rejected: logged as a summary per
+	// status and reason (first occurrence, then a count per interval).
+	level := slog.LevelDebug
 	if code >= 500 {
-		q.log.WarnContext(ctx, "payloads refused", "status", code, "reason", reason, "error", msg)
-	} else {
-		q.log.DebugContext(ctx, "payloads refused", "status", code, "reason", reason, "error", msg)
+		level = slog.LevelWarn
 	}
+	q.reqLog.Log(ctx, level, "payloads refused", "status", code, "reason", reason, "error", msg)
 	writeJSON(w, code, body)
 }
 
@@ -281,7 +284,7 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			// The client gave up; the payloads are still stored. Nobody
 			// reads this answer, but the metrics and the span do.
-			q.log.InfoContext(ctx, "client left before its payloads were stored; they will be", "payloads", n)
+			q.reqLog.InfoContext(ctx, "client left before its payloads were stored; they will be", "payloads", n)
 			q.reject(ctx, w, http.StatusServiceUnavailable, reasonNotStored, "client gone before the payloads were stored (they will be)")
 			return
 		}

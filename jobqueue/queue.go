@@ -42,6 +42,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/wardgate/wardgate/internal/ratelog"
 	"github.com/wardgate/wardgate/telemetry"
 )
 
@@ -76,6 +77,15 @@ func WithLogger(l *slog.Logger) Option {
 	return func(q *Queue) { q.log = l }
 }
 
+// WithLogSummaryInterval sets how often per-request conditions (refused
+// requests, clients gone) are summarized in the log: the first occurrence
+// of each is logged at once, then one line per interval carries the count
+// (default 10s). They are counted by metrics, so a line per request would
+// only flood the log under overload.
+func WithLogSummaryInterval(d time.Duration) Option {
+	return func(q *Queue) { q.summaryEvery = d }
+}
+
 // WithClock replaces time.Now for received_at stamps and object keys.
 func WithClock(now func() time.Time) Option {
 	return func(q *Queue) { q.now = now }
@@ -101,6 +111,12 @@ type Queue struct {
 	log  *slog.Logger
 	now  func() time.Time
 	tel  *telemetry.Telemetry
+
+	// reqLog is log for conditions that happen once per request: it
+	// writes the first occurrence, then a count per interval (summary).
+	reqLog       *slog.Logger
+	summary      *ratelog.Handler
+	summaryEvery time.Duration
 
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
@@ -206,6 +222,11 @@ func New(cfg Config, sink Sink, opts ...Option) (*Queue, error) {
 	if q.log == nil {
 		q.log = slog.New(slog.DiscardHandler)
 	}
+	q.summary = ratelog.NewHandler(q.log.Handler(), ratelog.Options{
+		Interval: q.summaryEvery,
+		KeyAttrs: []string{"status", "reason"},
+	})
+	q.reqLog = slog.New(q.summary)
 	q.prop = propagation.TraceContext{}
 	// Without telemetry, spans are still created by an SDK provider that
 	// samples and exports nothing: stored lines, error bodies, logs and
@@ -288,6 +309,7 @@ func (q *Queue) Drain(ctx context.Context) error {
 		q.stopWork()
 		<-q.done
 	}
+	q.summary.Flush()
 	if n := q.lost.Load(); n > 0 {
 		return fmt.Errorf("jobqueue: drain: %d acked payloads not stored: %w", n, context.Cause(ctx))
 	}
