@@ -36,6 +36,7 @@ const (
 	reasonMethod      = "method"
 	reasonDraining    = "draining"
 	reasonNotStored   = "not_stored"
+	reasonAckTimeout  = "ack_timeout"
 	retryAfterSeconds = "1"
 )
 
@@ -275,12 +276,25 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		q.m.accepted.Add(ctx, int64(n))
 	}
 	if c != nil && c.ack != nil {
+		ackTimer := time.NewTimer(q.cfg.AckTimeout)
+		defer ackTimer.Stop()
 		select {
 		case <-c.ack.done:
 			if c.ack.failed.Load() {
-				q.reject(ctx, w, http.StatusServiceUnavailable, reasonNotStored, "payloads were queued but could not be stored before shutdown")
+				msg := "payloads were queued but could not be stored before shutdown"
+				if q.cfg.SpillDir != "" {
+					msg += " (they were saved to local disk and will be stored later: a retry may store them twice)"
+				}
+				q.reject(ctx, w, http.StatusServiceUnavailable, reasonNotStored, msg)
 				return
 			}
+		case <-ackTimer.C:
+			// The store is slow or down: answer within a bounded time
+			// rather than hold the client until its own timeout. The
+			// payloads stay queued and are still stored.
+			q.reject(ctx, w, http.StatusServiceUnavailable, reasonAckTimeout,
+				fmt.Sprintf("payloads queued but not stored within ACK_TIMEOUT (%s); they are still being stored, so a retry may store them twice", q.cfg.AckTimeout))
+			return
 		case <-ctx.Done():
 			// The client gave up; the payloads are still stored. Nobody
 			// reads this answer, but the metrics and the span do.

@@ -91,6 +91,11 @@ func WithClock(now func() time.Time) Option {
 	return func(q *Queue) { q.now = now }
 }
 
+// ErrSpilled is wrapped by Drain's error when its deadline passed and the
+// payloads not stored were written to SpillDir: nothing acked is lost, the
+// next Start uploads them.
+var ErrSpilled = errors.New("jobqueue: not stored before the drain deadline, spilled to local disk")
+
 // Errors of admission. Both map to 503 + Retry-After.
 var (
 	ErrFull     = errors.New("jobqueue: queue cannot take the whole collection")
@@ -154,7 +159,8 @@ type Queue struct {
 	lastTaken    atomic.Int64   // received_at (unix ns) of the newest collection a worker took
 	oldest       []atomic.Int64 // per worker: received_at (unix ns) of its oldest unstored payload, 0 if none
 	seq          atomic.Uint64
-	lost         atomic.Int64
+	lost         atomic.Int64 // acked payloads neither stored nor spilled
+	spilled      atomic.Int64 // acked payloads written to SpillDir
 
 	kindsMu sync.Mutex
 	kinds   atomic.Pointer[map[string]*kindHandler]
@@ -270,6 +276,16 @@ func (q *Queue) Start(ctx context.Context) {
 		for i := range q.cfg.MaxWorkers {
 			go q.worker(wctx, i)
 		}
+		if q.cfg.SpillDir != "" {
+			// What an earlier drain spilled is uploaded first; Drain
+			// waits for it like for the workers (its deadline leaves the
+			// rest on disk).
+			q.wg.Add(1)
+			go func() {
+				defer q.wg.Done()
+				q.recoverSpill(wctx)
+			}()
+		}
 		go func() {
 			q.wg.Wait()
 			cancel()
@@ -292,8 +308,10 @@ func (q *Queue) Draining() bool { return q.drainingFlag.Load() }
 // Drain stops admitting (POSTs get 503, /readyz turns 503), lets the workers
 // empty the queue, flush their batches and finish their uploads, and
 // returns when everything admitted is stored. Uploads keep retrying until
-// then; if ctx ends first, retries are abandoned and Drain returns an error
-// counting the payloads that were not stored.
+// then; if ctx ends first, retries are abandoned and what is not stored
+// is spilled to SpillDir (an error wrapping ErrSpilled says how much: the
+// next Start uploads it) or, without a SpillDir, lost (an error counting
+// the payloads).
 func (q *Queue) Drain(ctx context.Context) error {
 	q.mu.Lock()
 	if !q.draining {
@@ -312,6 +330,9 @@ func (q *Queue) Drain(ctx context.Context) error {
 	q.summary.Flush()
 	if n := q.lost.Load(); n > 0 {
 		return fmt.Errorf("jobqueue: drain: %d acked payloads not stored: %w", n, context.Cause(ctx))
+	}
+	if n := q.spilled.Load(); n > 0 {
+		return fmt.Errorf("jobqueue: drain: %w: %d acked payloads in %s, uploaded on the next start (%w)", ErrSpilled, n, q.cfg.SpillDir, context.Cause(ctx))
 	}
 	return nil
 }
