@@ -104,7 +104,7 @@ func (g *Gateway) newReverseProxy(rt *Route, up *upstream) *httputil.ReverseProx
 		// with the pooled buffer and flushed when done. -1 would flush after
 		// every write of every response for no gain.
 		FlushInterval: 0,
-		ErrorLog:      slog.NewLogLogger(g.logger.Handler(), slog.LevelWarn),
+		ErrorLog:      slog.NewLogLogger(g.summary, slog.LevelWarn), // per-request copy errors: summarized
 		ModifyResponse: func(res *http.Response) error {
 			a := attemptFrom(res.Request.Context())
 			a.status = res.StatusCode

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/internal/listen"
+	"github.com/wardgate/wardgate/internal/ratelog"
 	"github.com/wardgate/wardgate/jobqueue"
 	"github.com/wardgate/wardgate/jobqueue/blobsink"
 	"github.com/wardgate/wardgate/telemetry"
@@ -163,12 +164,16 @@ func runJobqueue(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	// Workers are not tied to ctx: the signal starts a drain, not a hard stop.
 	q.Start(context.WithoutCancel(ctx))
+	// net/http writes some errors to ErrorLog once per connection or
+	// request: summarized, never a flood.
+	srvLog := ratelog.NewHandler(log.Handler(), ratelog.Options{})
+	defer srvLog.Flush()
 	pub := &http.Server{
 		Handler:           q.Handle(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(srvLog, slog.LevelWarn),
 	}
 	adm := &http.Server{
 		Handler:           tel.AdminHandler(os.Getenv("ADMIN_TOKEN"), nil),

@@ -12,7 +12,10 @@
 //
 // A condition is the record's level and message plus the values of the
 // attributes named in Options.KeyAttrs ("reason", "target", ...), so
-// distinct causes are summarized apart.
+// distinct causes are summarized apart. Wrapped in slog.NewLogLogger it
+// also tames a *log.Logger such as http.Server.ErrorLog, where net/http
+// and httputil.ReverseProxy write a line per connection or request for
+// some errors (TLS handshakes, broken response copies).
 package ratelog
 
 import (
@@ -35,7 +38,8 @@ type Options struct {
 	// few values (a reason, a target), not a client address.
 	KeyAttrs []string
 	// MaxKeys bounds the conditions tracked at once (default 1024); past
-	// it, records are summarized by level and message only.
+	// it, records are summarized by level and message only, and past twice
+	// it by level alone.
 	MaxKeys int
 }
 
@@ -106,8 +110,14 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	st.mu.Lock()
 	w := st.windows[key]
 	if w == nil && len(st.windows) >= st.maxKeys {
+		// Too many conditions: summarize by message, and past twice the
+		// bound by level alone (messages that embed a value, like
+		// net/http's "TLS handshake error from ADDR", never repeat).
 		key = st.key(r, false)
-		w = st.windows[key]
+		if w = st.windows[key]; w == nil && len(st.windows) >= 2*st.maxKeys {
+			key = r.Level.String()
+			w = st.windows[key]
+		}
 	}
 	if w == nil {
 		w = &window{}

@@ -157,6 +157,32 @@ func TestManyKeysBounded(t *testing.T) {
 	}
 }
 
+// TestVaryingMessagesBounded: messages that embed a value (net/http's
+// "TLS handshake error from ADDR") are summarized by level past twice
+// MaxKeys.
+func TestVaryingMessagesBounded(t *testing.T) {
+	var buf lockedBuffer
+	log, h := newLogger(&buf, Options{Interval: time.Hour, MaxKeys: 3})
+	for i := range 1000 {
+		log.Warn(fmt.Sprintf("http: TLS handshake error from 10.0.0.%d:1234: EOF", i))
+	}
+	if n := len(buf.lines(t)); n != 7 {
+		t.Fatalf("%d lines for 1000 distinct messages with MaxKeys 3, want 7", n)
+	}
+	h.Flush()
+	total := 0
+	for _, l := range buf.lines(t) {
+		if c, ok := l["count"].(float64); ok {
+			total += int(c)
+		} else {
+			total++
+		}
+	}
+	if total != 1000 {
+		t.Fatalf("lines account for %d occurrences, want 1000", total)
+	}
+}
+
 // TestConcurrentCountsAddUp: from many goroutines, with intervals ending
 // meanwhile, the lines account for every occurrence exactly (run with
 // -race).
