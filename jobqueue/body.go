@@ -78,10 +78,12 @@ func (q *Queue) readBody(w http.ResponseWriter, r *http.Request, coding string) 
 	} else {
 		err = zr.Reset(body)
 	}
+	if zr != nil {
+		defer q.gzReaders.Put(zr)
+	}
 	if err != nil {
 		return nil, bodyError(err, limit, "gzip: ")
 	}
-	defer q.gzReaders.Put(zr)
 	_, err = buf.ReadFrom(io.LimitReader(zr, limit+1))
 	if err == nil && int64(buf.Len()) > limit {
 		return nil, &errTooLarge{fmt.Sprintf("gzip body decompresses to more than MAX_LENGTH (%d bytes)", limit)}

@@ -250,3 +250,51 @@ func spilledLines(t *testing.T, dir string) int {
 	}
 	return n
 }
+
+// TestSpillIsFewFilesEvenWithTinyBatches: with one object per payload
+// (BATCH_MAX_PAYLOADS=1), what the drain deadline leaves is spilled in a
+// few big files, not one fsync'd file per payload (which would outlast the
+// seconds before SIGKILL), and each payload exactly once.
+func TestSpillIsFewFilesEvenWithTinyBatches(t *testing.T) {
+	cfg := testConfig()
+	cfg.BatchMaxPayloads = 1
+	cfg.SpillDir = filepath.Join(t.TempDir(), "spill")
+	sink := newGateSink(fileSink(t))
+	sink.Close() // PUTs hang until their context ends
+	q, err := jobqueue.New(cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Start(context.Background())
+	srv := httptest.NewServer(q.Handle())
+	defer srv.Close()
+	url := srv.URL
+	const collections, size = 50, 20
+	for i := range collections {
+		if r, err := post(t, nil, url, collection(size, fmt.Sprint(i))); err != nil || r.code != 202 {
+			t.Fatal(r, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := q.Drain(ctx); !errors.Is(err, jobqueue.ErrSpilled) {
+		t.Fatalf("Drain = %v, want ErrSpilled", err)
+	}
+	files := 0
+	filepath.WalkDir(cfg.SpillDir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files++
+		}
+		return nil
+	})
+	if n := spilledLines(t, cfg.SpillDir); n != collections*size {
+		t.Fatalf("%d payload lines spilled, want %d", n, collections*size)
+	}
+	// The batches being uploaded at the deadline (one per worker), then
+	// the rest in big spill batches.
+	if files > cfg.MaxWorkers+4 {
+		t.Fatalf("%d spill files for %d payloads", files, collections*size)
+	}
+	t.Logf("%d payloads spilled in %d files", collections*size, files)
+	sink.Open()
+}

@@ -22,7 +22,10 @@
 //     compression off reproduces the notes' one-object-per-payload layout).
 //   - No 200 that lies: 202 means queued (ACK_MODE=enqueued) or stored
 //     (ACK_MODE=durable), and a drain stores everything that was acked
-//     before Drain returns.
+//     before Drain returns, or, past its deadline, spills it to
+//     Config.SpillDir for the next Start to store.
+//   - Every call to the store has a deadline (Config.PutTimeout), and a
+//     durable client waits at most Config.AckTimeout.
 //
 // A Queue holds no package-level state; several can live in one process.
 package jobqueue
@@ -55,6 +58,10 @@ import (
 // twice under the same key (an idempotent overwrite), never lost.
 //
 // The body slice is reused after Put returns: a Sink must not keep it.
+//
+// ctx carries the attempt's deadline (Config.PutTimeout) and is cancelled
+// at a drain deadline: Put must return promptly once ctx is done (the
+// gocloud-based blobsink does), or a hung store holds a worker forever.
 //
 // The sink is batch-oriented on purpose: a per-payload Put is the design
 // notes' one-S3-PUT-per-payload bottleneck.
@@ -95,6 +102,10 @@ func WithClock(now func() time.Time) Option {
 // payloads not stored were written to SpillDir: nothing acked is lost, the
 // next Start uploads them.
 var ErrSpilled = errors.New("jobqueue: not stored before the drain deadline, spilled to local disk")
+
+// errStopped is the cause reported when the work context given to Start
+// ended (a hard stop) rather than Drain's.
+var errStopped = errors.New("jobqueue: stopped")
 
 // Errors of admission. Both map to 503 + Retry-After.
 var (
@@ -328,11 +339,15 @@ func (q *Queue) Drain(ctx context.Context) error {
 		<-q.done
 	}
 	q.summary.Flush()
+	cause := context.Cause(ctx)
+	if cause == nil {
+		cause = errStopped // the context given to Start ended first
+	}
 	if n := q.lost.Load(); n > 0 {
-		return fmt.Errorf("jobqueue: drain: %d acked payloads not stored: %w", n, context.Cause(ctx))
+		return fmt.Errorf("jobqueue: drain: %d acked payloads not stored: %w", n, cause)
 	}
 	if n := q.spilled.Load(); n > 0 {
-		return fmt.Errorf("jobqueue: drain: %w: %d acked payloads in %s, uploaded on the next start (%w)", ErrSpilled, n, q.cfg.SpillDir, context.Cause(ctx))
+		return fmt.Errorf("jobqueue: drain: %w: %d acked payloads in %s, uploaded on the next start (%w)", ErrSpilled, n, q.cfg.SpillDir, cause)
 	}
 	return nil
 }

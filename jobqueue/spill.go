@@ -71,6 +71,7 @@ func (q *Queue) spill(key string, body []byte) (string, error) {
 			break
 		}
 	}
+	_ = syncDir(filepath.Dir(root)) // SPILL_DIR itself may be new; best effort above it
 	return path, nil
 }
 
@@ -144,6 +145,9 @@ func (q *Queue) recoverSpill(ctx context.Context) {
 	total := 0
 	for _, f := range files {
 		body, err := os.ReadFile(f.path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // another job queue sharing the directory took it
+		}
 		if err != nil {
 			q.log.ErrorContext(ctx, "reading a spilled object; left in place", "path", f.path, "err", err)
 			continue

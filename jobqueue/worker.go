@@ -139,7 +139,7 @@ func (q *Queue) fill(ctx context.Context, w *worker, c *collection, span trace.S
 			span.AddLink(trace.Link{SpanContext: c.producer})
 		}
 		start := c.next
-		for c.next < len(c.payloads) && !q.full(w) {
+		for c.next < len(c.payloads) && !q.full(ctx, w) {
 			q.appendLine(ctx, w, c, c.payloads[c.next])
 			c.payloads[c.next] = nil // the line holds it now; let it go
 			c.next++
@@ -147,7 +147,7 @@ func (q *Queue) fill(ctx context.Context, w *worker, c *collection, span trace.S
 		if taken := c.next - start; taken > 0 {
 			w.parts = append(w.parts, part{c, taken})
 		}
-		if q.full(w) {
+		if q.full(ctx, w) {
 			if c.next < len(c.payloads) {
 				return c
 			}
@@ -177,7 +177,20 @@ func (q *Queue) fill(ctx context.Context, w *worker, c *collection, span trace.S
 	}
 }
 
-func (q *Queue) full(w *worker) bool {
+// Batches built after the drain deadline are spilled, not uploaded: they
+// take these bounds instead of BATCH_MAX_*, so that a small batch size
+// (BATCH_MAX_PAYLOADS=1 makes one object per payload) does not turn the
+// spill into one fsync'd file per payload, which would outlast the seconds
+// left before SIGKILL.
+const (
+	spillBatchPayloads = 1 << 16
+	spillBatchBytes    = 16 << 20
+)
+
+func (q *Queue) full(ctx context.Context, w *worker) bool {
+	if ctx.Err() != nil {
+		return w.n >= spillBatchPayloads || w.buf.Len() >= spillBatchBytes
+	}
 	return w.n >= q.cfg.BatchMaxPayloads || w.buf.Len() >= q.cfg.BatchMaxBytes
 }
 
