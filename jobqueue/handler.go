@@ -282,8 +282,8 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		case <-c.ack.done:
 			if c.ack.failed.Load() {
 				msg := "payloads were queued but could not be stored before shutdown"
-				if q.cfg.SpillDir != "" {
-					msg += " (they were saved to local disk and will be stored later: a retry may store them twice)"
+				if c.ack.spilled.Load() {
+					msg += " (they were saved to local disk and will be stored by the next start: a retry may store them twice)"
 				}
 				q.reject(ctx, w, http.StatusServiceUnavailable, reasonNotStored, msg)
 				return

@@ -201,6 +201,7 @@ type collection struct {
 type ack struct {
 	remaining atomic.Int64
 	failed    atomic.Bool
+	spilled   atomic.Bool // some of the failed payloads are in SpillDir
 	done      chan struct{}
 }
 

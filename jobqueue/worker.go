@@ -319,6 +319,9 @@ func (q *Queue) flush(ctx context.Context, w *worker, span trace.Span) {
 	}
 	for _, p := range w.parts {
 		if p.c.ack != nil {
+			if spilledTo != "" {
+				p.c.ack.spilled.Store(true)
+			}
 			p.c.ack.complete(p.n, stored)
 		}
 	}
