@@ -204,9 +204,15 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ct := r.Header.Get("Content-Type")
-	mt, _, err := mime.ParseMediaType(ct)
+	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		q.reject(ctx, w, http.StatusUnsupportedMediaType, reasonMediaType, fmt.Sprintf("content type %q: want application/json", ct))
+		q.reject(ctx, w, http.StatusUnsupportedMediaType, reasonMediaType, fmt.Sprintf("content type %q: want application/json", clip(ct)))
+		return
+	}
+	// JSON is UTF-8 (RFC 8259 8.1): a body declared in another charset
+	// would be stored as bytes that are not what the client meant.
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		q.reject(ctx, w, http.StatusUnsupportedMediaType, reasonMediaType, fmt.Sprintf("charset %q: JSON bodies must be UTF-8", clip(cs)))
 		return
 	}
 	coding, err := contentCoding(r.Header)
