@@ -1,6 +1,7 @@
 package jobqueue_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/wardgate/wardgate/internal/testutil"
 	"github.com/wardgate/wardgate/jobqueue"
@@ -297,4 +299,59 @@ func TestSpillIsFewFilesEvenWithTinyBatches(t *testing.T) {
 	}
 	t.Logf("%d payloads spilled in %d files", collections*size, files)
 	sink.Open()
+}
+
+// TestRecoveryUploadsOnlyWholeSpilledObjects: at start, the queue uploads
+// each object of SPILL_DIR under its own key and removes it; a damaged
+// object and files that are not objects are left alone (and not
+// uploaded); a temporary file of a process killed while spilling is
+// removed once stale, a fresh one kept.
+func TestRecoveryUploadsOnlyWholeSpilledObjects(t *testing.T) {
+	spill := filepath.Join(t.TempDir(), "spill")
+	hour := filepath.Join(spill, "payloads", "2026", "01", "02", "03")
+	if err := os.MkdirAll(hour, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var gzBody bytes.Buffer
+	zw := gzip.NewWriter(&gzBody)
+	zw.Write([]byte(`{"id":"a","payload":{"n":1}}` + "\n" + `{"id":"b","payload":{"n":2}}` + "\n"))
+	zw.Close()
+	files := map[string][]byte{
+		"x-1.ndjson.gz":         gzBody.Bytes(),
+		"x-2.ndjson":            []byte(`{"id":"c","payload":{"n":3}}` + "\n"),
+		"x-3.ndjson.gz":         []byte("not gzip"),
+		"x-4.ndjson.gz.123.tmp": []byte("stale"),
+		"x-5.ndjson.gz.456.tmp": []byte("fresh"),
+		"notes.txt":             []byte("mine"),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(hour, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(filepath.Join(hour, "x-4.ndjson.gz.123.tmp"), old, old)
+
+	cfg := testConfig()
+	cfg.SpillDir = spill
+	file := fileSink(t)
+	q, _ := startQueue(t, cfg, file)
+	if err := q.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stored := readBucket(t, file.Bucket)
+	if len(stored) != 2 || len(stored["payloads/2026/01/02/03/x-1.ndjson.gz"]) != 2 || len(stored["payloads/2026/01/02/03/x-2.ndjson"]) != 1 {
+		t.Fatalf("stored %v, want x-1 (2 lines) and x-2 (1 line) under their keys", stored)
+	}
+	for name, wantThere := range map[string]bool{
+		"x-1.ndjson.gz": false, "x-2.ndjson": false, // uploaded, removed
+		"x-3.ndjson.gz":         true, // damaged: kept for a human
+		"x-4.ndjson.gz.123.tmp": false, "x-5.ndjson.gz.456.tmp": true,
+		"notes.txt": true,
+	} {
+		_, err := os.Stat(filepath.Join(hour, name))
+		if there := err == nil; there != wantThere {
+			t.Errorf("%s: present %v, want %v", name, there, wantThere)
+		}
+	}
 }

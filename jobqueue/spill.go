@@ -93,13 +93,17 @@ type spilled struct {
 }
 
 // spillFiles lists the spilled objects, oldest key first, and removes
-// temporary files that a process killed while spilling left behind.
+// temporary files that a process killed while spilling left behind. Only
+// SpillDir/payloads/ is walked (every key starts there), so a SPILL_DIR
+// pointed at a busy directory by mistake costs no walk of it.
 func (q *Queue) spillFiles(ctx context.Context) ([]spilled, error) {
 	root := q.cfg.SpillDir
+	top := filepath.Join(root, "payloads")
 	var out []spilled
+	ignored := 0
 	cutoff := time.Now().Add(-spillTempAge)
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) && path == root {
+	err := filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && path == top {
 			return fs.SkipAll // nothing was ever spilled
 		}
 		if err != nil {
@@ -121,10 +125,13 @@ func (q *Queue) spillFiles(ctx context.Context) ([]spilled, error) {
 		case spillKey.MatchString(key) && d.Type().IsRegular():
 			out = append(out, spilled{path: path, key: key})
 		default:
-			q.log.WarnContext(ctx, "ignoring a file in SPILL_DIR that is not a spilled object", "path", path)
+			ignored++
 		}
 		return nil
 	})
+	if ignored > 0 {
+		q.log.WarnContext(ctx, "files in SPILL_DIR that are not spilled objects were left alone", "dir", root, "files", ignored)
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
 	return out, err
 }
