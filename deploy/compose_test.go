@@ -204,6 +204,43 @@ func TestComposeBindMountsExist(t *testing.T) {
 	}
 }
 
+// TestJobqueuesCanSpillOnStop: a job queue stopped with the store down
+// drains for DRAIN_TIMEOUT (25s unless set) and then writes what is not
+// stored to SPILL_DIR. Compose's default stop grace is 10s, after which it
+// SIGKILLs: the grace must outlast the drain, and SPILL_DIR must be on a
+// named volume so the next container finds the spill.
+func TestJobqueuesCanSpillOnStop(t *testing.T) {
+	p := loadProject(t)
+	for _, name := range jobqueues {
+		s := service(t, p, name)
+		drain := 25 * time.Second
+		if v := env(s, "DRAIN_TIMEOUT"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				t.Fatalf("%s DRAIN_TIMEOUT %q: %v", name, v, err)
+			}
+			drain = d
+		}
+		if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) < drain+3*time.Second {
+			t.Errorf("%s: stop_grace_period %v, want at least DRAIN_TIMEOUT (%v) + 3s for the spill", name, s.StopGracePeriod, drain)
+		}
+		spill := env(s, "SPILL_DIR")
+		if !filepath.IsAbs(spill) {
+			t.Errorf("%s: SPILL_DIR %q, want an absolute path on a volume", name, spill)
+			continue
+		}
+		onVolume := false
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeVolume && (spill == v.Target || strings.HasPrefix(spill, v.Target+"/")) {
+				onVolume = true
+			}
+		}
+		if !onVolume {
+			t.Errorf("%s: SPILL_DIR %s is not on a named volume: the spill would die with the container", name, spill)
+		}
+	}
+}
+
 // TestPrometheusScrapesEveryAdminListener parses deploy/prometheus.yml
 // (mounted into the prometheus service) and checks each scrape target is
 // a service and the port that service's admin listener is configured on.

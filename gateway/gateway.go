@@ -44,6 +44,7 @@ import (
 
 	"github.com/wardgate/wardgate/gateway/balancer"
 	"github.com/wardgate/wardgate/gateway/middleware"
+	"github.com/wardgate/wardgate/internal/ratelog"
 	"github.com/wardgate/wardgate/telemetry"
 )
 
@@ -52,7 +53,13 @@ import (
 type Gateway struct {
 	tel    *telemetry.Telemetry
 	logger *slog.Logger
-	tracer trace.Tracer
+	// reqLog is logger for conditions that happen once per request or
+	// attempt and are counted by metrics (no healthy target, a failed
+	// attempt, a client gone): the first occurrence per upstream and
+	// target, then a count per interval, never a line per request.
+	reqLog  *slog.Logger
+	summary *ratelog.Handler
+	tracer  trace.Tracer
 	// serverSpan and clientSpan are the start options of the gateway's
 	// spans, built once.
 	serverSpan, clientSpan trace.SpanStartOption
@@ -96,9 +103,12 @@ func New(ctx context.Context, cfg *Config, tel *telemetry.Telemetry, logger *slo
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	summary := ratelog.NewHandler(logger.Handler(), ratelog.Options{KeyAttrs: []string{"upstream", "target", "route"}})
 	g := &Gateway{
 		tel:        tel,
 		logger:     logger,
+		reqLog:     slog.New(summary),
+		summary:    summary,
 		tracer:     tel.TracerProvider.Tracer(instrumentationName),
 		serverSpan: trace.WithSpanKind(trace.SpanKindServer),
 		clientSpan: trace.WithSpanKind(trace.SpanKindClient),
@@ -175,6 +185,7 @@ func (g *Gateway) Close() {
 		}
 	}
 	g.m.reg.Unregister()
+	g.summary.Flush()
 }
 
 // Config returns the config currently serving.

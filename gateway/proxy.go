@@ -104,7 +104,7 @@ func (g *Gateway) newReverseProxy(rt *Route, up *upstream) *httputil.ReverseProx
 		// with the pooled buffer and flushed when done. -1 would flush after
 		// every write of every response for no gain.
 		FlushInterval: 0,
-		ErrorLog:      slog.NewLogLogger(g.logger.Handler(), slog.LevelWarn),
+		ErrorLog:      slog.NewLogLogger(g.summary, slog.LevelWarn), // per-request copy errors: summarized
 		ModifyResponse: func(res *http.Response) error {
 			a := attemptFrom(res.Request.Context())
 			a.status = res.StatusCode
@@ -204,7 +204,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) 
 			if last != nil {
 				break // every target was tried: report the last failure
 			}
-			g.logger.LogAttrs(r.Context(), slog.LevelWarn, "no healthy target",
+			g.reqLog.LogAttrs(r.Context(), slog.LevelWarn, "no healthy target",
 				slog.String("upstream", up.name), slog.String("route", rt.cfg.PathPrefix))
 			g.writeError(w, r, http.StatusServiceUnavailable, "no healthy target", up.name)
 			return
@@ -232,7 +232,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) 
 	code, msg := classify(r.Context(), last.err)
 	if code == StatusClientClosedRequest {
 		// Not an upstream problem and not an error of ours: info level.
-		g.logger.LogAttrs(r.Context(), slog.LevelInfo, "client went away before the upstream answered",
+		g.reqLog.LogAttrs(r.Context(), slog.LevelInfo, "client went away before the upstream answered",
 			slog.String("upstream", up.name), slog.String("target", last.target.String()))
 	}
 	if rs := respStateFrom(r.Context()); rs != nil && rs.Started() {
@@ -287,7 +287,7 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *
 		}
 		g.m.clientDuration.Record(ctx, elapsed.Seconds(), t.durationOpt(mi, a.status, et)...)
 		if a.err != nil && !clientGone {
-			g.logger.LogAttrs(ctx, slog.LevelWarn, "upstream attempt failed",
+			g.reqLog.LogAttrs(ctx, slog.LevelWarn, "upstream attempt failed",
 				slog.String("upstream", rt.up.name), slog.String("target", t.String()),
 				slog.Int("attempt", a.n+1), slog.String("error", a.err.Error()))
 		}

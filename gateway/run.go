@@ -59,7 +59,8 @@ func (g *Gateway) Run(ctx context.Context, opts RunOptions) error {
 		pub.Close()
 		return fmt.Errorf("gateway: admin listen: %w", err)
 	}
-	errLog := slog.NewLogLogger(g.logger.Handler(), slog.LevelWarn)
+	// Summarized: net/http logs some errors once per connection or request.
+	errLog := slog.NewLogLogger(g.summary, slog.LevelWarn)
 	public := &http.Server{
 		Handler:           g,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -43,12 +43,40 @@ type Config struct {
 	Compression      Compression   // COMPRESSION
 	Instance         string        // INSTANCE: names the objects this process writes
 
+	// PutTimeout (BLOB_PUT_TIMEOUT) is the deadline of one PUT attempt: a
+	// store that accepts the connection and never answers would otherwise
+	// hold a worker, its batch and its share of MAX_QUEUE forever, with no
+	// error counted. A PUT that times out is counted, logged and retried.
+	PutTimeout time.Duration
+	// AckTimeout (ACK_TIMEOUT) bounds how long a request waits in durable
+	// mode for its payloads to be stored: past it the client gets 503 +
+	// Retry-After. The payloads stay queued and are still stored (so a
+	// retry may store them twice): durable acks are at-least-once.
+	AckTimeout time.Duration
+	// SpillDir (SPILL_DIR) is a local directory where acked payloads that
+	// could not be stored before a drain deadline (or a hard stop) are
+	// written, as the objects they would have been (same key and bytes),
+	// fsync'd. The next Start uploads them first and removes them. Empty:
+	// no spill; such payloads are lost and Drain says how many.
+	SpillDir string
+
 	// RetryBase and RetryMax bound the jittered exponential backoff between
 	// attempts of a failed blob PUT. Retries go on until the PUT succeeds or
 	// a drain deadline passes: acked data is never dropped on its own.
 	RetryBase time.Duration
 	RetryMax  time.Duration
 }
+
+// Dependency deadlines. A PUT of a default batch (8 MiB of NDJSON, about
+// 600 KB gzipped) takes well under a second on a working store: 15 s is
+// slow-store room, not a guess at a typical PUT. The durable ack deadline
+// is above one PUT's and below the gateway's default response_header
+// timeout (30 s), so a client hears a 503 from the job queue rather than a
+// 504 from the gateway.
+const (
+	DefaultPutTimeout = 15 * time.Second
+	DefaultAckTimeout = 20 * time.Second
+)
 
 // Batch and queue defaults. 16,384 payloads per object is 61 PUTs per
 // million payloads when batches are full, so the partial batches a pause in
@@ -77,6 +105,8 @@ func DefaultConfig() Config {
 		AckMode:          AckEnqueued,
 		Compression:      CompressionGzip,
 		Instance:         DefaultInstance(),
+		PutTimeout:       DefaultPutTimeout,
+		AckTimeout:       DefaultAckTimeout,
 		RetryBase:        100 * time.Millisecond,
 		RetryMax:         10 * time.Second,
 	}
@@ -146,6 +176,12 @@ func (c Config) Validate() error {
 			bad("INSTANCE", "%q: no '/' or control characters (it is part of object keys)", c.Instance)
 			break
 		}
+	}
+	if c.PutTimeout <= 0 {
+		bad("BLOB_PUT_TIMEOUT", "must be positive, got %s", c.PutTimeout)
+	}
+	if c.AckTimeout <= 0 {
+		bad("ACK_TIMEOUT", "must be positive, got %s", c.AckTimeout)
 	}
 	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
 		errs = append(errs, fmt.Errorf("retry backoff: need 0 < RetryBase <= RetryMax, got %s, %s", c.RetryBase, c.RetryMax))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -30,11 +31,16 @@ func badRequest(format string, args ...any) error {
 	return &errBadRequest{fmt.Sprintf(format, args...)}
 }
 
-// decodeOptions keep what encoding/json accepted: duplicate member names
-// (the last wins) and invalid UTF-8 inside strings (stored as sent).
+// decodeOptions make the decoder accept I-JSON (RFC 7493) only: strings
+// (names included) must be valid UTF-8 with no lone surrogate escapes, and
+// no object may repeat a member name, at any depth. Either would be stored
+// as sent, and the stored NDJSON would then be invalid JSON, or JSON that
+// two readers understand differently (which duplicate wins). Both checks
+// are part of the one streaming pass (about a microsecond per 2.5 KB
+// collection, see BenchmarkDecodeCollection).
 var decodeOptions = []jsontext.Options{
-	jsontext.AllowDuplicateNames(true),
-	jsontext.AllowInvalidUTF8(true),
+	jsontext.AllowDuplicateNames(false),
+	jsontext.AllowInvalidUTF8(false),
 }
 
 // decodeCollection parses and validates one collection with a fresh
@@ -83,7 +89,16 @@ func decodeBuffer(d *jsontext.Decoder, bb *bytes.Buffer) (decoded, error) {
 		if _, err := d.ReadToken(); err != nil {
 			return decoded{}, syntaxError(err)
 		}
-		var scratch []byte
+		var (
+			scratch []byte
+			seen    [3]bool // data, version, token: names match case-insensitively
+		)
+		once := func(i int, name []byte) {
+			if seen[i] {
+				setShape("duplicate member %q (names are matched case-insensitively)", name)
+			}
+			seen[i] = true
+		}
 		for d.PeekKind() != '}' {
 			raw, err := d.ReadValue() // the member name, quoted
 			if err != nil {
@@ -92,12 +107,14 @@ func decodeBuffer(d *jsontext.Decoder, bb *bytes.Buffer) (decoded, error) {
 			name := unquoteName(&scratch, raw)
 			switch {
 			case bytes.EqualFold(name, []byte("data")):
+				once(0, name)
 				payloads, ok, err := readData(d, body, setShape)
 				if err != nil {
 					return decoded{}, err
 				}
 				out.payloads, hasData = payloads, ok
 			case bytes.EqualFold(name, []byte("version")):
+				once(1, name)
 				v, isNull, err := readString(d, "version", setShape)
 				if err != nil {
 					return decoded{}, err
@@ -106,21 +123,15 @@ func decodeBuffer(d *jsontext.Decoder, bb *bytes.Buffer) (decoded, error) {
 					out.version = v
 				}
 			case bytes.EqualFold(name, []byte("token")):
+				once(2, name)
 				v, isNull, err := readString(d, "token", setShape)
 				if err != nil {
 					return decoded{}, err
 				}
 				if !isNull {
 					s, uerr := jsontext.AppendUnquote(nil, v)
-					if uerr != nil {
-						// Invalid UTF-8: encoding/json accepts it and
-						// substitutes U+FFFD; so do we (the token then
-						// simply does not match a configured one).
-						var t string
-						if err := json.Unmarshal(v, &t); err != nil {
-							return decoded{}, syntaxError(err)
-						}
-						s = []byte(t)
+					if uerr != nil { // cannot happen: the decoder validated it
+						return decoded{}, syntaxError(uerr)
 					}
 					out.token = string(s)
 				}
@@ -257,7 +268,19 @@ func syntaxError(err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return badRequest("malformed JSON: unexpected end of body (truncated?)")
 	case errors.As(err, &se):
-		return badRequest("malformed JSON at byte %d: %v", se.ByteOffset, se.Err)
+		// The whole message names where (a JSON pointer) and what: bad
+		// syntax, invalid UTF-8, a duplicate name.
+		return badRequest("malformed JSON at byte %d: %s", se.ByteOffset, clip(strings.TrimPrefix(se.Error(), "jsontext: ")))
 	}
-	return badRequest("malformed JSON: %v", err)
+	return badRequest("malformed JSON: %s", clip(err.Error()))
+}
+
+// clip bounds an error message that may quote the client's bytes (a
+// member name can be as long as the body).
+func clip(msg string) string {
+	const maxMsg = 300
+	if len(msg) <= maxMsg {
+		return msg
+	}
+	return strings.ToValidUTF8(msg[:maxMsg], "") + "…"
 }

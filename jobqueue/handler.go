@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -35,6 +36,7 @@ const (
 	reasonMethod      = "method"
 	reasonDraining    = "draining"
 	reasonNotStored   = "not_stored"
+	reasonAckTimeout  = "ack_timeout"
 	retryAfterSeconds = "1"
 )
 
@@ -180,11 +182,13 @@ func (q *Queue) reject(ctx context.Context, w http.ResponseWriter, code int, rea
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		body["trace_id"] = sc.TraceID().String()
 	}
+	// Counted by wardgate.payloads.rejected: logged as a summary per
+	// status and reason (first occurrence, then a count per interval).
+	level := slog.LevelDebug
 	if code >= 500 {
-		q.log.WarnContext(ctx, "payloads refused", "status", code, "reason", reason, "error", msg)
-	} else {
-		q.log.DebugContext(ctx, "payloads refused", "status", code, "reason", reason, "error", msg)
+		level = slog.LevelWarn
 	}
+	q.reqLog.Log(ctx, level, "payloads refused", "status", code, "reason", reason, "error", msg)
 	writeJSON(w, code, body)
 }
 
@@ -200,9 +204,21 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ct := r.Header.Get("Content-Type")
-	mt, _, err := mime.ParseMediaType(ct)
+	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		q.reject(ctx, w, http.StatusUnsupportedMediaType, reasonMediaType, fmt.Sprintf("content type %q: want application/json", ct))
+		q.reject(ctx, w, http.StatusUnsupportedMediaType, reasonMediaType, fmt.Sprintf("content type %q: want application/json", clip(ct)))
+		return
+	}
+	// JSON is UTF-8 (RFC 8259 8.1): a body declared in another charset
+	// would be stored as bytes that are not what the client meant.
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		q.reject(ctx, w, http.StatusUnsupportedMediaType, reasonMediaType, fmt.Sprintf("charset %q: JSON bodies must be UTF-8", clip(cs)))
+		return
+	}
+	coding, err := contentCoding(r.Header)
+	if err != nil {
+		w.Header().Set("Accept-Encoding", "gzip") // RFC 9110 15.5.16
+		q.reject(ctx, w, http.StatusUnsupportedMediaType, reasonMediaType, err.Error())
 		return
 	}
 	if r.ContentLength > q.cfg.MaxLength {
@@ -215,18 +231,14 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// The body buffer is the collection's from here on: payloads alias it.
-	buf := new(bytes.Buffer)
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead) // one allocation; ReadFrom wants MinRead spare
-	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, q.cfg.MaxLength)); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			q.reject(ctx, w, http.StatusRequestEntityTooLarge, reasonTooLarge, fmt.Sprintf("body is over MAX_LENGTH (%d bytes)", q.cfg.MaxLength))
+	buf, err := q.readBody(w, r, coding)
+	if err != nil {
+		var tooLarge *errTooLarge
+		if errors.As(err, &tooLarge) {
+			q.reject(ctx, w, http.StatusRequestEntityTooLarge, reasonTooLarge, err.Error())
 			return
 		}
-		q.reject(ctx, w, http.StatusBadRequest, reasonBadRequest, fmt.Sprintf("reading body: %v", err))
+		q.reject(ctx, w, http.StatusBadRequest, reasonBadRequest, err.Error())
 		return
 	}
 	durable := q.cfg.AckMode == AckDurable
@@ -239,14 +251,25 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 	if durable {
 		q.doneAdmitting()
 	}
-	var bad *errBadRequest
+	var (
+		bad    *errBadRequest
+		unauth *authError
+	)
 	switch {
 	case errors.As(err, &bad):
 		q.reject(ctx, w, http.StatusBadRequest, reasonBadRequest, err.Error())
 		return
-	case errors.Is(err, errUnauthorized):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="wardgate-jobqueue"`)
-		q.reject(ctx, w, http.StatusUnauthorized, reasonUnauth, "missing or unknown token (collection \"token\" field or Authorization: Bearer)")
+	case errors.As(err, &unauth):
+		challenge := `Bearer realm="wardgate-jobqueue"`
+		if unauth.header {
+			challenge += `, error="invalid_token"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		q.reject(ctx, w, http.StatusUnauthorized, reasonUnauth, unauth.msg)
+		return
+	case errors.Is(err, errTooMany):
+		q.reject(ctx, w, http.StatusRequestEntityTooLarge, reasonTooLarge,
+			fmt.Sprintf("collection of %d payloads is larger than the whole queue (MAX_QUEUE=%d): it can never be admitted, split it", n, q.capacity))
 		return
 	case errors.Is(err, ErrDraining):
 		q.reject(ctx, w, http.StatusServiceUnavailable, reasonDraining, "draining: not accepting payloads, retry another instance")
@@ -259,16 +282,29 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 		q.m.accepted.Add(ctx, int64(n))
 	}
 	if c != nil && c.ack != nil {
+		ackTimer := time.NewTimer(q.cfg.AckTimeout)
+		defer ackTimer.Stop()
 		select {
 		case <-c.ack.done:
 			if c.ack.failed.Load() {
-				q.reject(ctx, w, http.StatusServiceUnavailable, reasonNotStored, "payloads were queued but could not be stored before shutdown")
+				msg := "payloads were queued but could not be stored before shutdown"
+				if c.ack.spilled.Load() {
+					msg += " (they were saved to local disk and will be stored by the next start: a retry may store them twice)"
+				}
+				q.reject(ctx, w, http.StatusServiceUnavailable, reasonNotStored, msg)
 				return
 			}
+		case <-ackTimer.C:
+			// The store is slow or down: answer within a bounded time
+			// rather than hold the client until its own timeout. The
+			// payloads stay queued and are still stored.
+			q.reject(ctx, w, http.StatusServiceUnavailable, reasonAckTimeout,
+				fmt.Sprintf("payloads queued but not stored within ACK_TIMEOUT (%s); they are still being stored, so a retry may store them twice", q.cfg.AckTimeout))
+			return
 		case <-ctx.Done():
 			// The client gave up; the payloads are still stored. Nobody
 			// reads this answer, but the metrics and the span do.
-			q.log.InfoContext(ctx, "client left before its payloads were stored; they will be", "payloads", n)
+			q.reqLog.InfoContext(ctx, "client left before its payloads were stored; they will be", "payloads", n)
 			q.reject(ctx, w, http.StatusServiceUnavailable, reasonNotStored, "client gone before the payloads were stored (they will be)")
 			return
 		}
@@ -281,14 +317,14 @@ func (q *Queue) servePayloads(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(append(out, "}\n"...))
 }
 
-// errUnauthorized: the collection's token and the bearer header are both
-// missing or unknown.
-var errUnauthorized = errors.New("jobqueue: unauthorized")
+// errTooMany: the collection has more payloads than MAX_QUEUE, so no
+// retry can ever admit it (a 503 would make clients retry forever).
+var errTooMany = errors.New("jobqueue: collection larger than MAX_QUEUE")
 
 // enqueue decodes the body, checks the token and admits the collection
 // under a PRODUCER span. It returns the admitted collection (nil for an
 // empty one) and its payload count; errors are an *errBadRequest,
-// errUnauthorized, ErrDraining or ErrFull.
+// *authError, errTooMany, ErrDraining or ErrFull.
 func (q *Queue) enqueue(ctx context.Context, r *http.Request, buf *bytes.Buffer) (*collection, int, error) {
 	dec, _ := q.decoders.Get().(*jsontext.Decoder)
 	if dec == nil {
@@ -299,12 +335,17 @@ func (q *Queue) enqueue(ctx context.Context, r *http.Request, buf *bytes.Buffer)
 	if err != nil {
 		return nil, 0, err
 	}
-	if len(q.cfg.APITokens) > 0 && !q.authorized(r, d.token) {
-		return nil, 0, errUnauthorized
+	if len(q.cfg.APITokens) > 0 {
+		if err := q.authorize(r, d.token); err != nil {
+			return nil, 0, err
+		}
 	}
 	n := len(d.payloads)
 	if n == 0 {
 		return nil, 0, nil
+	}
+	if int64(n) > q.capacity {
+		return nil, n, errTooMany
 	}
 	now := q.now()
 	version := d.version
@@ -354,18 +395,52 @@ func (q *Queue) doneAdmitting() {
 	}
 }
 
-// authorized accepts a bearer header or the collection's token field that
-// matches one of API_TOKENS (compared in constant time).
-func (q *Queue) authorized(r *http.Request, bodyToken string) bool {
-	tok := bodyToken
-	if h := r.Header.Get("Authorization"); h != "" {
-		if b, ok := strings.CutPrefix(h, "Bearer "); ok {
-			tok = strings.TrimSpace(b)
+// authError is a 401: msg is for the client, header says whether an
+// Authorization header was presented (then the WWW-Authenticate challenge
+// carries error="invalid_token", RFC 6750).
+type authError struct {
+	msg    string
+	header bool
+}
+
+func (e *authError) Error() string { return "jobqueue: unauthorized: " + e.msg }
+
+// authorize checks the credentials against API_TOKENS (compared in constant
+// time). A request that carries an Authorization header is decided by that
+// header alone: it must be one "Bearer <token>" (scheme in any case) with a
+// known token. A header that is present but wrong is a 401 even when the
+// body's "token" field is valid: credentials that were presented and
+// failed are never silently replaced by others (a client with a stale
+// header must find out, not be let in by a leftover field). Without the
+// header, the collection's "token" field decides.
+func (q *Queue) authorize(r *http.Request, bodyToken string) error {
+	hdr := r.Header.Values("Authorization")
+	if len(hdr) == 0 {
+		if bodyToken == "" {
+			return &authError{msg: `missing token: send the collection's "token" field or Authorization: Bearer <token>`}
 		}
+		if !q.knownToken(bodyToken) {
+			return &authError{msg: `unknown token in the collection's "token" field`}
+		}
+		return nil
 	}
-	if tok == "" {
-		return false
+	if len(hdr) > 1 {
+		return &authError{msg: "more than one Authorization header", header: true}
 	}
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(hdr[0]), " ")
+	tok = strings.TrimSpace(tok)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return &authError{msg: "Authorization header is not \"Bearer <token>\"", header: true}
+	}
+	if !q.knownToken(tok) {
+		return &authError{msg: "unknown token in the Authorization header (it decides alone, whatever the collection's \"token\" field says)", header: true}
+	}
+	return nil
+}
+
+// knownToken reports whether tok is one of API_TOKENS, looking at every
+// one in constant time.
+func (q *Queue) knownToken(tok string) bool {
 	ok := false
 	for _, t := range q.cfg.APITokens {
 		if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {

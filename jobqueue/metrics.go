@@ -27,22 +27,25 @@ var batchBuckets = []float64{1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 
 // conventions where one exists; the Prometheus names they become are listed
 // in docs/jobqueue.md.
 type instruments struct {
-	reqDur    metric.Float64Histogram
-	accepted  metric.Int64Counter
-	rejected  metric.Int64Counter
-	stored    metric.Int64Counter
-	batchSize metric.Int64Histogram
-	flushDur  metric.Float64Histogram
-	putDur    metric.Float64Histogram
-	putBytes  metric.Int64Counter
-	putErrors metric.Int64Counter
+	reqDur      metric.Float64Histogram
+	accepted    metric.Int64Counter
+	rejected    metric.Int64Counter
+	stored      metric.Int64Counter
+	batchSize   metric.Int64Histogram
+	flushDur    metric.Float64Histogram
+	putDur      metric.Float64Histogram
+	putBytes    metric.Int64Counter
+	putErrors   metric.Int64Counter
+	putTimeouts metric.Int64Counter
+	spilled     metric.Int64Counter
+	recovered   metric.Int64Counter
 
 	reasons    map[string]metric.AddOption    // the "reason" of each rejection, built once
 	putOutcome map[string]metric.RecordOption // "outcome" ok / error of a PUT attempt
 }
 
 // rejectReasons are every "reason" of wardgate.payloads.rejected.
-var rejectReasons = []string{reasonFull, reasonTooLarge, reasonBadRequest, reasonUnauth, reasonMediaType, reasonMethod, reasonDraining, reasonNotStored}
+var rejectReasons = []string{reasonFull, reasonTooLarge, reasonBadRequest, reasonUnauth, reasonMediaType, reasonMethod, reasonDraining, reasonNotStored, reasonAckTimeout}
 
 // reason returns the attribute option of a rejection reason.
 func (m *instruments) reason(r string) metric.AddOption {
@@ -56,7 +59,7 @@ func (m *instruments) reason(r string) metric.AddOption {
 // dashboard shows 0 rather than "No data" before the first event (and
 // rate() sees the first one).
 func (m *instruments) zero(ctx context.Context) {
-	for _, c := range []metric.Int64Counter{m.accepted, m.stored, m.putBytes, m.putErrors} {
+	for _, c := range []metric.Int64Counter{m.accepted, m.stored, m.putBytes, m.putErrors, m.putTimeouts, m.spilled, m.recovered} {
 		c.Add(ctx, 0)
 	}
 	for _, r := range rejectReasons {
@@ -106,6 +109,15 @@ func newInstruments(q *Queue) (*instruments, error) {
 	check(err)
 	in.putErrors, err = m.Int64Counter("wardgate.blob.put.errors", metric.WithUnit("{error}"),
 		metric.WithDescription("Failed blob PUT attempts."))
+	check(err)
+	in.putTimeouts, err = m.Int64Counter("wardgate.blob.put.timeouts", metric.WithUnit("{error}"),
+		metric.WithDescription("Blob PUT attempts abandoned at BLOB_PUT_TIMEOUT (also counted as errors)."))
+	check(err)
+	in.spilled, err = m.Int64Counter("wardgate.payloads.spilled", metric.WithUnit("{payload}"),
+		metric.WithDescription("Acked payloads not stored by the drain deadline, written to SPILL_DIR instead."))
+	check(err)
+	in.recovered, err = m.Int64Counter("wardgate.payloads.recovered", metric.WithUnit("{payload}"),
+		metric.WithDescription("Spilled payloads uploaded from SPILL_DIR at start (also counted as stored)."))
 	check(err)
 
 	depth, err := m.Int64ObservableGauge("wardgate.queue.depth", metric.WithUnit("{payload}"),

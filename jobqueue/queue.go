@@ -22,7 +22,10 @@
 //     compression off reproduces the notes' one-object-per-payload layout).
 //   - No 200 that lies: 202 means queued (ACK_MODE=enqueued) or stored
 //     (ACK_MODE=durable), and a drain stores everything that was acked
-//     before Drain returns.
+//     before Drain returns, or, past its deadline, spills it to
+//     Config.SpillDir for the next Start to store.
+//   - Every call to the store has a deadline (Config.PutTimeout), and a
+//     durable client waits at most Config.AckTimeout.
 //
 // A Queue holds no package-level state; several can live in one process.
 package jobqueue
@@ -42,6 +45,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/wardgate/wardgate/internal/ratelog"
 	"github.com/wardgate/wardgate/telemetry"
 )
 
@@ -54,6 +58,10 @@ import (
 // twice under the same key (an idempotent overwrite), never lost.
 //
 // The body slice is reused after Put returns: a Sink must not keep it.
+//
+// ctx carries the attempt's deadline (Config.PutTimeout) and is cancelled
+// at a drain deadline: Put must return promptly once ctx is done (the
+// gocloud-based blobsink does), or a hung store holds a worker forever.
 //
 // The sink is batch-oriented on purpose: a per-payload Put is the design
 // notes' one-S3-PUT-per-payload bottleneck.
@@ -76,10 +84,28 @@ func WithLogger(l *slog.Logger) Option {
 	return func(q *Queue) { q.log = l }
 }
 
+// WithLogSummaryInterval sets how often per-request conditions (refused
+// requests, clients gone) are summarized in the log: the first occurrence
+// of each is logged at once, then one line per interval carries the count
+// (default 10s). They are counted by metrics, so a line per request would
+// only flood the log under overload.
+func WithLogSummaryInterval(d time.Duration) Option {
+	return func(q *Queue) { q.summaryEvery = d }
+}
+
 // WithClock replaces time.Now for received_at stamps and object keys.
 func WithClock(now func() time.Time) Option {
 	return func(q *Queue) { q.now = now }
 }
+
+// ErrSpilled is wrapped by Drain's error when its deadline passed and the
+// payloads not stored were written to SpillDir: nothing acked is lost, the
+// next Start uploads them.
+var ErrSpilled = errors.New("jobqueue: not stored before the drain deadline, spilled to local disk")
+
+// errStopped is the cause reported when the work context given to Start
+// ended (a hard stop) rather than Drain's.
+var errStopped = errors.New("jobqueue: stopped")
 
 // Errors of admission. Both map to 503 + Retry-After.
 var (
@@ -101,6 +127,12 @@ type Queue struct {
 	log  *slog.Logger
 	now  func() time.Time
 	tel  *telemetry.Telemetry
+
+	// reqLog is log for conditions that happen once per request: it
+	// writes the first occurrence, then a count per interval (summary).
+	reqLog       *slog.Logger
+	summary      *ratelog.Handler
+	summaryEvery time.Duration
 
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
@@ -138,12 +170,14 @@ type Queue struct {
 	lastTaken    atomic.Int64   // received_at (unix ns) of the newest collection a worker took
 	oldest       []atomic.Int64 // per worker: received_at (unix ns) of its oldest unstored payload, 0 if none
 	seq          atomic.Uint64
-	lost         atomic.Int64
+	lost         atomic.Int64 // acked payloads neither stored nor spilled
+	spilled      atomic.Int64 // acked payloads written to SpillDir
 
 	kindsMu sync.Mutex
 	kinds   atomic.Pointer[map[string]*kindHandler]
 
-	decoders sync.Pool // *jsontext.Decoder, reset for each request body
+	decoders  sync.Pool // *jsontext.Decoder, reset for each request body
+	gzReaders sync.Pool // *gzip.Reader, reset for each gzip request body
 
 	startOnce sync.Once
 	stopWork  context.CancelFunc // aborts retries (drain deadline passed)
@@ -167,6 +201,7 @@ type collection struct {
 type ack struct {
 	remaining atomic.Int64
 	failed    atomic.Bool
+	spilled   atomic.Bool // some of the failed payloads are in SpillDir
 	done      chan struct{}
 }
 
@@ -205,6 +240,11 @@ func New(cfg Config, sink Sink, opts ...Option) (*Queue, error) {
 	if q.log == nil {
 		q.log = slog.New(slog.DiscardHandler)
 	}
+	q.summary = ratelog.NewHandler(q.log.Handler(), ratelog.Options{
+		Interval: q.summaryEvery,
+		KeyAttrs: []string{"status", "reason"},
+	})
+	q.reqLog = slog.New(q.summary)
 	q.prop = propagation.TraceContext{}
 	// Without telemetry, spans are still created by an SDK provider that
 	// samples and exports nothing: stored lines, error bodies, logs and
@@ -248,6 +288,16 @@ func (q *Queue) Start(ctx context.Context) {
 		for i := range q.cfg.MaxWorkers {
 			go q.worker(wctx, i)
 		}
+		if q.cfg.SpillDir != "" {
+			// What an earlier drain spilled is uploaded first; Drain
+			// waits for it like for the workers (its deadline leaves the
+			// rest on disk).
+			q.wg.Add(1)
+			go func() {
+				defer q.wg.Done()
+				q.recoverSpill(wctx)
+			}()
+		}
 		go func() {
 			q.wg.Wait()
 			cancel()
@@ -270,8 +320,10 @@ func (q *Queue) Draining() bool { return q.drainingFlag.Load() }
 // Drain stops admitting (POSTs get 503, /readyz turns 503), lets the workers
 // empty the queue, flush their batches and finish their uploads, and
 // returns when everything admitted is stored. Uploads keep retrying until
-// then; if ctx ends first, retries are abandoned and Drain returns an error
-// counting the payloads that were not stored.
+// then; if ctx ends first, retries are abandoned and what is not stored
+// is spilled to SpillDir (an error wrapping ErrSpilled says how much: the
+// next Start uploads it) or, without a SpillDir, lost (an error counting
+// the payloads).
 func (q *Queue) Drain(ctx context.Context) error {
 	q.mu.Lock()
 	if !q.draining {
@@ -287,8 +339,16 @@ func (q *Queue) Drain(ctx context.Context) error {
 		q.stopWork()
 		<-q.done
 	}
+	q.summary.Flush()
+	cause := context.Cause(ctx)
+	if cause == nil {
+		cause = errStopped // the context given to Start ended first
+	}
 	if n := q.lost.Load(); n > 0 {
-		return fmt.Errorf("jobqueue: drain: %d acked payloads not stored: %w", n, context.Cause(ctx))
+		return fmt.Errorf("jobqueue: drain: %d acked payloads not stored: %w", n, cause)
+	}
+	if n := q.spilled.Load(); n > 0 {
+		return fmt.Errorf("jobqueue: drain: %w: %d acked payloads in %s, uploaded on the next start (%w)", ErrSpilled, n, q.cfg.SpillDir, cause)
 	}
 	return nil
 }

@@ -272,8 +272,9 @@ func TestCountersStartAtZero(t *testing.T) {
 	rec := httptest.NewRecorder()
 	tel.AdminHandler("", nil).ServeHTTP(rec, mustReq(t, "/metrics"))
 	text := rec.Body.String()
-	series := []string{"wardgate_payloads_accepted_total", "wardgate_payloads_stored_total", "wardgate_blob_put_bytes_total", "wardgate_blob_put_errors_total"}
-	for _, reason := range []string{"full", "too_large", "bad_request", "unauthorized", "unsupported_media", "method", "draining", "not_stored"} {
+	series := []string{"wardgate_payloads_accepted_total", "wardgate_payloads_stored_total", "wardgate_blob_put_bytes_total", "wardgate_blob_put_errors_total",
+		"wardgate_blob_put_timeouts_total", "wardgate_payloads_spilled_total", "wardgate_payloads_recovered_total"}
+	for _, reason := range []string{"full", "too_large", "bad_request", "unauthorized", "unsupported_media", "method", "draining", "not_stored", "ack_timeout"} {
 		series = append(series, `wardgate_payloads_rejected_total{otel_scope_name="github.com/wardgate/wardgate/jobqueue",otel_scope_schema_url="",otel_scope_version="",reason="`+reason+`"}`)
 	}
 	for _, s := range series {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -138,7 +139,7 @@ func (q *Queue) fill(ctx context.Context, w *worker, c *collection, span trace.S
 			span.AddLink(trace.Link{SpanContext: c.producer})
 		}
 		start := c.next
-		for c.next < len(c.payloads) && !q.full(w) {
+		for c.next < len(c.payloads) && !q.full(ctx, w) {
 			q.appendLine(ctx, w, c, c.payloads[c.next])
 			c.payloads[c.next] = nil // the line holds it now; let it go
 			c.next++
@@ -146,7 +147,7 @@ func (q *Queue) fill(ctx context.Context, w *worker, c *collection, span trace.S
 		if taken := c.next - start; taken > 0 {
 			w.parts = append(w.parts, part{c, taken})
 		}
-		if q.full(w) {
+		if q.full(ctx, w) {
 			if c.next < len(c.payloads) {
 				return c
 			}
@@ -176,7 +177,20 @@ func (q *Queue) fill(ctx context.Context, w *worker, c *collection, span trace.S
 	}
 }
 
-func (q *Queue) full(w *worker) bool {
+// Batches built after the drain deadline are spilled, not uploaded: they
+// take these bounds instead of BATCH_MAX_*, so that a small batch size
+// (BATCH_MAX_PAYLOADS=1 makes one object per payload) does not turn the
+// spill into one fsync'd file per payload, which would outlast the seconds
+// left before SIGKILL.
+const (
+	spillBatchPayloads = 1 << 16
+	spillBatchBytes    = 16 << 20
+)
+
+func (q *Queue) full(ctx context.Context, w *worker) bool {
+	if ctx.Err() != nil {
+		return w.n >= spillBatchPayloads || w.buf.Len() >= spillBatchBytes
+	}
 	return w.n >= q.cfg.BatchMaxPayloads || w.buf.Len() >= q.cfg.BatchMaxBytes
 }
 
@@ -277,7 +291,7 @@ func (q *Queue) flush(ctx context.Context, w *worker, span trace.Span) {
 	span.SetAttributes(attribute.String("wardgate.blob.key", key))
 
 	stored := false
-	for attempt := 1; ; attempt++ {
+	for attempt := 1; ctx.Err() == nil; attempt++ {
 		err := q.put(ctx, key, body, ct, attempt)
 		if err == nil {
 			stored = true
@@ -287,30 +301,45 @@ func (q *Queue) flush(ctx context.Context, w *worker, span trace.Span) {
 			break
 		}
 		wait := q.backoff(attempt)
-		q.log.WarnContext(ctx, "blob put failed, retrying", "key", key, "attempt", attempt, "retry_in", wait.String(), "payloads", w.n, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-		if ctx.Err() != nil {
+		q.log.WarnContext(ctx, "blob put failed, retrying", "key", key, "attempt", attempt, "retry_in", wait.String(), "payloads", w.n,
+			"timeout", errors.Is(err, errPutTimeout), "err", err)
+		if sleep(ctx, wait) != nil {
 			break
+		}
+	}
+	// Not stored: the drain deadline passed or the queue was stopped hard.
+	// Spill the batch to local disk (the next start uploads it) rather
+	// than drop what was acked.
+	var spilledTo string
+	if !stored && q.cfg.SpillDir != "" {
+		var err error
+		if spilledTo, err = q.spill(key, body); err != nil {
+			q.log.ErrorContext(ctx, "spilling the batch to SPILL_DIR failed", "key", key, "payloads", w.n, "err", err)
 		}
 	}
 	for _, p := range w.parts {
 		if p.c.ack != nil {
+			if spilledTo != "" {
+				p.c.ack.spilled.Store(true)
+			}
 			p.c.ack.complete(p.n, stored)
 		}
 	}
 	w.parts = w.parts[:0]
 	q.oldest[w.id].Store(0)
 	q.reserved.Add(-int64(w.n))
-	if stored {
+	switch {
+	case stored:
 		q.m.stored.Add(ctx, int64(w.n))
 		q.m.batchSize.Record(ctx, int64(w.n))
 		q.m.flushDur.Record(ctx, time.Since(start).Seconds())
-	} else {
+	case spilledTo != "":
+		q.spilled.Add(int64(w.n))
+		q.m.spilled.Add(ctx, int64(w.n))
+		span.SetStatus(codes.Error, "batch spilled to local disk")
+		q.log.WarnContext(ctx, "batch not stored before the drain deadline: spilled to local disk, uploaded on the next start",
+			"key", key, "payloads", w.n, "path", spilledTo, "cause", context.Cause(ctx))
+	default:
 		q.lost.Add(int64(w.n))
 		span.SetStatus(codes.Error, "batch not stored")
 		q.log.ErrorContext(ctx, "batch abandoned: acked payloads not stored", "key", key, "payloads", w.n, "err", context.Cause(ctx))
@@ -319,7 +348,10 @@ func (q *Queue) flush(ctx context.Context, w *worker, span trace.Span) {
 	w.buf.Reset()
 }
 
-// put is one PUT attempt under a CLIENT span.
+// errPutTimeout marks a PUT attempt that hit BLOB_PUT_TIMEOUT.
+var errPutTimeout = errors.New("blob put timed out (BLOB_PUT_TIMEOUT)")
+
+// put is one PUT attempt under a CLIENT span, bounded by PutTimeout.
 func (q *Queue) put(ctx context.Context, key string, body []byte, ct string, attempt int) error {
 	ctx, span := q.tracer.Start(ctx, "PUT "+destination,
 		trace.WithSpanKind(trace.SpanKindClient),
@@ -330,9 +362,18 @@ func (q *Queue) put(ctx context.Context, key string, body []byte, ct string, att
 		))
 	defer span.End()
 	start := time.Now()
-	err := q.sink.Put(ctx, key, body, ct)
+	// Every attempt has a deadline: a store that never answers is an
+	// error (counted, logged, retried), not a worker stuck forever.
+	pctx, cancel := context.WithTimeoutCause(ctx, q.cfg.PutTimeout, errPutTimeout)
+	err := q.sink.Put(pctx, key, body, ct)
+	timedOut := err != nil && ctx.Err() == nil && errors.Is(context.Cause(pctx), errPutTimeout)
+	cancel()
 	outcome := "ok"
 	if err != nil {
+		if timedOut {
+			err = fmt.Errorf("%w (%s): %w", errPutTimeout, q.cfg.PutTimeout, err)
+			q.m.putTimeouts.Add(ctx, 1)
+		}
 		outcome = "error"
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())

@@ -19,6 +19,7 @@ fuzz() { # package target
 }
 
 fuzz ./jobqueue/ FuzzDecodeCollection
+fuzz ./jobqueue/ FuzzReadBody
 fuzz ./gateway/ FuzzLoadConfig
 fuzz ./gateway/middleware/ FuzzRequestID
 fuzz ./diag/analyze/ FuzzParseCrashOutput

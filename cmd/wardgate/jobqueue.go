@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/internal/listen"
+	"github.com/wardgate/wardgate/internal/ratelog"
 	"github.com/wardgate/wardgate/jobqueue"
 	"github.com/wardgate/wardgate/jobqueue/blobsink"
 	"github.com/wardgate/wardgate/telemetry"
@@ -46,7 +47,10 @@ func jobqueueVars() []jobqueueVar {
 		{"API_TOKENS", "", "comma-separated tokens accepted in the collection's \"token\" field or an Authorization: Bearer header; empty disables auth"},
 		{"COMPRESSION", string(d.Compression), "object compression: gzip (.ndjson.gz) or none (.ndjson)"},
 		{"INSTANCE", "<hostname>-<pid>", "name of this process in object keys"},
-		{"DRAIN_TIMEOUT", "0s", "on SIGTERM, give up retrying uploads after this long (0: never; acked data is only dropped when this passes)"},
+		{"DRAIN_TIMEOUT", defaultDrainTimeout.String(), "on SIGTERM, stop retrying uploads after this long and spill what is not stored to SPILL_DIR (Kubernetes allows 30s; 0: wait forever)"},
+		{"SPILL_DIR", "./data/spill", "local directory for acked payloads not stored by the drain deadline (fsync'd, uploaded on the next start); \"off\" disables (they are then lost)"},
+		{"BLOB_PUT_TIMEOUT", d.PutTimeout.String(), "deadline of one blob PUT attempt (then counted, logged and retried)"},
+		{"ACK_TIMEOUT", d.AckTimeout.String(), "durable mode: answer 503 + Retry-After if the payloads are not stored within this (they still are, later)"},
 		{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	}
 }
@@ -58,7 +62,8 @@ Runs the ingest service: POST /v1/payloads admits collections of JSON
 payloads into a bounded queue; a fixed pool of workers stores them as
 NDJSON batches in the object store. SIGTERM/SIGINT: /readyz turns 503, new
 posts get 503, the queue drains and every acked payload is stored before
-exit 0. On start one line "listening public=ADDR admin=ADDR" is printed.
+exit 0, or, past DRAIN_TIMEOUT, spilled to SPILL_DIR and stored on the
+next start. On start one line "listening public=ADDR admin=ADDR" is printed.
 
 Every setting is an environment variable; the flag of the same name
 overrides it.
@@ -159,12 +164,16 @@ func runJobqueue(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	// Workers are not tied to ctx: the signal starts a drain, not a hard stop.
 	q.Start(context.WithoutCancel(ctx))
+	// net/http writes some errors to ErrorLog once per connection or
+	// request: summarized, never a flood.
+	srvLog := ratelog.NewHandler(log.Handler(), ratelog.Options{})
+	defer srvLog.Flush()
 	pub := &http.Server{
 		Handler:           q.Handle(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(srvLog, slog.LevelWarn),
 	}
 	adm := &http.Server{
 		Handler:           tel.AdminHandler(os.Getenv("ADMIN_TOKEN"), nil),
@@ -177,7 +186,8 @@ func runJobqueue(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fmt.Fprintf(stdout, "listening public=%s admin=%s\n", pubLn.Addr(), admLn.Addr())
 	log.Info("listening", "public", pubLn.Addr().String(), "admin", admLn.Addr().String(),
 		"blob_url", sink.String(), "max_workers", s.cfg.MaxWorkers, "max_queue", s.cfg.MaxQueue,
-		"ack_mode", string(s.cfg.AckMode), "instance", s.cfg.Instance)
+		"ack_mode", string(s.cfg.AckMode), "instance", s.cfg.Instance, "spill_dir", s.cfg.SpillDir,
+		"drain_timeout", s.drainTimeout.String(), "blob_put_timeout", s.cfg.PutTimeout.String())
 
 	code := 0
 	select {
@@ -195,18 +205,28 @@ func runJobqueue(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	// Drain first: the public listener stays up meanwhile so clients get a
 	// clear 503 and durable-mode requests get their 202 once stored.
-	if err := q.Drain(dctx); err != nil {
+	switch err := q.Drain(dctx); {
+	case errors.Is(err, jobqueue.ErrSpilled):
+		log.Warn("drain deadline passed: every acked payload is stored or spilled to SPILL_DIR", "err", err)
+	case err != nil:
 		log.Error("drain incomplete", "err", err)
 		code = 1
-	} else {
+	default:
 		log.Info("drained: every acked payload is stored")
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Every request has its answer by now (durable ones included): only
+	// idle connections are left, so this is quick; bounded all the same.
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_ = pub.Shutdown(sctx)
 	_ = adm.Shutdown(sctx)
 	return code
 }
+
+// defaultDrainTimeout bounds a drain by default: Kubernetes sends SIGKILL
+// 30s after SIGTERM, and what is not stored by then is spilled to disk,
+// which needs the remaining seconds.
+const defaultDrainTimeout = 25 * time.Second
 
 // jobqueueSettings is the parsed configuration of the command.
 type jobqueueSettings struct {
@@ -292,8 +312,17 @@ func jobqueueSettingsFrom(get func(string) (string, bool)) (jobqueueSettings, er
 		}
 	}
 	c.Instance = val("INSTANCE", c.Instance)
-	if s.drainTimeout, err = dur("DRAIN_TIMEOUT", 0, true); err != nil {
+	if s.drainTimeout, err = dur("DRAIN_TIMEOUT", defaultDrainTimeout, true); err != nil {
 		return s, err
+	}
+	if c.PutTimeout, err = dur("BLOB_PUT_TIMEOUT", c.PutTimeout, false); err != nil {
+		return s, err
+	}
+	if c.AckTimeout, err = dur("ACK_TIMEOUT", c.AckTimeout, false); err != nil {
+		return s, err
+	}
+	if c.SpillDir = val("SPILL_DIR", "./data/spill"); strings.EqualFold(c.SpillDir, "off") {
+		c.SpillDir = ""
 	}
 	if err := s.logLevel.UnmarshalText([]byte(val("LOG_LEVEL", "info"))); err != nil {
 		return s, fmt.Errorf("LOG_LEVEL: %w", err)

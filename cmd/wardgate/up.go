@@ -325,6 +325,7 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 			"LISTEN":       pub,
 			"ADMIN_LISTEN": adm,
 			"BLOB_URL":     blobURL,
+			"SPILL_DIR":    filepath.Join(data, "spill"), // shared: a spilled object is uploaded under its own key
 			"MAX_WORKERS":  intOrEmpty(cfg.workers),
 			"MAX_QUEUE":    intOrEmpty(cfg.queue),
 			"ACK_MODE":     cfg.ackMode,

@@ -201,6 +201,9 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{[]string{"COMPRESSION=zip"}, nil, "COMPRESSION"},
 		{[]string{"BLOB_URL=ftp://x/y"}, nil, "BLOB_URL"},
 		{[]string{"LISTEN=nonsense"}, nil, "LISTEN"},
+		{[]string{"BLOB_PUT_TIMEOUT=0s"}, nil, "BLOB_PUT_TIMEOUT"},
+		{[]string{"ACK_TIMEOUT=forever"}, nil, "ACK_TIMEOUT"},
+		{[]string{"DRAIN_TIMEOUT=-1s"}, nil, "DRAIN_TIMEOUT"},
 		{nil, []string{"--max-queue=0"}, "MAX_QUEUE"},
 	} {
 		cmd := exec.Command(binary, append([]string{"jobqueue"}, tc.args...)...)
@@ -235,7 +238,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	}
 	for _, v := range []string{"LISTEN", "ADMIN_LISTEN", "MAX_WORKERS", "MAX_QUEUE", "MAX_LENGTH", "BLOB_URL",
 		"BATCH_MAX_PAYLOADS", "BATCH_MAX_BYTES", "BATCH_MAX_WAIT", "ACK_MODE", "API_TOKENS", "COMPRESSION",
-		"INSTANCE", "DRAIN_TIMEOUT", "ADMIN_TOKEN", "file://./data/blobs", "127.0.0.1:9001"} {
+		"INSTANCE", "DRAIN_TIMEOUT", "SPILL_DIR", "BLOB_PUT_TIMEOUT", "ACK_TIMEOUT", "(default 25s)", "ADMIN_TOKEN", "file://./data/blobs", "127.0.0.1:9001"} {
 		if !strings.Contains(stdout.String(), v) {
 			t.Errorf("--help does not mention %s", v)
 		}
