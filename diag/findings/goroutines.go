@@ -141,6 +141,7 @@ var idleSignatures = []string{
 	"net/http.(*connReader).backgroundRead", "os/signal.signal_recv", "os/signal.loop",
 	"os/signal.NotifyContext.func1", "net/http.(*conn).serve",
 	"github.com/wardgate/wardgate/jobqueue.(*Queue).worker",
+	"github.com/wardgate/wardgate/jobqueue.(*Queue).fill", // the batch builder waiting for payloads
 	"database/sql.(*DB).connectionOpener", "database/sql.(*DB).connectionCleaner",
 	"net/http.(*http2ClientConn).readLoop", "net/http.(*http2serverConn).serve",
 	"runtime/pprof.profileWriter", "runtime/trace.Start.func1", "time.Sleep",
@@ -152,6 +153,12 @@ var idleSignatures = []string{
 func (c *Classifier) IdleReason(g *Group) string {
 	if isProfiler(g.Frames) && !g.Crashing {
 		return "the profiler writing this sample"
+	}
+	if g.State == "syscall" && len(g.Frames) > 0 && g.Frames[0].Function == "os/signal.signal_recv" {
+		return "signal.signal_recv" // the signal handler loop sits in a syscall state by design
+	}
+	if (g.State == "running" || g.State == "runnable") && !g.Crashing && !c.HasApp(g.Frames) {
+		return "library (running)" // hot library code shows in the CPU profile, attributed to its caller
 	}
 	if g.Crashing || g.State == "running" || g.State == "runnable" || g.State == "syscall" {
 		return ""
@@ -226,20 +233,18 @@ var dispatchers = []string{
 }
 
 // inWork reports whether an application frame sits above (is called by) a
-// dispatcher in frames (innermost first).
+// dispatcher in frames (innermost first). The dispatcher itself may be
+// application code (wardgate analyzing itself).
 func inWork(c *Classifier, frames []Frame) bool {
 	app := false
 	for _, f := range frames {
+		for _, d := range dispatchers {
+			if strings.HasPrefix(f.Function, d) {
+				return app
+			}
+		}
 		if c.IsApp(f.Function) {
 			app = true
-			continue
-		}
-		if app {
-			for _, d := range dispatchers {
-				if strings.HasPrefix(f.Function, d) {
-					return true
-				}
-			}
 		}
 	}
 	return false

@@ -218,6 +218,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	s1, err := take(1)
 	if err != nil {
+		if opts.OutDir == "" {
+			os.RemoveAll(dir) // nothing worth keeping from a target that did not answer
+		}
 		return nil, err
 	}
 	progress("CPU profile for %s", opts.Interval)
