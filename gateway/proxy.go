@@ -189,9 +189,13 @@ type trackedBody struct {
 
 	// conn sets the client connection's read deadline; nil: no deadline.
 	conn    readDeadliner
-	start   time.Time
 	idle    time.Duration
 	minRate float64 // bytes per second, 0: off
+	// waited is the time spent blocked in reads of the body (ns): the time
+	// the client made the gateway wait. Time between reads is not in it:
+	// an upstream that consumes the body slowly makes the transport read
+	// less often, and that must not be held against the client.
+	waited atomic.Int64
 
 	mu  sync.Mutex
 	err error
@@ -202,10 +206,15 @@ type trackedBody struct {
 type readDeadliner interface{ SetReadDeadline(time.Time) error }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
+	var t0 time.Time
 	if b.conn != nil {
-		b.setDeadline()
+		t0 = time.Now()
+		b.setDeadline(t0)
 	}
 	n, err := b.rc.Read(p)
+	if b.conn != nil {
+		b.waited.Add(int64(time.Since(t0)))
+	}
 	b.read.Add(int64(n))
 	if err != nil {
 		if err != io.EOF { //nolint:errorlint // io.Reader returns io.EOF itself
@@ -235,7 +244,9 @@ func (b *trackedBody) Err() error {
 // and, when minRate is set, the body must keep up an average of minRate
 // bytes per second after a grace period of idle (Apache mod_reqtimeout's
 // body=20,MinRate=500 model: each minRate bytes received buys one more
-// second). A deadline already in the past fails the read at once.
+// second). The rate counts only the time spent waiting for the client
+// (waited), never the time the upstream took to ask for more. A deadline
+// already in the past fails the read at once.
 //
 // The deadline is never cleared here, and need not be: net/http clears it
 // itself when the body hits EOF (to start its background read that notices
@@ -243,16 +254,13 @@ func (b *trackedBody) Err() error {
 // place after a failed or unfinished body, it bounds what net/http reads
 // to discard the rest of the body after the handler, instead of waiting
 // on a slow client forever.
-func (b *trackedBody) setDeadline() {
-	now := time.Now()
-	d := now.Add(b.idle)
+func (b *trackedBody) setDeadline(now time.Time) {
+	budget := b.idle
 	if b.minRate > 0 {
 		earned := time.Duration(float64(b.read.Load()) / b.minRate * float64(time.Second))
-		if r := b.start.Add(b.idle + earned); r.Before(d) {
-			d = r
-		}
+		budget = min(budget, b.idle+earned-time.Duration(b.waited.Load()))
 	}
-	_ = b.conn.SetReadDeadline(d)
+	_ = b.conn.SetReadDeadline(now.Add(budget))
 }
 
 // idempotent methods may be sent twice without a different effect (RFC 9110
@@ -273,7 +281,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) 
 	up := rt.up
 	var body *trackedBody
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body = &trackedBody{rc: r.Body, start: time.Now(), idle: rt.reqBody.Timeout.D, minRate: float64(*rt.reqBody.MinRate)}
+		body = &trackedBody{rc: r.Body, idle: rt.reqBody.Timeout.D, minRate: float64(*rt.reqBody.MinRate)}
 		if d, ok := w.(readDeadliner); ok {
 			body.conn = d // net/http's writer, or a wrapper with its methods: no allocation
 		} else {
