@@ -40,7 +40,8 @@ func methodAttr(m string) string { return knownMethods[methodIndex(m)] }
 
 // errorTypes are the error.type values of failed attempts (see errorType);
 // index 0 means "no error".
-var errorTypes = [...]string{"", "client_closed", "body_too_large", "timeout", "connection_refused", "connection_error"}
+var errorTypes = [...]string{"", "client_closed", "body_too_large", "timeout", "connection_refused", "connection_error",
+	"request_body_timeout", "bad_request_body"}
 
 func errorTypeIndex(et string) int {
 	for i, e := range errorTypes[1:] {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -27,20 +28,27 @@ func BenchmarkServeHTTP(b *testing.B) {
 	defer sink.Close()
 	b.Run("traces=off", func(b *testing.B) {
 		b.Setenv("OTEL_TRACES_EXPORTER", "")
-		benchServeHTTP(b)
+		benchServeHTTP(b, nil)
+	})
+	b.Run("traces=off/POST", func(b *testing.B) {
+		// A request body: the body wrapper and its read deadlines.
+		b.Setenv("OTEL_TRACES_EXPORTER", "")
+		benchServeHTTP(b, []byte(`{"payloads":[{"id":1,"data":"0123456789abcdef0123456789abcdef"}]}`))
 	})
 	b.Run("traces=always_on", func(b *testing.B) {
 		b.Setenv("OTEL_TRACES_EXPORTER", "otlp")
 		b.Setenv("OTEL_TRACES_SAMPLER", "always_on")
 		b.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 		b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.URL)
-		benchServeHTTP(b)
+		benchServeHTTP(b, nil)
 	})
 }
 
-func benchServeHTTP(b *testing.B) {
+// benchServeHTTP sends GETs, or POSTs of reqBody when it is not nil.
+func benchServeHTTP(b *testing.B, reqBody []byte) {
 	body := []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n")
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write(body)
 	}))
@@ -64,13 +72,21 @@ func benchServeHTTP(b *testing.B) {
 	pub := httptest.NewServer(g)
 	defer pub.Close()
 	client := pub.Client()
-	req, err := http.NewRequest(http.MethodGet, pub.URL+"/bench", nil)
+	method := http.MethodGet
+	if reqBody != nil {
+		method = http.MethodPost
+	}
+	req, err := http.NewRequest(method, pub.URL+"/bench", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	buf := make([]byte, 1024)
 	b.ReportAllocs()
 	for b.Loop() {
+		if reqBody != nil {
+			req.Body = io.NopCloser(bytes.NewReader(reqBody))
+			req.ContentLength = int64(len(reqBody))
+		}
 		resp, err := client.Do(req)
 		if err != nil {
 			b.Fatal(err)

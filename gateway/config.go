@@ -37,6 +37,12 @@ const (
 	DefaultRetries               = 1
 	DefaultDialTimeout           = 2 * time.Second
 	DefaultResponseHeaderTimeout = 30 * time.Second
+	// DefaultRequestBodyTimeout and DefaultRequestBodyMinRate follow
+	// Apache's mod_reqtimeout default (body=20,MinRate=500): a body must
+	// start and keep arriving within 20 s, and after those 20 s of grace
+	// average at least 500 bytes/s.
+	DefaultRequestBodyTimeout = 20 * time.Second
+	DefaultRequestBodyMinRate = 500
 	// maxRetries bounds `retries`: each retry goes to another target, and a
 	// storm of retries multiplies the load on a pool that is already failing.
 	maxRetries = 10
@@ -53,6 +59,24 @@ type Config struct {
 	Upstreams  map[string]*Upstream `yaml:"upstreams"`
 	// Middleware configures the built-in middlewares that routes name.
 	Middleware middleware.Config `yaml:"middleware"`
+	// RequestBody bounds how slowly clients may send request bodies.
+	RequestBody RequestBody `yaml:"request_body"`
+}
+
+// RequestBody bounds the reading of request bodies, so that slow clients
+// cannot hold upstream connections (and gateway goroutines) without end:
+// the proxy streams a body to the upstream as it arrives, so an upload at
+// one byte a minute keeps an upstream connection busy for as long. A body
+// that falls behind is cut and answered 408.
+type RequestBody struct {
+	// Timeout is the longest wait for the next bytes of a body, and the
+	// grace period before MinRate applies. Default DefaultRequestBodyTimeout.
+	Timeout Duration `yaml:"timeout"`
+	// MinRate is the average rate, in bytes per second, a body must keep up
+	// after Timeout: by Timeout + N/MinRate seconds after the headers, N
+	// bytes must have arrived. 0 turns it off (Timeout alone then bounds
+	// the wait for each read); nil means DefaultRequestBodyMinRate.
+	MinRate *int64 `yaml:"min_rate"`
 }
 
 // Route sends requests whose path starts with PathPrefix to Upstream. The
@@ -208,6 +232,7 @@ var typeContext = map[string]string{
 	"gateway.HealthCheck":  "health_check",
 	"gateway.Passive":      "passive",
 	"gateway.Timeouts":     "timeouts",
+	"gateway.RequestBody":  "request_body",
 }
 
 // decodeError turns the YAML decoder's (multi-line) error into one line
@@ -284,6 +309,14 @@ func (c *Config) Validate() error {
 		for _, e := range u.validate(p) {
 			add(e)
 		}
+	}
+
+	add(c.RequestBody.Timeout.check("request_body.timeout", DefaultRequestBodyTimeout))
+	if c.RequestBody.MinRate == nil {
+		v := int64(DefaultRequestBodyMinRate)
+		c.RequestBody.MinRate = &v
+	} else if *c.RequestBody.MinRate < 0 {
+		add(fmt.Errorf("request_body.min_rate: must be >= 0 bytes/s (0 turns it off), got %d", *c.RequestBody.MinRate))
 	}
 
 	c.Middleware.SetDefaults()

@@ -50,6 +50,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"timeouts.dial", u.Timeouts.Dial.D, 2 * time.Second},
 		{"timeouts.response_header", u.Timeouts.ResponseHeader.D, 30 * time.Second},
 		{"middleware.ratelimit.rps", c.Middleware.RateLimit.RPS, 100.0},
+		{"request_body.timeout", c.RequestBody.Timeout.D, 20 * time.Second},
+		{"request_body.min_rate", *c.RequestBody.MinRate, int64(500)},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -116,6 +118,10 @@ func TestConfigErrors(t *testing.T) {
 		{"middleware config", `listen: 127.0.0.1:18080`, "listen: 127.0.0.1:18080\nmiddleware: {ratelimit: {rps: -1}}", `middleware.ratelimit.rps: must be > 0`},
 		{"duration not a string", `balancer: weighted_round_robin`, "timeouts: {dial: [1]}", `a duration must be a string`},
 		{"bounded_load", `balancer: weighted_round_robin`, "bounded_load: 0.5", `upstreams.jobqueue.bounded_load: must be 0 (off) or > 1`},
+		{"request_body.timeout", `listen: 127.0.0.1:18080`, "listen: 127.0.0.1:18080\nrequest_body: {timeout: 0s}", `request_body.timeout: must be > 0`},
+		{"request_body.timeout syntax", `listen: 127.0.0.1:18080`, "listen: 127.0.0.1:18080\nrequest_body: {timeout: 20}", `request_body.timeout: invalid duration "20"`},
+		{"request_body.min_rate", `listen: 127.0.0.1:18080`, "listen: 127.0.0.1:18080\nrequest_body: {min_rate: -1}", `request_body.min_rate: must be >= 0`},
+		{"request_body typo", `listen: 127.0.0.1:18080`, "listen: 127.0.0.1:18080\nrequest_body: {min_rte: 1}", `unknown field "min_rte" in request_body`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

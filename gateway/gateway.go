@@ -13,9 +13,11 @@
 // 499/4xx/5xx error rules below, which otelhttp does not express.
 //
 // Error answers are JSON {"error", "upstream", "trace_id"}: 502 the
-// upstream refused or broke, 504 it timed out, 503 no healthy target, 413
-// the body limit tripped, 404 no route. A client that leaves early is
-// logged as 499 at info level and never counts against a target.
+// upstream refused or broke, 504 it timed out, 503 no healthy target, 404
+// no route; and the client's own errors: 400 a malformed or truncated
+// body, 408 a body too slow (request_body), 413 the body limit tripped.
+// A client that leaves early is logged as 499 at info level (nothing is
+// sent). No client error ever counts against a target or is retried.
 //
 // See docs/gateway.md for the config reference, the metrics and the
 // behaviour on reload.
@@ -95,6 +97,7 @@ type route struct {
 	proxy   *httputil.ReverseProxy
 	handler http.Handler // middleware chain around the proxy
 	tel     *routeTelemetry
+	reqBody *RequestBody // the table's request_body limits
 }
 
 // New builds a gateway from a validated config and starts its health
@@ -261,7 +264,7 @@ func (g *Gateway) build(cfg *Config, old *table) (*table, error) {
 		if err != nil {
 			return nil, fmt.Errorf("middleware: %w", err)
 		}
-		rt := &route{cfg: rc, up: tbl.upstreams[rc.Upstream], tel: newRouteTelemetry(rc.PathPrefix)}
+		rt := &route{cfg: rc, up: tbl.upstreams[rc.Upstream], tel: newRouteTelemetry(rc.PathPrefix), reqBody: &cfg.RequestBody}
 		rt.proxy = g.newReverseProxy(&rt.cfg, rt.up)
 		rt.handler = middleware.Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			g.serveProxy(w, r, rt)
@@ -320,6 +323,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case st.Hijacked && status == 0:
 			status = http.StatusSwitchingProtocols
+		case p == http.ErrAbortHandler && status == 0: //nolint:errorlint // net/http compares it the same way
+			// Aborted before any status: the client went away (see
+			// abortClientGone). 499 is recorded, never sent.
+			status = StatusClientClosedRequest
 		case p != nil && status == 0:
 			status = http.StatusInternalServerError
 		case status == 0:

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -40,6 +41,13 @@ type attempt struct {
 
 	status int   // upstream response status, 0 if none
 	err    error // transport (or rewrite/upgrade) error, nil if a response came
+	body   *trackedBody
+	// fault is set when the attempt ended through the client's doing (see
+	// clientFault): the answer's status (400, 408, 413, or 499 for the
+	// logs), else 0. Such an attempt never counts against the target and
+	// is never retried.
+	fault    int
+	faultMsg string
 	// reached is set once request headers were written to an upstream
 	// connection: from then on a non-idempotent request may have had an
 	// effect and must not be retried.
@@ -158,22 +166,102 @@ func rewritePath(u *url.URL, strip, add string) {
 	}
 }
 
-// trackedBody wraps the client's request body so that a retry can tell
-// whether any byte was consumed, and so the transport's Close after a
-// failed attempt does not close the client's body (net/http closes it
-// when the handler returns).
+// trackedBody wraps the client's request body. It is how the proxy knows
+// what the client did to an attempt, whichever goroutine read the body (the
+// transport's writeLoop does):
+//
+//   - read counts the bytes consumed, so a retry can tell whether the body
+//     is still intact;
+//   - err keeps the first read error other than io.EOF. Reading the client's
+//     body can only fail through the client (malformed chunking, a body cut
+//     short, over the bodylimit, too slow, the connection gone), so an
+//     attempt whose body read failed is the client's fault however the
+//     transport reports it, never the upstream's;
+//   - reads run under a deadline (see setDeadline) so a slow client cannot
+//     hold an upstream connection without bound.
+//
+// Close does nothing: the transport closes the body after a failed
+// attempt, and the client's body must survive for a retry (net/http closes
+// it when the handler returns).
 type trackedBody struct {
 	rc   io.ReadCloser
 	read atomic.Int64
+
+	// conn sets the client connection's read deadline; nil: no deadline.
+	conn    readDeadliner
+	idle    time.Duration
+	minRate float64 // bytes per second, 0: off
+	// waited is the time spent blocked in reads of the body (ns): the time
+	// the client made the gateway wait. Time between reads is not in it:
+	// an upstream that consumes the body slowly makes the transport read
+	// less often, and that must not be held against the client.
+	waited atomic.Int64
+
+	mu  sync.Mutex
+	err error
 }
 
+// readDeadliner is the part of http.ResponseController (and of net/http's
+// own response writer) that bounds reads of the request body.
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
+
 func (b *trackedBody) Read(p []byte) (int, error) {
+	var t0 time.Time
+	if b.conn != nil {
+		t0 = time.Now()
+		b.setDeadline(t0)
+	}
 	n, err := b.rc.Read(p)
+	if b.conn != nil {
+		b.waited.Add(int64(time.Since(t0)))
+	}
 	b.read.Add(int64(n))
+	if err != nil {
+		if err != io.EOF { //nolint:errorlint // io.Reader returns io.EOF itself
+			b.mu.Lock()
+			if b.err == nil {
+				b.err = err
+			}
+			b.mu.Unlock()
+		}
+	}
 	return n, err
 }
 
 func (b *trackedBody) Close() error { return nil }
+
+// Err returns the first read error other than io.EOF, or nil.
+func (b *trackedBody) Err() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// setDeadline bounds the next read: the next bytes must come within idle,
+// and, when minRate is set, the body must keep up an average of minRate
+// bytes per second after a grace period of idle (Apache mod_reqtimeout's
+// body=20,MinRate=500 model: each minRate bytes received buys one more
+// second). The rate counts only the time spent waiting for the client
+// (waited), never the time the upstream took to ask for more. A deadline
+// already in the past fails the read at once.
+//
+// The deadline is never cleared here, and need not be: net/http clears it
+// itself when the body hits EOF (to start its background read that notices
+// a client leaving) and sets its own before the next request. Left in
+// place after a failed or unfinished body, it bounds what net/http reads
+// to discard the rest of the body after the handler, instead of waiting
+// on a slow client forever.
+func (b *trackedBody) setDeadline(now time.Time) {
+	budget := b.idle
+	if b.minRate > 0 {
+		earned := time.Duration(float64(b.read.Load()) / b.minRate * float64(time.Second))
+		budget = min(budget, b.idle+earned-time.Duration(b.waited.Load()))
+	}
+	_ = b.conn.SetReadDeadline(now.Add(budget))
+}
 
 // idempotent methods may be sent twice without a different effect (RFC 9110
 // section 9.2.2).
@@ -187,12 +275,18 @@ func idempotent(method string) bool {
 
 // serveProxy proxies r to rt's upstream, retrying on other targets while it
 // is safe: an idempotent method whose body (if any) can be replayed, or an
-// attempt that never reached the upstream.
+// attempt that never reached the upstream. An attempt the client ended
+// (see clientFault) is answered as the client's error and never retried.
 func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) {
 	up := rt.up
 	var body *trackedBody
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body = &trackedBody{rc: r.Body}
+		body = &trackedBody{rc: r.Body, idle: rt.reqBody.Timeout.D, minRate: float64(*rt.reqBody.MinRate)}
+		if d, ok := w.(readDeadliner); ok {
+			body.conn = d // net/http's writer, or a wrapper with its methods: no allocation
+		} else {
+			body.conn = http.NewResponseController(w)
+		}
 		r = r.WithContext(r.Context()) // shallow copy: do not touch the caller's request
 		r.Body = body
 	}
@@ -209,7 +303,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) 
 			g.writeError(w, r, http.StatusServiceUnavailable, "no healthy target", up.name)
 			return
 		}
-		a := &attempt{target: up.lookup(bt), n: n}
+		a := &attempt{target: up.lookup(bt), n: n, body: body}
 		// Whether the attempt reached the upstream decides a retry only
 		// when one may follow and the request is not an idempotent one
 		// without a body (always safe to resend). Otherwise skip the
@@ -220,23 +314,28 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) 
 			g.m.retries.Add(r.Context(), 1, up.retryOpt...)
 		}
 		g.attempt(w, r, rt, a)
-		if a.err == nil {
+		if a.err == nil && a.fault == 0 {
 			return
 		}
 		last = a
-		if r.Context().Err() != nil || n >= up.retries || !retrySafe(r, a, body) {
+		if a.fault != 0 || a.err == nil || n >= up.retries || !retrySafe(r, a, body) {
 			break
 		}
 		tried = append(tried, bt)
 	}
-	code, msg := classify(r.Context(), last.err)
+	if rs := respStateFrom(r.Context()); rs != nil && rs.Started() {
+		// A response is under way (the upstream's, cut short; or an upgrade
+		// failed after the hijack): nothing else can be sent.
+		return
+	}
+	code, msg := last.fault, last.faultMsg
+	if code == 0 {
+		code, msg = upstreamError(last.err)
+	}
 	if code == StatusClientClosedRequest {
 		// Not an upstream problem and not an error of ours: info level.
 		g.reqLog.LogAttrs(r.Context(), slog.LevelInfo, "client went away before the upstream answered",
 			slog.String("upstream", up.name), slog.String("target", last.target.String()))
-	}
-	if rs := respStateFrom(r.Context()); rs != nil && rs.Started() {
-		return // e.g. an upgrade failed after the hijack: nothing can be sent
 	}
 	g.writeError(w, r, code, msg, up.name)
 }
@@ -261,17 +360,22 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *
 		ctx = httptrace.WithClientTrace(ctx, &a.trace)
 	}
 
-	done := t.Begin()
+	t.Start()
 	start := time.Now()
 	defer func() {
 		// Runs on panic too: ReverseProxy aborts a broken response copy with
 		// panic(http.ErrAbortHandler), which recover re-panics.
 		p := recover()
 		elapsed := time.Since(start)
-		clientGone := r.Context().Err() != nil
-		failed := !clientGone && (p != nil || a.err != nil || a.status == http.StatusBadGateway || a.status == http.StatusGatewayTimeout)
-		done(elapsed, failed)
-		if failed && t.recordFailure(time.Now(), rt.up.cfg.Passive) {
+		outcome := balancer.Answered
+		if p != nil || a.err != nil || a.status == http.StatusBadGateway || a.status == http.StatusGatewayTimeout {
+			outcome = balancer.Failed
+			if code, msg, ok := clientFault(r.Context(), a.body); ok {
+				outcome, a.fault, a.faultMsg = balancer.ClientFault, code, msg
+			}
+		}
+		t.End(elapsed, outcome)
+		if outcome == balancer.Failed && t.recordFailure(time.Now(), rt.up.cfg.Passive) {
 			g.logger.LogAttrs(ctx, slog.LevelWarn, "target ejected after repeated failures",
 				slog.String("upstream", rt.up.name), slog.String("target", t.String()),
 				slog.Int("fail_threshold", *rt.up.cfg.Passive.FailThreshold),
@@ -280,16 +384,29 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *
 		}
 		var et string
 		if a.status == 0 && (a.err != nil || p != nil) {
-			et = errorType(r.Context(), a.err)
+			et = errorType(a)
 		}
 		if span.IsRecording() {
-			g.endClientSpan(span, mi, t, a, et, clientGone)
+			g.endClientSpan(span, mi, t, a, et, outcome == balancer.ClientFault)
 		}
 		g.m.clientDuration.Record(ctx, elapsed.Seconds(), t.durationOpt(mi, a.status, et)...)
-		if a.err != nil && !clientGone {
+		switch {
+		case outcome == balancer.Failed && a.err != nil:
 			g.reqLog.LogAttrs(ctx, slog.LevelWarn, "upstream attempt failed",
 				slog.String("upstream", rt.up.name), slog.String("target", t.String()),
 				slog.Int("attempt", a.n+1), slog.String("error", a.err.Error()))
+		case outcome == balancer.ClientFault && a.fault != StatusClientClosedRequest:
+			// The client's doing: info, with what was wrong for whoever
+			// debugs that client. Not a warning about the upstream.
+			err := a.body.Err()
+			if err == nil {
+				err = a.err
+			}
+			attrs := []slog.Attr{slog.String("upstream", rt.up.name), slog.Int("status", a.fault)}
+			if err != nil {
+				attrs = append(attrs, slog.String("error", err.Error()))
+			}
+			g.reqLog.LogAttrs(ctx, slog.LevelInfo, "request failed by the client", attrs...)
 		}
 		span.End()
 		if p != nil {
@@ -327,15 +444,46 @@ func (g *Gateway) endClientSpan(span trace.Span, mi int, t *target, a *attempt, 
 	}
 }
 
-// classify maps an attempt error to the answer status and message. The
-// message says what happened without leaking internal addresses; the log
-// line has the detail.
-func classify(ctx context.Context, err error) (int, string) {
+// clientFault decides, in one place, whether a failed attempt was the
+// client's doing, and how it is answered. It is, when reading the client's
+// body failed (whatever error the transport made of it), or when the
+// client's request context ended (the client went away; net/http also
+// cancels it when a read of the client connection fails):
+//
+//   - 413 the body went past the bodylimit (http.MaxBytesReader);
+//   - 408 the body came too slowly (request_body.timeout / min_rate);
+//   - 499 the client is gone (reset, or the context was canceled): only
+//     logged and measured, never sent;
+//   - 400 anything else the body reader rejected: malformed chunked
+//     encoding, a body shorter than its Content-Length.
+//
+// Such an attempt never counts against the target (passive ejection,
+// failure counters, EWMA) and is never retried: another target would get
+// the same broken body.
+func clientFault(ctx context.Context, body *trackedBody) (code int, msg string, ok bool) {
+	if err := body.Err(); err != nil {
+		switch {
+		case middleware.IsBodyTooLarge(err):
+			return http.StatusRequestEntityTooLarge, "request body too large", true
+		case isTimeout(err):
+			return http.StatusRequestTimeout, "request body not received in time", true
+		case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
+			return StatusClientClosedRequest, "client closed request", true
+		default:
+			return http.StatusBadRequest, "malformed or truncated request body", true
+		}
+	}
+	if ctx.Err() != nil {
+		return StatusClientClosedRequest, "client closed request", true
+	}
+	return 0, "", false
+}
+
+// upstreamError maps an attempt error that was not the client's doing to
+// the answer status and message. The message says what happened without
+// leaking internal addresses; the log line has the detail.
+func upstreamError(err error) (int, string) {
 	switch {
-	case ctx.Err() != nil:
-		return StatusClientClosedRequest, "client closed request"
-	case middleware.IsBodyTooLarge(err):
-		return http.StatusRequestEntityTooLarge, "request body too large"
 	case isTimeout(err):
 		return http.StatusGatewayTimeout, "upstream timed out"
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -354,16 +502,22 @@ func isTimeout(err error) bool {
 }
 
 // errorType is the OTel error.type of a failed attempt.
-func errorType(ctx context.Context, err error) string {
-	switch code, _ := classify(ctx, err); code {
+func errorType(a *attempt) string {
+	switch a.fault {
+	case 0:
 	case StatusClientClosedRequest:
 		return "client_closed"
 	case http.StatusRequestEntityTooLarge:
 		return "body_too_large"
-	case http.StatusGatewayTimeout:
-		return "timeout"
+	case http.StatusRequestTimeout:
+		return "request_body_timeout"
+	default:
+		return "bad_request_body"
 	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	switch code, _ := upstreamError(a.err); {
+	case code == http.StatusGatewayTimeout:
+		return "timeout"
+	case errors.Is(a.err, syscall.ECONNREFUSED):
 		return "connection_refused"
 	}
 	return "connection_error"
@@ -376,16 +530,16 @@ type errorBody struct {
 	TraceID  string `json:"trace_id,omitempty"`
 }
 
-// writeError answers with the JSON error shape. For 499 the status is only
-// recorded (access log, metrics): the client is gone.
+// writeError answers with the JSON error shape. For 499 nothing is sent:
+// the status exists for the access log and the metrics only. The response
+// is aborted instead (see abortClientGone).
 func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, code int, msg, upstream string) {
+	if code == StatusClientClosedRequest {
+		abortClientGone()
+	}
 	body := errorBody{Error: msg, Upstream: upstream}
 	if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
 		body.TraceID = sc.TraceID().String()
-	}
-	if code == StatusClientClosedRequest {
-		w.WriteHeader(code)
-		return
 	}
 	b, _ := json.Marshal(body)
 	b = append(b, '\n')
@@ -394,6 +548,21 @@ func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, code int, m
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	h.Set("Cache-Control", "no-store")
+	if code == http.StatusRequestTimeout || code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge {
+		// The rest of the body is unread or unreadable: the connection
+		// cannot carry another request.
+		h.Set("Connection", "close")
+	}
 	w.WriteHeader(code)
 	_, _ = w.Write(b)
 }
+
+// abortClientGone ends a response to a client that went away without
+// sending anything. Returning from the handler would not do: net/http
+// then sends "200 OK" with an empty body, which a half-closed client (one
+// that shut down its sending side and still reads) would take for a
+// success; and a literal "499" status line is not HTTP. Panicking with
+// http.ErrAbortHandler makes net/http close the connection (HTTP/1) or
+// reset the stream (HTTP/2) quietly; the access log and ServeHTTP record
+// 499 for a response aborted before any status was written.
+func abortClientGone() { panic(http.ErrAbortHandler) }

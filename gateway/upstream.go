@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/gateway/balancer"
+	"github.com/wardgate/wardgate/telemetry"
 )
 
 // target is a balancer.Target plus the gateway's bookkeeping for it: the
@@ -111,6 +112,10 @@ type transportKey struct {
 //     the transport would ask a backend for gzip when the client did not,
 //     then gunzip the body itself: CPU for nothing, and the client gets an
 //     uncompressed body it could not have asked to be compressed.
+//   - The dialer clears the dialing goroutine's pprof labels (see
+//     telemetry.UnlabeledDial): otherwise the connection's goroutines keep
+//     the trace labels of the request that opened it for as long as the
+//     connection lives.
 //   - ForceAttemptHTTP2 is false: the backends are HTTP/1.1 services and
 //     h2 over TLS would multiplex everything onto one connection per host,
 //     which defeats the per-connection accounting of least_conn.
@@ -118,7 +123,7 @@ func newTransport(cfg *Upstream, hosts int) *http.Transport {
 	d := &net.Dialer{Timeout: cfg.Timeouts.Dial.D, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 nil, // never send upstream traffic through HTTP_PROXY
-		DialContext:           d.DialContext,
+		DialContext:           telemetry.UnlabeledDial(d.DialContext),
 		ForceAttemptHTTP2:     false,
 		DisableCompression:    true,
 		MaxIdleConns:          256 * max(hosts, 1),

@@ -118,18 +118,52 @@ func (t *Target) EWMA() time.Duration {
 // handful of requests without flapping on a single outlier.
 const ewmaAlpha = 0.3
 
+// Outcome is how one attempt on a target ended, as its statistics see it.
+type Outcome uint8
+
+const (
+	// Answered: the target answered (any status the gateway does not
+	// count as its failure). Counts as a request; the latency is sampled.
+	Answered Outcome = iota
+	// Failed: a failure on the upstream side (transport error, 502, 504).
+	// Counts as a request and a failure; the latency is sampled.
+	Failed
+	// ClientFault: the client ended the attempt (malformed or truncated
+	// body, body too large, too slow, gone). Counts as a request only: it
+	// says nothing about the target, and its duration measures the client,
+	// so folding it into the EWMA would steer p2c_ewma away from a target
+	// for a slow client's sake.
+	ClientFault
+)
+
 // Begin marks the start of an attempt. The returned func must be called
 // once when the attempt ends, with its latency and whether it failed.
+// Start and End do the same without a closure.
 func (t *Target) Begin() (done func(latency time.Duration, failed bool)) {
-	t.inflight.Add(1)
+	t.Start()
 	return func(latency time.Duration, failed bool) {
-		t.inflight.Add(-1)
-		t.requests.Add(1)
+		o := Answered
 		if failed {
-			t.failures.Add(1)
+			o = Failed
 		}
-		t.ObserveLatency(latency)
+		t.End(latency, o)
 	}
+}
+
+// Start marks the start of an attempt; End must follow once.
+func (t *Target) Start() { t.inflight.Add(1) }
+
+// End records the end of an attempt started with Start.
+func (t *Target) End(latency time.Duration, o Outcome) {
+	t.inflight.Add(-1)
+	t.requests.Add(1)
+	switch o {
+	case Failed:
+		t.failures.Add(1)
+	case ClientFault:
+		return
+	}
+	t.ObserveLatency(latency)
 }
 
 // ObserveLatency folds one latency sample into the EWMA.

@@ -45,13 +45,15 @@ func SetRoute(ctx context.Context, route string) {
 // [WithRoute], else the ServeMux pattern, else omitted), status, bytes, duration_ms, client_ip, request_id, user_agent.
 //
 // Status 5xx is logged at error level, anything else at info. The status is
-// [StatusClientClosedRequest] (499) when the client went away: either the
-// inner handler wrote 499 itself, or the request context was canceled
-// (context.Canceled: the client closed the connection) and the handler
-// returned without writing a status. A gateway error handler that notices
-// a canceled client should therefore write nothing (or 499): writing 502
-// would log the client's disconnect as an upstream failure. A hijacked
-// connection (WebSocket) is logged with status 101.
+// [StatusClientClosedRequest] (499) when the client went away: the request
+// context was canceled (the client closed the connection) and the handler
+// returned, or aborted with panic(http.ErrAbortHandler), without writing a
+// status. A gateway error handler that notices a canceled client should
+// therefore abort with http.ErrAbortHandler: writing 502 would log the
+// client's disconnect as an upstream failure, and returning without a
+// status makes net/http send "200 OK". 499 itself is never written to the
+// wire. A handler that panics still gets its line (status 500 if it wrote
+// none). A hijacked connection (WebSocket) is logged with status 101.
 func AccessLog(logger *slog.Logger) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -61,8 +63,28 @@ func AccessLog(logger *slog.Logger) Middleware {
 			ctx := context.WithValue(r.Context(), accessKey{}, entry)
 			r2 := r.WithContext(ctx)
 			sw, st := Snoop(w)
+			// A handler that panics still gets its line: net/http's
+			// ErrAbortHandler (a response cut short, or aborted because the
+			// client left) passes through here on its way up.
+			returned := false
+			defer func() {
+				if returned {
+					return
+				}
+				status := st.Status
+				switch {
+				case st.Hijacked && status == 0:
+					status = http.StatusSwitchingProtocols
+				case status == 0 && ctx.Err() != nil:
+					status = StatusClientClosedRequest // aborted for a client that left
+				case status == 0:
+					status = http.StatusInternalServerError // a panic: recover answers 500
+				}
+				logAccess(ctx, logger, r, r2, w, entry, st, status, method, path, ua, start)
+			}()
 
 			next.ServeHTTP(sw, r2)
+			returned = true
 
 			status := st.Status
 			switch {
@@ -73,35 +95,41 @@ func AccessLog(logger *slog.Logger) Middleware {
 			case status == 0:
 				status = http.StatusOK // net/http sends 200 for a handler that wrote nothing
 			}
-			level := slog.LevelInfo
-			if status >= 500 {
-				level = slog.LevelError
-			}
-			route := entry.route
-			if route == "" {
-				route, _ = ctx.Value(routeKey{}).(string)
-			}
-			if route == "" {
-				route = r2.Pattern
-			}
-			attrs := [...]slog.Attr{
-				slog.String("method", method),
-				slog.String("path", path),
-				slog.String("route", route),
-				slog.Int("status", status),
-				slog.Int64("bytes", st.Bytes),
-				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-				slog.String("client_ip", clientIP(r.RemoteAddr)),
-				slog.String("request_id", requestIDOf(r2, w)),
-				slog.String("user_agent", ua),
-			}
-			as := attrs[:]
-			if route == "" {
-				as = append(as[:2:2], as[3:]...)
-			}
-			logger.LogAttrs(ctx, level, "http request", as...)
+			logAccess(ctx, logger, r, r2, w, entry, st, status, method, path, ua, start)
 		})
 	}
+}
+
+// logAccess writes the access log line of one request.
+func logAccess(ctx context.Context, logger *slog.Logger, r, r2 *http.Request, w http.ResponseWriter,
+	entry *accessEntry, st *ResponseState, status int, method, path, ua string, start time.Time) {
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	route := entry.route
+	if route == "" {
+		route, _ = ctx.Value(routeKey{}).(string)
+	}
+	if route == "" {
+		route = r2.Pattern
+	}
+	attrs := [...]slog.Attr{
+		slog.String("method", method),
+		slog.String("path", path),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Int64("bytes", st.Bytes),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.String("client_ip", clientIP(r.RemoteAddr)),
+		slog.String("request_id", requestIDOf(r2, w)),
+		slog.String("user_agent", ua),
+	}
+	as := attrs[:]
+	if route == "" {
+		as = append(as[:2:2], as[3:]...)
+	}
+	logger.LogAttrs(ctx, level, "http request", as...)
 }
 
 // clientIP is the host part of RemoteAddr (the whole string if it has no port).

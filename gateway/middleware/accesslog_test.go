@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -256,5 +257,56 @@ func TestAccessLogKeepsOptionalInterfaces(t *testing.T) {
 		if !ok || l["status"] != w[0] || l["bytes"] != w[1] {
 			t.Errorf("line %v, want status %v bytes %v", l, w[0], w[1])
 		}
+	}
+}
+
+// A handler that panics still gets its access log line: a real panic is
+// logged 500 (what recover answers), and a response aborted with
+// http.ErrAbortHandler for a client that went away is logged 499 while
+// nothing at all reaches the wire (no 200, no 499 status line).
+func TestAccessLogPanickingHandlers(t *testing.T) {
+	logger, logs := newLogger()
+	done := make(chan string, 2)
+	srv := httptest.NewServer(Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/boom":
+			panic("boom")
+		case "/gone":
+			<-r.Context().Done() // the client half-closed: net/http cancels the context
+			panic(http.ErrAbortHandler)
+		}
+	}), signalDone(done), Recover(slog.New(slog.DiscardHandler)), AccessLog(logger)))
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/boom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, done, "/boom to finish")
+	if resp.StatusCode != 500 {
+		t.Fatalf("/boom: status %d, want 500", resp.StatusCode)
+	}
+
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /gone HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(wait))
+	raw, err := io.ReadAll(c)
+	if err != nil || len(raw) != 0 {
+		t.Fatalf("aborted response: read %q (err %v), want nothing and EOF", raw, err)
+	}
+	waitFor(t, done, "/gone to finish")
+
+	got := map[any]any{}
+	for _, l := range logs.lines(t) {
+		got[l["path"]] = l["status"]
+	}
+	if got["/boom"] != float64(500) || got["/gone"] != float64(499) {
+		t.Fatalf("access log statuses %v, want /boom 500 and /gone 499", got)
 	}
 }

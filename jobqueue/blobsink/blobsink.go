@@ -22,7 +22,9 @@
 //     third-party S3 stores reject otherwise, unless the URL sets
 //     request_checksum_calculation / response_checksum_validation itself.
 //     endpoint, region and use_path_style=true are gocloud's own parameters;
-//     credentials come from the usual AWS_* environment.
+//     credentials come from the usual AWS_* environment. The SDK's
+//     connections are dialled without pprof labels (see s3Opener), so they
+//     do not keep the trace_id of the batch that opened them.
 package blobsink
 
 import (
@@ -143,7 +145,7 @@ func Open(ctx context.Context, rawURL string) (*Sink, error) {
 	mux := new(blob.URLMux)
 	mux.RegisterBucket(fileblob.Scheme, &fileblob.URLOpener{})
 	mux.RegisterBucket(memblob.Scheme, &memblob.URLOpener{})
-	mux.RegisterBucket(s3blob.Scheme, &s3blob.URLOpener{})
+	mux.RegisterBucket(s3blob.Scheme, s3Opener{}) // s3blob.URLOpener with label-free dials (s3.go)
 	b, err := mux.OpenBucket(ctx, u.String())
 	if err != nil {
 		return nil, fmt.Errorf("blobsink: BLOB_URL %q: %w", rawURL, err)
