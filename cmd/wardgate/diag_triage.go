@@ -30,6 +30,7 @@ func runDiagTriage(ctx context.Context, args []string, stdout, stderr io.Writer)
 	core := fs.Bool("core", false, "also capture a core (wardgate diag capture, method auto) and add its analysis")
 	out := fs.String("out", "", "bundle directory for everything saved (default ./wardgate-triage-<UTC time>)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	dump := fs.String("dump", triage.DumpAuto, "when to take the text goroutine dump (states, wait times, IDs): auto (both samples under 20k goroutines,\nthe second under 50k: it stops the process while it is written), always or never")
 	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
 	var app stringList
 	fs.Var(&app, "app", appFlagHelp)
@@ -74,6 +75,8 @@ Exit codes: 0 nothing found, 1 findings, 2 usage or target error.
 		return fail("--pid and --pid-file are exclusive")
 	case *interval < time.Second:
 		return fail("--interval must be at least 1s")
+	case *dump != triage.DumpAuto && *dump != triage.DumpAlways && *dump != triage.DumpNever:
+		return fail("--dump %q: want auto, always or never", *dump)
 	}
 	if *pidFile != "" {
 		p, err := triage.ReadPIDFile(*pidFile)
@@ -86,7 +89,7 @@ Exit codes: 0 nothing found, 1 findings, 2 usage or target error.
 		return fail("--pid must be positive")
 	}
 	rep, err := triage.Run(ctx, triage.Options{
-		Target: *target, PID: *pid, Token: *token, Interval: *interval, Core: *core, OutDir: *out,
+		Target: *target, PID: *pid, Token: *token, Interval: *interval, Core: *core, OutDir: *out, Dump: *dump,
 		App: app, TraceURLTemplate: os.Getenv("TRACE_URL_TEMPLATE"), Progress: stderr,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

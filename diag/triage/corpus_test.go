@@ -109,7 +109,7 @@ type service struct {
 	loadStopped sync.WaitGroup
 }
 
-func start(t *testing.T, name string, env ...string) *service {
+func start(t testing.TB, name string, env ...string) *service {
 	t.Helper()
 	s := &service{dir: t.TempDir(), stderr: &bytes.Buffer{}, exited: make(chan struct{})}
 	exe := filepath.Join(s.dir, "exe")
@@ -193,7 +193,7 @@ func (s *service) post(ctx context.Context, n int, payload func(i int) string) (
 }
 
 // load posts collections every interval until the test ends.
-func (s *service) load(t *testing.T, every time.Duration, n int, payload func(i int) string) {
+func (s *service) load(t testing.TB, every time.Duration, n int, payload func(i int) string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopLoad = cancel
 	s.loadStopped.Add(1)
@@ -214,7 +214,7 @@ func (s *service) load(t *testing.T, every time.Duration, n int, payload func(i 
 	}()
 }
 
-func runTriage(t *testing.T, s *service) *triage.Report {
+func runTriage(t testing.TB, s *service) *triage.Report {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -258,7 +258,7 @@ func payloads(kind string) func(int) string {
 }
 
 // waitGoroutines waits until the service has at least n goroutines.
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitUntil(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -269,7 +269,7 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() boo
 	}
 }
 
-func metric(t *testing.T, admin, name string) float64 {
+func metric(t testing.TB, admin, name string) float64 {
 	resp, err := http.Get(admin + "/metrics")
 	if err != nil {
 		return -1
@@ -363,7 +363,7 @@ func TestCorpusGrowth(t *testing.T) {
 // crashCore runs name until it crashes with GOTRACEBACK=crash and returns
 // its directory, laid out like an up post-mortem bundle (core, exe,
 // crash.txt).
-func crashCore(t *testing.T, name string, payload func(int) string) string {
+func crashCore(t testing.TB, name string, payload func(int) string) string {
 	t.Helper()
 	s := start(t, name, "GOTRACEBACK=crash")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -395,7 +395,7 @@ func crashCore(t *testing.T, name string, payload func(int) string) string {
 	return s.dir
 }
 
-func analyzeDir(t *testing.T, dir string) (*analyze.Report, func() string) {
+func analyzeDir(t testing.TB, dir string) (*analyze.Report, func() string) {
 	t.Helper()
 	opts, err := analyze.OptionsFromBundle(dir)
 	if err != nil {

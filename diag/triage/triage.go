@@ -44,6 +44,9 @@ type Options struct {
 	Target string
 	PID    int
 	Token  string
+	// Dump is DumpAuto (""), DumpAlways or DumpNever: when to take the
+	// text goroutine dump.
+	Dump string
 	// Interval is the time between the two samples; the CPU profile
 	// covers it. Default 3s.
 	Interval time.Duration
@@ -91,9 +94,26 @@ type Report struct {
 	Analysis *analyze.Report `json:"analysis,omitempty"`
 }
 
-// dumpBothBelow is the goroutine count under which both samples take the
-// text dump (exact IDs for "stuck across samples").
-const dumpBothBelow = 20000
+// Text dumps (debug=2) are the only source of goroutine states, wait
+// times and IDs, but the runtime writes them by tracing every goroutine
+// with the world stopped, into a buffer that starts at 1 MiB and doubles:
+// a 45 MB dump (100k goroutines) costs the process seven full traces, and
+// dumps stop at 64 MB (~140k goroutines). So with DumpAuto both samples
+// take one below dumpBothBelow goroutines, only the second below
+// dumpOneBelow, and none above: the proto profile (one cheap pass) then
+// gives stacks, counts and labels, and waits are judged from the frames
+// and from the two samples.
+const (
+	dumpBothBelow = 20_000
+	dumpOneBelow  = 50_000
+)
+
+// Dump policies (Options.Dump).
+const (
+	DumpAuto   = "auto"
+	DumpAlways = "always"
+	DumpNever  = "never"
+)
 
 type sample struct {
 	snap    *findings.Snapshot
@@ -179,7 +199,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		// stop-the-world of about 30 µs per goroutine: the last sample
 		// always takes it, the first one only for small processes (the
 		// trend then compares stacks and counts).
-		if n == 2 || total <= dumpBothBelow {
+		takeDump := total <= dumpBothBelow || n == 2 && total <= dumpOneBelow
+		switch opts.Dump {
+		case DumpAlways:
+			takeDump = true
+		case DumpNever:
+			takeDump = false
+		}
+		if !takeDump && n == 2 {
+			r.Notes = append(r.Notes, fmt.Sprintf("%d goroutines: no text dump taken (it would stop the process for seconds); states and wait times are inferred from the stacks and the two samples (--dump always to take it)", total))
+		}
+		if takeDump {
 			name := fmt.Sprintf("goroutines-%d.txt", n)
 			f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, bundle.FileMode)
 			if err != nil {
