@@ -68,7 +68,9 @@ State lives under --data:
 Children run with GOTRACEBACK=crash, GODEBUG=tracebacklabels=1 and
 RLIMIT_CORE raised to the hard limit, so a crash leaves a core. A child that
 dies is restarted with backoff (100ms doubling to 10s) on the same ports; if
-it left a core, up writes a post-mortem and logs its path (key "postmortem").
+it left a core, up writes a post-mortem and logs one line: its path (key
+"postmortem"), the report's headline and path. A crash's goroutine dump is
+kept in DATA/run/<service>/stderr.log and the post-mortem, not printed.
 A child stuck in its crash path is captured live and killed.
 
 Stop with Ctrl-C or SIGTERM: the gateway stops accepting first, then the
