@@ -79,6 +79,9 @@ func runDiagProfile(ctx context.Context, args []string, stdout, stderr io.Writer
 	if len(args) > 0 && args[0] == "diff" {
 		return runDiagProfileDiff(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "web" {
+		return runDiagProfileWeb(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("wardgate diag profile", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	target := fs.String("target", "", "admin URL of the process, e.g. http://127.0.0.1:6060 (required)")
@@ -91,8 +94,10 @@ func runDiagProfile(ctx context.Context, args []string, stdout, stderr io.Writer
 	sampleType := fs.String("sample-type", "", "sample type to rank by (default: cpu, inuse_space, alloc_space, goroutine or delay by --type)")
 	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
 	asJSON := fs.Bool("json", false, "print the top as JSON")
-	fs.Usage = usageFunc(fs, `Usage: wardgate diag profile --target ADMIN_URL --type TYPE [--seconds N] [--out FILE] [--label k=v]... [--top N]
+	httpAddr := fs.String("http", "", "then serve pprof's web UI (flame graph, source) of the profile on `ADDR` (e.g. 127.0.0.1:0) until Ctrl-C; with FILE arguments instead of --target, of those files (see diag profile web --help)")
+	fs.Usage = usageFunc(fs, `Usage: wardgate diag profile --target ADMIN_URL --type TYPE [--seconds N] [--out FILE] [--label k=v]... [--top N] [--http ADDR]
        wardgate diag profile diff BASE NEW [--top N] [--cum]
+       wardgate diag profile web --http ADDR FILE|DIR...   (pprof's web UI: flame graph)
 
 Fetches /debug/pprof/<type> from a process's admin listener, saves the raw
 .pb.gz (open it later with: go tool pprof FILE) and prints the top functions
@@ -109,6 +114,9 @@ Types and what is ranked:
 `, "docs/runbooks/profile.md")
 	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
 		return code
+	}
+	if fs.NArg() > 0 && *httpAddr != "" && *target == "" {
+		return serveProfileUI(ctx, "wardgate diag profile", *httpAddr, fs.Args(), stdout, stderr)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "wardgate diag profile: unexpected argument %q\n", fs.Arg(0))
@@ -165,6 +173,9 @@ Types and what is ranked:
 			fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
 			return 1
 		}
+		if *httpAddr != "" { // the URL on stderr: stdout stays one JSON document
+			return serveProfileUI(ctx, "wardgate diag profile", *httpAddr, []string{path}, stderr, stderr)
+		}
 		return 0
 	}
 	fmt.Fprintf(stdout, "Saved %s (%d bytes). Explore: go tool pprof -http=: %s\n", path, len(raw), path)
@@ -174,6 +185,11 @@ Types and what is ranked:
 	if err := rep.WriteText(stdout); err != nil {
 		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
 		return 1
+	}
+	if *httpAddr != "" {
+		// The whole saved profile: pprof's UI filters by label itself
+		// (tagfocus=trace_id=...).
+		return serveProfileUI(ctx, "wardgate diag profile", *httpAddr, []string{path}, stdout, stderr)
 	}
 	return 0
 }
