@@ -345,9 +345,9 @@ func TestWatchdogCapturesChildStuckInCrash(t *testing.T) {
 	analyzed := make(chan Postmortem, 1)
 	m := newMeters(t)
 	h := newHarness(t, Options{
-		Backoff:       Backoff{Initial: 10 * time.Millisecond},
-		Watchdog:      Watchdog{Poll: 50 * time.Millisecond, Idle: 500 * time.Millisecond, Stuck: 2 * time.Second},
-		Capture:       gcoreCapture,
+		Backoff:  Backoff{Initial: 10 * time.Millisecond},
+		Watchdog: Watchdog{Poll: 50 * time.Millisecond, Idle: 500 * time.Millisecond, Stuck: 2 * time.Second},
+		Capture:  gcoreCapture,
 		Analyze: func(_ context.Context, pm Postmortem) (Analysis, error) {
 			analyzed <- pm
 			return Analysis{}, errors.New("no delve here")

@@ -100,9 +100,10 @@ func runDiagProfile(ctx context.Context, args []string, stdout, stderr io.Writer
        wardgate diag profile web --http ADDR FILE|DIR...   (pprof's web UI: flame graph)
 
 Fetches /debug/pprof/<type> from a process's admin listener, saves the raw
-.pb.gz (open it later with: go tool pprof FILE) and prints the top functions
-like go tool pprof -top: flat (spent in the function itself), cum (in it
-and its callees), each as a share of the total.
+.pb.gz and prints the top functions like go tool pprof -top: flat (spent in
+the function itself), cum (in it and its callees), each as a share of the
+total. --http ADDR then serves pprof's web UI (flame graph, source) of it;
+wardgate diag profile web FILE does so for a saved profile.
 
 Types and what is ranked:
   cpu        CPU time over --seconds (samples the process for that long)
@@ -178,7 +179,7 @@ Types and what is ranked:
 		}
 		return 0
 	}
-	fmt.Fprintf(stdout, "Saved %s (%d bytes). Explore: go tool pprof -http=: %s\n", path, len(raw), path)
+	fmt.Fprintf(stdout, "Saved %s (%d bytes). Flame graph: wardgate diag profile web %s\n", path, len(raw), path)
 	if len(labels) > 0 {
 		fmt.Fprintf(stdout, "Only samples labeled %s\n", labels.String())
 	}
