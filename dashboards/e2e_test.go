@@ -76,7 +76,7 @@ func TestPanelsReturnDataFromRealPrometheus(t *testing.T) {
 	runHealthyLoad(t, ctx, stack, 6*time.Second)
 	time.Sleep(2500 * time.Millisecond) // a couple of scrapes after the load
 	n := checkEveryPanel(t, ctx, prom, "healthy stack")
-	t.Logf("healthy stack: %d panel queries returned data", n)
+	t.Logf("healthy stack: %d panel queries checked", n)
 	if t.Failed() {
 		t.Logf("up stderr (last lines):\n%s", stack.logTail())
 		return
@@ -93,7 +93,7 @@ func TestPanelsReturnDataFromRealPrometheus(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond)
 
 	n = checkEveryPanel(t, ctx, prom, "after incidents")
-	t.Logf("after incidents: %d panel queries returned data", n)
+	t.Logf("after incidents: %d panel queries checked", n)
 	if t.Failed() {
 		t.Logf("up stderr (last lines):\n%s", stack.logTail())
 	}

@@ -35,10 +35,10 @@ type lineWriter struct {
 
 // crashStart matches the first line of the Go runtime's fatal output
 // (what GOTRACEBACK=crash prints before the goroutine dump): "panic: ...",
-// "fatal error: ...", "SIGQUIT: quit", "SIGSEGV: segmentation violation",
+// "fatal error: ...", "fatal: morestack on g0", "SIGQUIT: quit", "SIGSEGV: segmentation violation",
 // "unexpected fault address ...", "runtime: ..." (printed just before some
 // fatal errors). Structured log lines start with '{' and never match.
-var crashStart = regexp.MustCompile(`^(panic: |fatal error: |SIG[A-Z]+: |unexpected fault address |runtime: )`)
+var crashStart = regexp.MustCompile(`^(panic: |fatal error: |fatal: |SIG[A-Z]+: |unexpected fault address |runtime: )`)
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	if _, err := w.file.Write(p); err != nil {

@@ -39,6 +39,7 @@ func TestLineWriterMutesCrashOutput(t *testing.T) {
 		"panic: boom",
 		"fatal error: all goroutines are asleep - deadlock!",
 		"fatal error: concurrent map writes",
+		"fatal: morestack on g0",
 		"SIGQUIT: quit",
 		"SIGSEGV: segmentation violation",
 		"unexpected fault address 0x0",
