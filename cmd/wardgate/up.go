@@ -242,6 +242,11 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
 	}
 	gwPublic := gwPubLn.Addr().String()
+	// A pinned --prometheus-listen port that is taken fails now, in one
+	// line naming the flag, not after the whole stack started.
+	if err := checkPromListen(ctx, cfg); err != nil {
+		return err
+	}
 	// Through a short restart the gateway's clients wait in the accept
 	// queue; through a crash loop's long backoff up answers them 503 with
 	// Retry-After itself rather than let them hang for seconds.

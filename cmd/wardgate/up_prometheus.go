@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -146,6 +147,25 @@ func promSpec(bin, dir, tsdb, addr string, stopWait time.Duration) supervisor.Sp
 		PublicURL:   "http://" + addr,
 		MetricsURL:  "http://" + addr + "/metrics",
 	}
+}
+
+// checkPromListen makes sure a pinned --prometheus-listen port is free
+// (port 0 is reserved later; without --prometheus nothing listens there).
+// Prometheus binds it itself, so this only narrows the window in which
+// another process can take it.
+func checkPromListen(ctx context.Context, cfg upConfig) error {
+	if cfg.prometheus == "" {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(cfg.promListen); err != nil || port == "0" {
+		return nil
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.promListen)
+	if err != nil {
+		return fmt.Errorf("--prometheus-listen %s: %w (pick another port, or port 0 for a free one)", cfg.promListen, err)
+	}
+	return ln.Close()
 }
 
 // promAddr is where the supervised Prometheus listens: --prometheus-listen,

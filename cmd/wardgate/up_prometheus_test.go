@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -85,9 +86,11 @@ func TestUpWritesPrometheusTargets(t *testing.T) {
 	}
 }
 
-// TestUpPrometheusNotOnPath: up --prometheus without a prometheus binary
-// says so in one line naming the flag, exits 2 and creates nothing.
-func TestUpPrometheusNotOnPath(t *testing.T) {
+// TestUpPrometheusErrors: up --prometheus without a prometheus binary
+// says so in one line naming the flag, exits 2 and creates nothing; a
+// taken --prometheus-listen port is one line naming that flag, before any
+// child starts.
+func TestUpPrometheusErrors(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	cmd := exec.Command(wardgateBin, "up", "--prometheus", "--listen", "127.0.0.1:0", "--data", data)
 	cmd.Env = append(os.Environ(), "PATH="+t.TempDir())
@@ -101,5 +104,26 @@ func TestUpPrometheusNotOnPath(t *testing.T) {
 	}
 	if _, err := os.Stat(data); !os.IsNotExist(err) {
 		t.Errorf("up created %s before failing: %v", data, err)
+	}
+
+	if _, err := exec.LookPath("prometheus"); err != nil {
+		t.Fatalf("prometheus not found (scripts/install-test-deps.sh installs it): %v", err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cmd = exec.Command(wardgateBin, "up", "--prometheus", "--prometheus-listen", taken.Addr().String(), "--listen", "127.0.0.1:0", "--data", data)
+	out, err = cmd.CombinedOutput()
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("up --prometheus-listen on a taken port: %v, want exit 1\n%s", err, out)
+	}
+	lines = strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "--prometheus-listen "+taken.Addr().String()) || !strings.Contains(lines[0], "address already in use") {
+		t.Errorf("want one line naming --prometheus-listen and the taken address, got:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(data, "run")); !os.IsNotExist(err) {
+		t.Errorf("up started the stack before failing on --prometheus-listen: %v", err)
 	}
 }
