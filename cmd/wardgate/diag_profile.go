@@ -116,6 +116,10 @@ Types and what is ranked:
 	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
 		return code
 	}
+	if *httpAddr != "" && !validHTTPAddr(*httpAddr) { // before a capture that may take --seconds
+		fmt.Fprintf(stderr, "wardgate diag profile: --http: want host:port (e.g. 127.0.0.1:0), got %q\n", *httpAddr)
+		return 2
+	}
 	if fs.NArg() > 0 && *httpAddr != "" && *target == "" {
 		return serveProfileUI(ctx, "wardgate diag profile", *httpAddr, fs.Args(), stdout, stderr)
 	}

@@ -50,7 +50,7 @@ func runDiagProfileWeb(ctx context.Context, args []string, stdout, stderr io.Wri
 // serveProfileUI checks addr and the profile paths, then serves the UI
 // until ctx ends. It prints the URL on out once the UI answers.
 func serveProfileUI(ctx context.Context, cmd, addr string, paths []string, out, stderr io.Writer) int {
-	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+	if !validHTTPAddr(addr) {
 		fmt.Fprintf(stderr, "%s: --http: want host:port (e.g. 127.0.0.1:0), got %q\n", cmd, addr)
 		return 2
 	}
@@ -72,6 +72,12 @@ func serveProfileUI(ctx context.Context, cmd, addr string, paths []string, out, 
 		return 1
 	}
 	return 0
+}
+
+// validHTTPAddr reports whether addr is host:port with a port.
+func validHTTPAddr(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port != ""
 }
 
 // profileFiles expands paths: a file stays, a directory must hold exactly

@@ -160,6 +160,8 @@ func TestDiagProfileWebErrors(t *testing.T) {
 		{[]string{"diag", "profile", "web"}, 2, "name at least one profile"},
 		{[]string{"diag", "profile", "web", "--http", "8080", notProfile}, 2, "--http: want host:port"},
 		{[]string{"diag", "profile", "web", two}, 1, "several profiles"},
+		// Checked before the capture (a closed port: no capture either way).
+		{[]string{"diag", "profile", "--target", "http://127.0.0.1:1", "--type", "cpu", "--http", "nohostport"}, 2, "--http: want host:port"},
 		{[]string{"diag", "profile", "web", filepath.Join(dir, "missing.pb.gz")}, 1, "no such file"},
 		{[]string{"diag", "profile", "web", notProfile}, 1, "pprof web UI"},
 	} {
