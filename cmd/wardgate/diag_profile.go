@@ -88,22 +88,20 @@ func runDiagProfile(ctx context.Context, args []string, stdout, stderr io.Writer
 	typ := fs.String("type", "", "cpu, heap, allocs, goroutine, mutex or block (required)")
 	seconds := fs.Int("seconds", 30, "CPU profile duration in seconds (cpu only)")
 	out := fs.String("out", "", "file for the raw profile (default ./<type>-<host_port>-<UTC time>.pb.gz)")
+	httpAddr := fs.String("http", "", "then serve pprof's web UI (flame graph, source) of the saved profile on `ADDR` (e.g. 127.0.0.1:0) until Ctrl-C;\nwith FILE arguments instead of --target, of those files (wardgate diag profile web --help)")
 	var labels labelFlags
 	fs.Var(&labels, "label", "keep only samples with this pprof label, key=value (repeatable, all must match), e.g. trace_id=4bf9...;\nthe saved file stays unfiltered")
 	top := fs.Int("top", 20, "number of functions to print (0: all)")
 	sampleType := fs.String("sample-type", "", "sample type to rank by (default: cpu, inuse_space, alloc_space, goroutine or delay by --type)")
 	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
 	asJSON := fs.Bool("json", false, "print the top as JSON")
-	httpAddr := fs.String("http", "", "then serve pprof's web UI (flame graph, source) of the profile on `ADDR` (e.g. 127.0.0.1:0) until Ctrl-C; with FILE arguments instead of --target, of those files (see diag profile web --help)")
-	fs.Usage = usageFunc(fs, `Usage: wardgate diag profile --target ADMIN_URL --type TYPE [--seconds N] [--out FILE] [--label k=v]... [--top N] [--http ADDR]
+	fs.Usage = usageFunc(fs, `Usage: wardgate diag profile --target ADMIN_URL --type TYPE [--seconds N] [--out FILE] [--label k=v]... [--top N]
        wardgate diag profile diff BASE NEW [--top N] [--cum]
-       wardgate diag profile web --http ADDR FILE|DIR...   (pprof's web UI: flame graph)
 
 Fetches /debug/pprof/<type> from a process's admin listener, saves the raw
-.pb.gz and prints the top functions like go tool pprof -top: flat (spent in
-the function itself), cum (in it and its callees), each as a share of the
-total. --http ADDR then serves pprof's web UI (flame graph, source) of it;
-wardgate diag profile web FILE does so for a saved profile.
+.pb.gz (open it later with: go tool pprof FILE) and prints the top functions
+like go tool pprof -top: flat (spent in the function itself), cum (in it
+and its callees), each as a share of the total.
 
 Types and what is ranked:
   cpu        CPU time over --seconds (samples the process for that long)
@@ -178,12 +176,10 @@ Types and what is ranked:
 			fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
 			return 1
 		}
-		if *httpAddr != "" { // the URL on stderr: stdout stays one JSON document
-			return serveProfileUI(ctx, "wardgate diag profile", *httpAddr, []string{path}, stderr, stderr)
-		}
-		return 0
+		// The URL goes to stderr: stdout stays one JSON document.
+		return serveSavedProfile(ctx, *httpAddr, path, stderr, stderr)
 	}
-	fmt.Fprintf(stdout, "Saved %s (%d bytes). Flame graph: wardgate diag profile web %s\n", path, len(raw), path)
+	fmt.Fprintf(stdout, "Saved %s (%d bytes). Explore: go tool pprof -http=: %s\n", path, len(raw), path)
 	if len(labels) > 0 {
 		fmt.Fprintf(stdout, "Only samples labeled %s\n", labels.String())
 	}
@@ -191,12 +187,7 @@ Types and what is ranked:
 		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
 		return 1
 	}
-	if *httpAddr != "" {
-		// The whole saved profile: pprof's UI filters by label itself
-		// (tagfocus=trace_id=...).
-		return serveProfileUI(ctx, "wardgate diag profile", *httpAddr, []string{path}, stdout, stderr)
-	}
-	return 0
+	return serveSavedProfile(ctx, *httpAddr, path, stdout, stderr)
 }
 
 func readProfileFile(path string) (*gpprof.Profile, error) {

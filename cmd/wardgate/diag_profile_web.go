@@ -47,6 +47,16 @@ func runDiagProfileWeb(ctx context.Context, args []string, stdout, stderr io.Wri
 	return serveProfileUI(ctx, "wardgate diag profile web", *addr, pos, stdout, stderr)
 }
 
+// serveSavedProfile is the end of `diag profile --http ADDR`: with ADDR
+// set, the web UI of the whole saved profile (pprof's UI filters by label
+// itself: Refine, or tagfocus=trace_id=...); without, nothing (exit 0).
+func serveSavedProfile(ctx context.Context, addr, path string, out, stderr io.Writer) int {
+	if addr == "" {
+		return 0
+	}
+	return serveProfileUI(ctx, "wardgate diag profile", addr, []string{path}, out, stderr)
+}
+
 // serveProfileUI checks addr and the profile paths, then serves the UI
 // until ctx ends. It prints the URL on out once the UI answers.
 func serveProfileUI(ctx context.Context, cmd, addr string, paths []string, out, stderr io.Writer) int {
