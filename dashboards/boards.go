@@ -326,8 +326,12 @@ func diagnosticsBoard() *dashboard.DashboardBuilder {
 				desc:    "Watchdog captures per rate interval, by service. Each one is a post-mortem whose core was taken from the live, stuck process.",
 				queries: []q{{"sum by (service) (increase(" + wdCaptures + "{" + sel + "}[$__rate_interval]))", "{{service}}"}}},
 			{title: "Post-mortem analysis time", unit: "s", min0: true,
-				desc:    "Mean time to analyze a post-mortem core (the delve report), over the analyses that finished in each rate interval; empty where none finished. Minutes here mean a large core or a starved machine.",
-				queries: []q{{"sum by (service) (increase(" + analyzeSeconds + "_sum{" + sel + "}[$__rate_interval])) / sum by (service) (increase(" + analyzeSeconds + "_count{" + sel + "}[$__rate_interval]))", "{{service}}"}}},
+				desc: "Mean time to analyze a post-mortem core (the delve report), over the analyses that finished in each rate interval; 0 where none finished (every supervised service has a line from the start). Minutes here mean a large core or a starved machine.",
+				// The histogram has no series before the first analysis, so
+				// every supervised service (wardgate_child_up) is 0 where
+				// no analysis finished: a healthy stack shows 0, not "No data".
+				queries: []q{{"(sum by (service) (increase(" + analyzeSeconds + "_sum{" + sel + "}[$__rate_interval])) / (sum by (service) (increase(" + analyzeSeconds + "_count{" + sel + "}[$__rate_interval])) > 0))" +
+					" or on (service) (0 * sum by (service) (" + childUp + "{" + sel + "}))", "{{service}}"}}},
 		}},
 		{"Spikes", []panel{
 			{title: "Goroutines vs range average", unit: "short", min0: true,

@@ -137,9 +137,9 @@ func New(ctx context.Context, cfg *Config, tel *telemetry.Telemetry, logger *slo
 // on the table they started with. On error nothing changes.
 func (g *Gateway) Reload(cfg *Config) error {
 	err := g.apply(cfg)
-	result := "ok"
+	result := reloadOK
 	if err != nil {
-		result = "error"
+		result = reloadError
 	}
 	g.m.reloads.Add(g.ctx, 1, metric.WithAttributes(attribute.String("result", result)))
 	return err
@@ -158,6 +158,12 @@ func (g *Gateway) apply(cfg *Config) error {
 	}
 	checkers := g.startHealthChecks(g.ctx, tbl.upstreams)
 	g.table.Store(tbl)
+	// A new upstream's retry counter starts at 0, so the Retries panel
+	// shows 0 on a healthy stack instead of "No data" (adding 0 to an
+	// upstream that already has a series changes nothing).
+	for _, up := range tbl.upstreams {
+		g.m.retries.Add(g.ctx, 0, up.retryOpt...)
+	}
 	if g.checkers != nil {
 		g.checkers.stop()
 	}

@@ -16,6 +16,15 @@ const instrumentationName = "github.com/wardgate/wardgate/gateway"
 // durations (seconds).
 var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 
+// The values of wardgate.gateway.reloads' result label.
+const (
+	reloadOK    = "ok"
+	reloadError = "error"
+)
+
+// reloadResults lists every result label value, to start each at 0.
+var reloadResults = []string{reloadOK, reloadError}
+
 // metrics holds the gateway's instruments. Per-target counts (requests,
 // failures, inflight, health, ejections) are observable instruments read
 // from the live target state at collection time, so /metrics and
@@ -50,6 +59,13 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	if m.reloads, err = meter.Int64Counter("wardgate.gateway.reloads",
 		metric.WithUnit("{reload}"), metric.WithDescription("Config reloads by result (ok, error).")); err != nil {
 		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
+	// Every known series starts at 0 (the Prometheus instrumentation
+	// guideline): a healthy gateway that never reloaded shows "0 reloads",
+	// not "No data", and the first reload is a rate, not a new series.
+	// Retries are started per upstream as each table is built (apply).
+	for _, result := range reloadResults {
+		m.reloads.Add(context.Background(), 0, metric.WithAttributes(attribute.String("result", result)))
 	}
 	requests, err := meter.Int64ObservableCounter("wardgate.upstream.requests",
 		metric.WithUnit("{request}"), metric.WithDescription("Finished attempts per upstream target."))

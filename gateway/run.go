@@ -190,7 +190,7 @@ func (g *Gateway) reloadFile(ctx context.Context, path, trigger string, override
 			return
 		}
 	} else {
-		g.m.reloads.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "error")))
+		g.m.reloads.Add(ctx, 1, metric.WithAttributes(attribute.String("result", reloadError)))
 	}
 	g.logger.LogAttrs(ctx, slog.LevelError, "config reload refused; previous config still serving",
 		slog.String("config", path), slog.String("trigger", trigger), slog.String("error", err.Error()))

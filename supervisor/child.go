@@ -48,6 +48,7 @@ type run struct {
 
 	exited chan struct{} // closed once Wait returned; state is then set
 	state  *os.ProcessState
+	stderr *lineWriter // its crashLine is settled once exited is closed
 
 	ready bool // passed waitReady; guarded by the child's mu
 
@@ -136,7 +137,8 @@ func (c *child) start(restart bool) (*run, error) {
 			r.readyOnce.Do(func() { close(r.readyLine) })
 		}
 	}}
-	cmd.Stderr = &lineWriter{file: r.logs[1], forward: c.sup.forward, prefix: prefix}
+	r.stderr = &lineWriter{file: r.logs[1], forward: c.sup.forward, prefix: prefix, muteCrash: true}
+	cmd.Stderr = r.stderr
 	if err := cmd.Start(); err != nil {
 		closeAll(r.logs)
 		return nil, fmt.Errorf("start: %w", err)
@@ -248,7 +250,13 @@ func (c *child) supervise(r *run) {
 		if !stopping {
 			lvl = "child died"
 		}
-		c.sup.log.Info(lvl, "child", c.spec.Name, "pid", r.pid, "status", r.state.String(), "ran", ran.Round(time.Millisecond).String())
+		attrs := []any{"child", c.spec.Name, "pid", r.pid, "status", r.state.String(), "ran", ran.Round(time.Millisecond).String()}
+		if r.stderr.crashLine != "" {
+			// Its crash output was not forwarded (see lineWriter): say
+			// where it is; the post-mortem line follows when one is made.
+			attrs = append(attrs, "crash", r.stderr.crashLine, "output", filepath.Join(c.dir, "stderr.log"))
+		}
+		c.sup.log.Info(lvl, attrs...)
 		c.sup.emit(Event{Kind: EventExited, Service: c.spec.Name, PID: r.pid, Status: r.state.String()})
 		crashed := c.sup.collect(c, r)
 		if stopping {

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bytes"
 	"io"
+	"regexp"
 	"sync"
 )
 
@@ -13,13 +14,31 @@ const maxLine = 64 << 10
 // lineWriter receives one output stream of a child. Every byte goes to the
 // log file as it comes; complete lines are also forwarded (prefixed with the
 // service name) and offered to onLine, which the readiness check uses.
+//
+// A crash must not flood the terminal: the runtime's fatal output (every
+// goroutine's stack, hundreds of lines) goes to stderr. With muteCrash set
+// (stderr), forwarding stops at the line that starts it (crashLine) for
+// the rest of this process; the file keeps every line, the crash output
+// file has it too, and the post-mortem's one log line says what happened.
 type lineWriter struct {
-	file    io.Writer
-	forward *lockedWriter // may be nil
-	prefix  []byte
-	onLine  func(line string)
-	partial []byte
+	file      io.Writer
+	forward   *lockedWriter // may be nil
+	prefix    []byte
+	onLine    func(line string)
+	partial   []byte
+	muteCrash bool
+	// crashLine is the first line of the crash output once seen ("" until
+	// then). Written by the goroutine copying the child's output; read
+	// after the process was waited for, which waits for that goroutine.
+	crashLine string
 }
+
+// crashStart matches the first line of the Go runtime's fatal output
+// (what GOTRACEBACK=crash prints before the goroutine dump): "panic: ...",
+// "fatal error: ...", "fatal: morestack on g0", "SIGQUIT: quit", "SIGSEGV: segmentation violation",
+// "unexpected fault address ...", "runtime: ..." (printed just before some
+// fatal errors). Structured log lines start with '{' and never match.
+var crashStart = regexp.MustCompile(`^(panic: |fatal error: |fatal: |SIG[A-Z]+: |unexpected fault address |runtime: )`)
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	if _, err := w.file.Write(p); err != nil {
@@ -51,7 +70,13 @@ func (w *lineWriter) emit(line []byte) {
 	if w.onLine != nil {
 		w.onLine(string(line))
 	}
-	if w.forward != nil {
+	if w.muteCrash && w.crashLine == "" && crashStart.Match(line) {
+		w.crashLine = string(bytes.TrimSpace(line))
+		if w.crashLine == "" {
+			w.crashLine = "crash"
+		}
+	}
+	if w.forward != nil && w.crashLine == "" {
 		w.forward.writeLine(w.prefix, line)
 	}
 }

@@ -159,13 +159,13 @@ func (s *Supervisor) collect(c *child, r *run) bool {
 	}
 	switch {
 	case pm.Core == "":
-		s.logPostmortem(pm, info, ResultNoCore, nil)
+		s.logPostmortem(pm, info, ResultNoCore, Analysis{}, nil)
 		return true
 	case pm.Exe == "":
-		s.logPostmortem(pm, info, ResultAnalyzeFailed, errors.New("not analyzed: the executable of the dead process was not kept"))
+		s.logPostmortem(pm, info, ResultAnalyzeFailed, Analysis{}, errors.New("not analyzed: the executable of the dead process was not kept"))
 		return true
 	case s.opts.Analyze == nil:
-		s.logPostmortem(pm, info, ResultNotAnalyzed, nil)
+		s.logPostmortem(pm, info, ResultNotAnalyzed, Analysis{}, nil)
 		return true
 	}
 	s.analyses.Add(1)
@@ -174,25 +174,42 @@ func (s *Supervisor) collect(c *child, r *run) bool {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.AnalyzeTimeout)
 		defer cancel()
 		start := time.Now()
-		err := s.opts.Analyze(ctx, pm)
+		an, err := s.opts.Analyze(ctx, pm)
 		s.metrics.analyzed(pm.Service, time.Since(start).Seconds())
 		result := ResultAnalyzed
 		if err != nil {
 			result = ResultAnalyzeFailed
 		}
-		s.logPostmortem(pm, info, result, err)
+		s.logPostmortem(pm, info, result, an, err)
 	}()
 	return true
 }
 
 // logPostmortem writes the one line an operator greps for (key
-// postmortem), counts the post-mortem by result and reports the event.
-func (s *Supervisor) logPostmortem(pm Postmortem, info bundleInfo, result string, analyzeErr error) {
+// postmortem): what crashed (child, pid, exit), the headline of its report
+// (or the first line of its crash output) and the file to read (the report,
+// else the crash output, else the dir); it counts the post-mortem by
+// result and reports the event.
+func (s *Supervisor) logPostmortem(pm Postmortem, info bundleInfo, result string, an Analysis, analyzeErr error) {
 	s.metrics.postmortem(pm.Service, result)
 	attrs := []any{"postmortem", pm.Dir, "child", pm.Service, "pid", pm.PID, "exit", info.Exit, "core", pm.Core != ""}
 	if info.CrashReason != "" {
 		attrs = append(attrs, "reason", info.CrashReason)
 	}
+	headline, report := an.Headline, an.Report
+	if headline == "" {
+		headline = info.CrashReason
+	}
+	if report == "" {
+		report = pm.CrashOutput
+	}
+	if report == "" {
+		report = pm.Dir
+	}
+	if headline != "" {
+		attrs = append(attrs, "headline", headline)
+	}
+	attrs = append(attrs, "report", report)
 	if analyzeErr != nil {
 		s.log.Error("post-mortem written; analysis failed", append(attrs, "err", analyzeErr)...)
 	} else {

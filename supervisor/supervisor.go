@@ -94,6 +94,17 @@ type Postmortem struct {
 	CrashOutput string
 }
 
+// Analysis is what an Analyze hook found, for the one line the
+// supervisor logs per post-mortem (the crash output itself stays in the
+// post-mortem, not on the terminal).
+type Analysis struct {
+	// Headline is the report's one-line conclusion ("" to fall back on
+	// the first line of the crash output).
+	Headline string
+	// Report is the path of the report to read ("" for none).
+	Report string
+}
+
 // Options configures a Supervisor.
 type Options struct {
 	// DataDir holds run/<service>/ and postmortem/. Required.
@@ -107,9 +118,10 @@ type Options struct {
 	// forward). The per-child log files always get every line; a filter
 	// keeps a busy access log from costing the supervisor a core.
 	ForwardFilter func(line []byte) bool
-	// Analyze writes report.md/report.json into pm.Dir. Called once per
-	// post-mortem that has a core, in the background; optional.
-	Analyze func(ctx context.Context, pm Postmortem) error
+	// Analyze writes report.md/report.json into pm.Dir and returns the
+	// report's headline and path for the post-mortem's log line. Called
+	// once per post-mortem that has a core, in the background; optional.
+	Analyze func(ctx context.Context, pm Postmortem) (Analysis, error)
 	// Capture writes a core of the live process pid into dir (as dir/core;
 	// a bundle.json of its own is kept). Used by the watchdog before it
 	// kills a stuck child; optional. It must trace the child from another

@@ -252,9 +252,10 @@ func TestSIGQUITCoreBecomesPostmortem(t *testing.T) {
 	h := newHarness(t, Options{
 		Backoff:       Backoff{Initial: 10 * time.Millisecond},
 		MeterProvider: m.mp,
-		Analyze: func(_ context.Context, pm Postmortem) error {
+		Analyze: func(_ context.Context, pm Postmortem) (Analysis, error) {
 			analyzed <- pm
-			return os.WriteFile(filepath.Join(pm.Dir, "report.md"), []byte("# report\n"), 0o600)
+			report := filepath.Join(pm.Dir, "report.md")
+			return Analysis{Headline: "test headline", Report: report}, os.WriteFile(report, []byte("# report\n"), 0o600)
 		},
 	})
 	if err := h.sup.Start(context.Background(), serveSpec(t, "quitter")); err != nil {
@@ -344,10 +345,13 @@ func TestWatchdogCapturesChildStuckInCrash(t *testing.T) {
 	analyzed := make(chan Postmortem, 1)
 	m := newMeters(t)
 	h := newHarness(t, Options{
-		Backoff:       Backoff{Initial: 10 * time.Millisecond},
-		Watchdog:      Watchdog{Poll: 50 * time.Millisecond, Idle: 500 * time.Millisecond, Stuck: 2 * time.Second},
-		Capture:       gcoreCapture,
-		Analyze:       func(_ context.Context, pm Postmortem) error { analyzed <- pm; return errors.New("no delve here") },
+		Backoff:  Backoff{Initial: 10 * time.Millisecond},
+		Watchdog: Watchdog{Poll: 50 * time.Millisecond, Idle: 500 * time.Millisecond, Stuck: 2 * time.Second},
+		Capture:  gcoreCapture,
+		Analyze: func(_ context.Context, pm Postmortem) (Analysis, error) {
+			analyzed <- pm
+			return Analysis{}, errors.New("no delve here")
+		},
 		MeterProvider: m.mp,
 	})
 	spec := serveSpec(t, "stuck", "stuck-once")

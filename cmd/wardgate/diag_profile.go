@@ -82,12 +82,16 @@ func runDiagProfile(ctx context.Context, args []string, stdout, stderr io.Writer
 	if len(args) > 0 && args[0] == "diff" {
 		return runDiagProfileDiff(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "web" {
+		return runDiagProfileWeb(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("wardgate diag profile", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	target := fs.String("target", "", "admin URL of the process, e.g. http://127.0.0.1:6060 (required)")
 	typ := fs.String("type", "", "cpu, heap, allocs, goroutine, mutex or block (required)")
 	seconds := fs.Int("seconds", 30, "CPU profile duration in seconds (cpu only)")
 	out := fs.String("out", "", "file for the raw profile (default ./<type>-<host_port>-<UTC time>.pb.gz)")
+	httpAddr := fs.String("http", "", "then serve pprof's web UI (flame graph, source) of the saved profile on `ADDR` (e.g. 127.0.0.1:0) until Ctrl-C;\nwith FILE arguments instead of --target, of those files (wardgate diag profile web --help)")
 	var labels labelFlags
 	fs.Var(&labels, "label", "keep only samples with this pprof label, key=value (repeatable, all must match), e.g. trace_id=4bf9...;\nthe saved file stays unfiltered")
 	top := fs.Int("top", 20, "number of functions to print (0: all)")
@@ -115,6 +119,13 @@ Types and what is ranked:
 `, "docs/runbooks/profile.md")
 	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
 		return code
+	}
+	if *httpAddr != "" && !validHTTPAddr(*httpAddr) { // before a capture that may take --seconds
+		fmt.Fprintf(stderr, "wardgate diag profile: --http: want host:port (e.g. 127.0.0.1:0), got %q\n", *httpAddr)
+		return 2
+	}
+	if fs.NArg() > 0 && *httpAddr != "" && *target == "" {
+		return serveProfileUI(ctx, "wardgate diag profile", *httpAddr, fs.Args(), stdout, stderr)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "wardgate diag profile: unexpected argument %q\n", fs.Arg(0))
@@ -172,7 +183,8 @@ Types and what is ranked:
 			fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
 			return 1
 		}
-		return 0
+		// The URL goes to stderr: stdout stays one JSON document.
+		return serveSavedProfile(ctx, *httpAddr, path, stderr, stderr)
 	}
 	if err := res.WriteText(stdout, false); err != nil {
 		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
@@ -186,7 +198,7 @@ Types and what is ranked:
 		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
 		return 1
 	}
-	return 0
+	return serveSavedProfile(ctx, *httpAddr, path, stdout, stderr)
 }
 
 // profileFindings judges one profile by its type (see findings).

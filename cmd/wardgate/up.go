@@ -57,6 +57,10 @@ State lives under --data:
   DATA/run/<service>/           working dir, stdout.log, stderr.log, crash.txt
   DATA/run/<service>/pid        pid of its current process (while it runs)
   DATA/run/gateway/gateway.yaml the generated gateway config
+  DATA/run/prometheus/          prometheus.yml and targets.json (file_sd):
+                                what a Prometheus needs to scrape every
+                                process, rewritten at every start
+  DATA/prometheus/              TSDB of the Prometheus of --prometheus
   DATA/postmortem/<UTC time>-<service>-<pid>/
                                 core, exe, crash.txt, bundle.json, report.md,
                                 report.json of a child that crashed
@@ -64,11 +68,17 @@ State lives under --data:
 Children run with GOTRACEBACK=crash, GODEBUG=tracebacklabels=1 and
 RLIMIT_CORE raised to the hard limit, so a crash leaves a core. A child that
 dies is restarted with backoff (100ms doubling to 10s) on the same ports; if
-it left a core, up writes a post-mortem and logs its path (key "postmortem").
+it left a core, up writes a post-mortem and logs one line: its path (key
+"postmortem"), the report's headline and path. A crash's goroutine dump is
+kept in DATA/run/<service>/stderr.log and the post-mortem, not printed.
 A child stuck in its crash path is captured live and killed.
 
 Stop with Ctrl-C or SIGTERM: the gateway stops accepting first, then the
 job queues drain and flush, and up exits 0 with nothing acknowledged lost.
+
+Dashboards without Docker: --prometheus runs the prometheus binary found on
+PATH as one more supervised child on those files (its URL is in the table);
+docs/dashboards.md shows the boards in Grafana with one more command.
 
 OTEL_* variables are passed to the children; OTEL_SERVICE_NAME is set per
 child (wardgate-gateway, wardgate-jobqueue-1, ...) unless you set it.
@@ -92,6 +102,10 @@ type upConfig struct {
 	startWait time.Duration
 	stopWait  time.Duration
 	keepPM    int
+	// prometheus is the binary `up --prometheus` runs ("" = none).
+	prometheus  string
+	promListen  string
+	scrapeEvery time.Duration
 }
 
 func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
@@ -109,6 +123,9 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	level := fs.String("log-level", "info", "minimum `LEVEL` of up's own log: debug, info, warn or error")
 	fs.DurationVar(&c.startWait, "start-timeout", time.Minute, "how long each process may take to become ready")
 	fs.DurationVar(&c.stopWait, "stop-timeout", 2*time.Minute, "how long a process may take to drain on shutdown before it is killed")
+	runProm := fs.Bool("prometheus", false, "also run the `prometheus` binary found on PATH as a supervised child, scraping every process (config: DATA/run/prometheus/prometheus.yml, written either way; TSDB: DATA/prometheus); its URL is in the table")
+	fs.StringVar(&c.promListen, "prometheus-listen", "127.0.0.1:0", "`ADDR` (host:port) of the Prometheus of --prometheus; port 0 picks a free one; pin it (e.g. 127.0.0.1:9090) for a Grafana data source")
+	fs.DurationVar(&c.scrapeEvery, "scrape-interval", 5*time.Second, "scrape_interval of the generated prometheus.yml")
 	fs.IntVar(&c.keepPM, "keep-postmortems", 20, "keep the newest `N` post-mortem dirs under DATA/postmortem (each holds a core and an exe copy); 0 keeps all")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), upUsage)
@@ -162,6 +179,19 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	if c.startWait <= 0 || c.stopWait <= 0 {
 		return fail("--start-timeout and --stop-timeout must be > 0")
 	}
+	if c.scrapeEvery < time.Millisecond {
+		return fail("--scrape-interval: must be at least 1ms, got %s", c.scrapeEvery)
+	}
+	if _, port, err := net.SplitHostPort(c.promListen); err != nil || port == "" {
+		return fail("--prometheus-listen: want host:port, got %q", c.promListen)
+	}
+	if *runProm {
+		bin, err := exec.LookPath("prometheus")
+		if err != nil {
+			return fail("%s", promErrNotOnPath)
+		}
+		c.prometheus = bin
+	}
 	return c, 0, true
 }
 
@@ -212,6 +242,11 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
 	}
 	gwPublic := gwPubLn.Addr().String()
+	// A pinned --prometheus-listen port that is taken fails now, in one
+	// line naming the flag, not after the whole stack started.
+	if err := checkPromListen(ctx, cfg); err != nil {
+		return err
+	}
 	// Through a short restart the gateway's clients wait in the accept
 	// queue; through a crash loop's long backoff up answers them 503 with
 	// Retry-After itself rather than let them hang for seconds.
@@ -380,9 +415,25 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 	if err := waitRouted(ctx, public+"/v1/payloads", cfg.startWait); err != nil {
 		return fmt.Errorf("gateway on %s: %w", gwPublic, err)
 	}
+	// What a Prometheus needs to scrape the stack, then (--prometheus)
+	// that Prometheus, started last so its first scrape finds everyone.
+	promDir := filepath.Join(data, "run", promDirName)
+	if err := writePromFiles(promDir, append([]supervisor.Status{self}, sup.Status()...), cfg.scrapeEvery); err != nil {
+		return err
+	}
+	if cfg.prometheus != "" {
+		addr, err := promAddr(socks, cfg.promListen)
+		if err != nil {
+			return err
+		}
+		if err := startWithin(ctx, sup, promSpec(cfg.prometheus, promDir, filepath.Join(data, "prometheus"), addr, cfg.stopWait), cfg.startWait); err != nil {
+			return err
+		}
+	}
 	printTable(stdout, self, sup.Status())
-	fmt.Fprintf(stdout, "\ndata: %s  blobs: %s\npost-mortems: %s\nlogs: %s/<service>/{stdout,stderr}.log\ncurrent pids (after restarts): %s/<service>/pid, or GET http://%s/status\nstop: Ctrl-C or kill -TERM %d\n",
-		data, blobURL, filepath.Join(data, "postmortem"), filepath.Join(data, "run"), filepath.Join(data, "run"), admLn.Addr(), os.Getpid())
+	fmt.Fprintf(stdout, "\ndata: %s  blobs: %s\npost-mortems: %s\nlogs: %s/<service>/{stdout,stderr}.log\ncurrent pids (after restarts): %s/<service>/pid, or GET http://%s/status\nprometheus: %s (targets: %s)\nstop: Ctrl-C or kill -TERM %d\n",
+		data, blobURL, filepath.Join(data, "postmortem"), filepath.Join(data, "run"), filepath.Join(data, "run"), admLn.Addr(),
+		filepath.Join(promDir, promConfigName), filepath.Join(promDir, promTargetsName), os.Getpid())
 	log.Info("stack up", "listen", gwPublic, "data", data)
 	<-ctx.Done()
 	return nil
@@ -448,8 +499,11 @@ type heldSockets struct {
 }
 
 // reserve holds a free loopback port and returns its host:port.
-func (h *heldSockets) reserve() (string, error) {
-	r, err := listen.Reserve("127.0.0.1")
+func (h *heldSockets) reserve() (string, error) { return h.reserveOn("127.0.0.1") }
+
+// reserveOn holds a free port on the IPv4 address host.
+func (h *heldSockets) reserveOn(host string) (string, error) {
+	r, err := listen.Reserve(host)
 	if err != nil {
 		return "", err
 	}

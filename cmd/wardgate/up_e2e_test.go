@@ -402,6 +402,7 @@ func TestUpRestartsCrashedJobqueuesWithPostmortem(t *testing.T) {
 	// SIGQUIT: GOTRACEBACK=crash makes the child dump core; up turns it
 	// into a post-mortem and restarts the child.
 	jq2 := u.rows["jobqueue-2"]
+	logBefore := len(u.stderr.String())
 	if err := syscall.Kill(jq2.pid, syscall.SIGQUIT); err != nil {
 		t.Fatal(err)
 	}
@@ -448,6 +449,7 @@ func TestUpRestartsCrashedJobqueuesWithPostmortem(t *testing.T) {
 		return m["msg"] == "child started" && m["child"] == "jobqueue-2" && m["pid"] != float64(jq2.pid)
 	})
 	waitOK(t, jq2.public+"/healthz")
+	checkCrashQuiet(t, u, u.stderr.String()[logBefore:], dir, jq2.pid)
 	u.waitSample("wardgate_child_restarts_total", crashed, 1)
 	u.waitSample("wardgate_child_restarts_total", killed, 1)
 
@@ -481,6 +483,51 @@ func TestUpRestartsCrashedJobqueuesWithPostmortem(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(u.data, "run", "jobqueue-2", "core")); !os.IsNotExist(err) {
 		t.Errorf("core left in the run dir: %v", err)
 	}
+}
+
+// checkCrashQuiet checks what up printed from a job queue's SIGQUIT to its
+// restart (log): not the runtime's dump of every goroutine (it is in the
+// child's stderr.log and the post-mortem's crash.txt), but one line that
+// says what crashed, the headline of its report and the report's path,
+// among a handful of lifecycle lines.
+func checkCrashQuiet(t *testing.T, u *upProc, log, pmDir string, pid int) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	var dumpLines, summaries int
+	for _, l := range lines {
+		if strings.Contains(l, "goroutine ") && strings.Contains(l, "[") && !strings.HasPrefix(l, "{") {
+			dumpLines++
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) != nil || m["postmortem"] != pmDir {
+			continue
+		}
+		summaries++
+		report, _ := m["report"].(string)
+		headline, _ := m["headline"].(string)
+		if m["child"] != "jobqueue-2" || report != filepath.Join(pmDir, "report.md") || headline == "" {
+			t.Errorf("post-mortem line: child %v, headline %q, report %q; want jobqueue-2, the report's headline, %s/report.md", m["child"], headline, report, pmDir)
+		}
+		if b, err := os.ReadFile(report); err != nil || !strings.Contains(string(b), headline) {
+			t.Errorf("the headline %q is not in %s (%v)", headline, report, err)
+		}
+	}
+	if summaries != 1 {
+		t.Errorf("%d lines name the post-mortem %s, want 1", summaries, pmDir)
+	}
+	// Lifecycle lines only: died, restarting, started, the new process's
+	// listening lines, the post-mortem, the gateway noticing; the dump is
+	// hundreds of lines.
+	if dumpLines > 0 || len(lines) > 25 {
+		t.Errorf("up printed %d lines (%d of a goroutine dump) from the SIGQUIT to the restart, want a handful and no dump:\n%s", len(lines), dumpLines, log)
+	}
+	// The crash output is kept: in the child's stderr.log and crash.txt.
+	for _, f := range []string{filepath.Join(u.data, "run", "jobqueue-2", "stderr.log"), filepath.Join(pmDir, "crash.txt")} {
+		if b, err := os.ReadFile(f); err != nil || !strings.Contains(string(b), "goroutine ") {
+			t.Errorf("%s does not keep the goroutine dump (%v)", f, err)
+		}
+	}
+	t.Logf("up printed %d lines for the crash of pid %d:\n%s", len(lines), pid, log)
 }
 
 func TestUpFlags(t *testing.T) {

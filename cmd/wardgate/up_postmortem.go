@@ -28,7 +28,9 @@ func newPostmortemHooks(log *slog.Logger) postmortemHooks {
 	return postmortemHooks{log: log, traceURL: os.Getenv("TRACE_URL_TEMPLATE")}
 }
 
-func (h postmortemHooks) analyze(ctx context.Context, pm supervisor.Postmortem) error {
+// analyze writes the report and returns its headline and path: the
+// supervisor logs them in the one line up prints per crash.
+func (h postmortemHooks) analyze(ctx context.Context, pm supervisor.Postmortem) (supervisor.Analysis, error) {
 	rep, err := analyze.Run(ctx, analyze.Options{
 		Core:             pm.Core,
 		Exe:              pm.Exe,
@@ -36,21 +38,27 @@ func (h postmortemHooks) analyze(ctx context.Context, pm supervisor.Postmortem) 
 		TraceURLTemplate: h.traceURL,
 	})
 	if err != nil {
-		return fmt.Errorf("analyze %s: %w", pm.Dir, err)
+		return supervisor.Analysis{}, fmt.Errorf("analyze %s: %w", pm.Dir, err)
 	}
 	var md, js bytes.Buffer
 	if err := rep.WriteMarkdown(&md); err != nil {
-		return err
+		return supervisor.Analysis{}, err
 	}
 	if err := rep.WriteJSON(&js); err != nil {
-		return err
+		return supervisor.Analysis{}, err
 	}
 	for name, b := range map[string][]byte{"report.md": md.Bytes(), "report.json": js.Bytes()} {
 		if err := writeFileAtomic(filepath.Join(pm.Dir, name), b); err != nil {
-			return err
+			return supervisor.Analysis{}, err
 		}
 	}
-	return nil
+	return supervisor.Analysis{Headline: reportHeadline(rep), Report: filepath.Join(pm.Dir, "report.md")}, nil
+}
+
+// reportHeadline is the one line of a report worth printing on up's
+// terminal: why the process stopped.
+func reportHeadline(rep *analyze.Report) string {
+	return rep.Stop.Summary
 }
 
 // capture writes a native (low-pause) capture bundle of pid into dir: core,
