@@ -190,7 +190,7 @@ Types and what is ranked:
 		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "Saved %s (%d bytes). Explore: go tool pprof -http=: %s\n", path, len(raw), path)
+	fmt.Fprintf(stdout, "Saved %s (%d bytes). Flame graph: wardgate diag profile web --http 127.0.0.1:0 %s\n", path, len(raw), path)
 	if len(labels) > 0 {
 		fmt.Fprintf(stdout, "Only samples labeled %s\n", labels.String())
 	}

@@ -56,8 +56,12 @@ func (h postmortemHooks) analyze(ctx context.Context, pm supervisor.Postmortem) 
 }
 
 // reportHeadline is the one line of a report worth printing on up's
-// terminal: why the process stopped.
+// terminal: the first finding (what is wrong and where), else why the
+// process stopped.
 func reportHeadline(rep *analyze.Report) string {
+	if len(rep.Findings) > 0 && rep.Findings[0].Headline != "" {
+		return rep.Findings[0].Headline
+	}
 	return rep.Stop.Summary
 }
 

@@ -425,7 +425,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, a := range arts {
 		fmt.Fprintf(&b, "  %s  %s\n", a.Path, a.What)
 	}
-	fmt.Fprintf(&b, "Next: wardgate diag profile --http 127.0.0.1:0 %s  (flame graph), wardgate diag profile diff %s %s\n",
+	fmt.Fprintf(&b, "Next: wardgate diag profile web --http 127.0.0.1:0 %s  (flame graph), wardgate diag profile diff %s %s\n",
 		filepath.Join(r.Bundle, "cpu.pb.gz"), filepath.Join(r.Bundle, "heap-1.pb.gz"), filepath.Join(r.Bundle, "heap-2.pb.gz"))
 	_, err := w.Write(b.Bytes())
 	return err
