@@ -222,8 +222,9 @@ func TestDiagWatchOnceCLI(t *testing.T) {
 	if !strings.Contains(stderr, `"msg":"watch trigger"`) {
 		t.Fatalf("no trigger log line: %s", stderr)
 	}
-	dir := strings.TrimSpace(stdout[strings.LastIndex(stdout, ": ")+2:])
-	for _, f := range []string{"trigger.json", "goroutine.pb.gz"} {
+	first, _, _ := strings.Cut(stdout, "\n")
+	dir := strings.TrimSpace(first[strings.LastIndex(first, ": ")+2:])
+	for _, f := range []string{"trigger.json", "goroutine.pb.gz", "findings.txt"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Fatalf("bundle %s: %v (stdout %q)", dir, err, stdout)
 		}

@@ -378,12 +378,18 @@ func Goroutines(c *Classifier, s *Snapshot, opts GoroutineOptions) Result {
 			f.Headline = fmt.Sprintf("blocked forever in %s: %d goroutine(s) on %s", fr.Short(), g.Count, w)
 			f.score = 1000 + float64(g.Count)
 			r.add(f)
-		case w == waitIO && app || (app && isNetCall(g.Frames[:ci])):
+		case (w == waitIO && app || (app && isNetCall(g.Frames[:ci]))) && (wait >= 1 || persisted > 0 || g.Count > smallGroup):
+			// Reading or calling out is what servers do: only a wait
+			// seen to last (wait time, or the same goroutines in two
+			// samples), or many goroutines at once, is suspicious.
 			f := base
 			f.Kind = KindHungIO
-			f.Severity = Medium
-			if wait >= 30 || persisted > 0 {
+			f.Severity = Low
+			switch {
+			case wait >= 30 || persisted > 0:
 				f.Severity = High
+			case wait >= 1:
+				f.Severity = Medium
 			}
 			f.Headline = fmt.Sprintf("hung I/O in %s: %d goroutine(s) waiting on %s with no deadline%s", fr.Short(), g.Count, ioWhat(g.Frames[:ci]), waitText(wait, persisted > 0))
 			f.Evidence = append(f.Evidence, "no deadline reaches this call: give the client a Timeout or the call a context with a deadline")
