@@ -4,7 +4,8 @@
 #   <!-- bench:NAME:begin --> ... <!-- bench:NAME:end -->
 # NAME is proxies (bench/proxies.sh), ingest (bench/ingest.sh), capture
 # (bench/capture.sh), tracing and tracing-durable (bench/tracing.sh, both
-# ack modes) and analyze (the diag/analyze Go benchmark). Scripts that are
+# ack modes), analyze (the diag/analyze Go benchmark) and verdict (the
+# diag/triage time-to-verdict benchmarks over the faulty corpus). Scripts that are
 # not there are skipped with a note. With --print (or when the doc has no marker for a section) the
 # tables go to stdout for pasting instead. Naming sections runs only
 # those, e.g. `bench/run-all.sh tracing capture`.
@@ -25,8 +26,8 @@ for a in "$@"; do
       sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
-    proxies | ingest | tracing | capture | analyze) only[$a]=1 ;;
-    *) echo "usage: bench/run-all.sh [--print] [proxies|ingest|tracing|capture|analyze]..." >&2; exit 2 ;;
+    proxies | ingest | tracing | capture | analyze | verdict) only[$a]=1 ;;
+    *) echo "usage: bench/run-all.sh [--print] [proxies|ingest|tracing|capture|analyze|verdict]..." >&2; exit 2 ;;
   esac
 done
 want() { ((${#only[@]} == 0)) || [[ -n "${only[$1]:-}" ]]; }
@@ -94,6 +95,24 @@ analyze_bench() {
 }
 if want analyze && [[ -f diag/analyze/bench_test.go ]]; then
   run_section analyze analyze_bench || failed+=(analyze)
+fi
+verdict_bench() {
+  local raw
+  raw="$(go test -run '^$' -bench 'TimeToVerdict|Triage100k' -benchtime 1x ./diag/triage/ 2>&1)" || { echo "$raw" >&2; return 1; }
+  echo "| fault class (corpus service) | command | seconds to verdict |"
+  echo "|---|---|---:|"
+  echo "$raw" | awk '/^Benchmark/ {
+    name = $1; sub(/-[0-9]+$/, "", name); sub(/^Benchmark/, "", name)
+    cmd = "diag triage"
+    if (name ~ /crash/) cmd = "diag analyze (core)"
+    sub(/^TimeToVerdict\//, "", name)
+    for (i = 2; i < NF; i++) if ($(i+1) == "s/verdict") v = $i
+    printf "| %s | %s | %.1f |\n", name, cmd, v }'
+  echo
+  echo "go test -bench 'TimeToVerdict|Triage100k' -benchtime 1x ./diag/triage/ (triage interval 3s; load average $(cut -d' ' -f1 /proc/loadavg) at the end); $(nproc) CPUs, $(go version | cut -d' ' -f3)."
+}
+if want verdict && [[ -f diag/triage/bench_test.go ]]; then
+  run_section verdict verdict_bench || failed+=(verdict)
 fi
 if ((${#failed[@]})); then
   echo "run-all: failed: ${failed[*]}" >&2
