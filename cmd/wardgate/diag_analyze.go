@@ -113,6 +113,9 @@ Flags:
 	opts.TraceURLTemplate = os.Getenv("TRACE_URL_TEMPLATE")
 
 	rep, err := analyze.Run(ctx, opts)
+	if code, ok := reportInterrupted(ctx, "wardgate diag analyze", stderr); ok {
+		return code
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "wardgate diag analyze:", err)
 		return 1

@@ -58,7 +58,7 @@ func analyzeCore(ctx context.Context, opts Options, r *Report) error {
 	if err != nil {
 		// Unknown runtime layout: let delve list them (slower).
 		r.Warnings = append(r.Warnings, fmt.Sprintf("reading goroutines directly: %v; used delve's slower listing", err))
-		if gs, err = a.goroutinesFromDelve(); err != nil {
+		if gs, err = a.goroutinesFromDelve(ctx); err != nil {
 			return fmt.Errorf("analyze: list goroutines: %w", err)
 		}
 	}
@@ -208,8 +208,8 @@ type analysis struct {
 
 // goroutinesFromDelve lists goroutines through delve when the runtime.g
 // layout could not be read.
-func (a *analysis) goroutinesFromDelve() ([]gInfo, error) {
-	dgs, _, err := proc.GoroutinesInfo(a.t, 0, 0)
+func (a *analysis) goroutinesFromDelve(ctx context.Context) ([]gInfo, error) {
+	dgs, err := a.delveGoroutinesBounded(ctx)
 	if err != nil {
 		return nil, err
 	}
