@@ -89,7 +89,7 @@ func runDiagProfile(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Var(&labels, "label", "keep only samples with this pprof label, key=value (repeatable, all must match), e.g. trace_id=4bf9...;\nthe saved file stays unfiltered")
 	top := fs.Int("top", 20, "number of functions to print (0: all)")
 	sampleType := fs.String("sample-type", "", "sample type to rank by (default: cpu, inuse_space, alloc_space, goroutine or delay by --type)")
-	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
+	tokens := addAdminTokenFlags(fs)
 	asJSON := fs.Bool("json", false, "print the top as JSON")
 	fs.Usage = usageFunc(fs, `Usage: wardgate diag profile --target ADMIN_URL --type TYPE [--seconds N] [--out FILE] [--label k=v]... [--top N]
        wardgate diag profile diff BASE NEW [--top N] [--cum]
@@ -133,8 +133,13 @@ Types and what is ranked:
 		return 2
 	}
 
+	token, err := tokens.resolve(*target, "")
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
+		return 2
+	}
 	client := &http.Client{Timeout: time.Duration(*seconds)*time.Second + time.Minute}
-	p, raw, err := profile.Fetch(ctx, *target, pt, profile.FetchOptions{Client: client, Token: *token, Seconds: *seconds})
+	p, raw, err := profile.Fetch(ctx, *target, pt, profile.FetchOptions{Client: client, Token: token, Seconds: *seconds})
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
 		return 1
@@ -247,7 +252,7 @@ func runDiagGoroutines(ctx context.Context, args []string, stdout, stderr io.Wri
 	target := fs.String("target", "", "admin URL of the process, e.g. http://127.0.0.1:6060 (required)")
 	var labels labelFlags
 	fs.Var(&labels, "label", "keep only goroutines with this pprof label, key=value (repeatable), e.g. trace_id=4bf9...")
-	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
+	tokens := addAdminTokenFlags(fs)
 	asJSON := fs.Bool("json", false, "print the groups as JSON")
 	fs.Usage = usageFunc(fs, `Usage: wardgate diag goroutines --target ADMIN_URL [--label k=v]... [--json]
 
@@ -272,8 +277,13 @@ with file:line.
 		fmt.Fprintf(stderr, "wardgate diag goroutines: --target: %v\n", err)
 		return 2
 	}
+	token, err := tokens.resolve(*target, "")
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag goroutines: %v\n", err)
+		return 2
+	}
 	client := &http.Client{Timeout: time.Minute}
-	p, _, err := profile.Fetch(ctx, *target, profile.Goroutine, profile.FetchOptions{Client: client, Token: *token})
+	p, _, err := profile.Fetch(ctx, *target, profile.Goroutine, profile.FetchOptions{Client: client, Token: token})
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate diag goroutines: %v\n", err)
 		return 1
@@ -319,7 +329,7 @@ func runDiagWatch(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	pidFile := fs.String("pid-file", "", "for --core: read the target's pid from `FILE` at each capture instead of --pid, so the core follows restarts\n(under wardgate up: DATA/run/<service>/pid)")
 	maxCaptures := fs.Int("max-captures", 0, "stop after K bundles (0: no limit)")
 	once := fs.Bool("once", false, "check once and exit: 0 nothing crossed, 3 a bundle was captured, 1 error")
-	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
+	tokens := addAdminTokenFlags(fs)
 	logLevel := fs.String("log-level", "info", "debug (one JSON line per check), info (per trigger), warn or error; logs go to stderr")
 	fs.Usage = usageFunc(fs, `Usage: wardgate diag watch --target ADMIN_URL [--goroutines N] [--heap-mb M] [--cpu-pct P]
                           [--interval 5s] [--cooldown 5m] [--out DIR]
@@ -381,8 +391,12 @@ Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fail("--log-level: %v", err)
 	}
+	token, err := tokens.resolve(*target, *pidFile)
+	if err != nil {
+		return fail("%v", err)
+	}
 	cfg := watch.Config{
-		Target: *target, Token: *token,
+		Target: *target, Token: token,
 		Client:     &http.Client{Timeout: time.Duration(*cpuSeconds)*time.Second + time.Minute},
 		Goroutines: *goroutines, HeapBytes: int64(*heapMB * (1 << 20)), CPUPercent: *cpuPct,
 		Interval: *interval, Cooldown: *cooldown, OutDir: *out,

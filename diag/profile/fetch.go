@@ -79,7 +79,7 @@ var (
 	// ErrUnreachable: nothing answered at the target address.
 	ErrUnreachable = errors.New("target unreachable")
 	// ErrUnauthorized: the admin listener wants a token (ADMIN_TOKEN).
-	ErrUnauthorized = errors.New("admin listener requires a token (pass --token or set ADMIN_TOKEN)")
+	ErrUnauthorized = errors.New("admin listener requires a token (pass --token, set ADMIN_TOKEN, or under wardgate up --data DATA or --pid-file DATA/run/<service>/pid)")
 	// ErrNotFound: the URL answered but does not serve pprof there.
 	ErrNotFound = errors.New("no pprof endpoint at this address (is it the admin listener, not the public one?)")
 )
