@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/go-delve/delve/pkg/proc"
+
+	"github.com/wardgate/wardgate/internal/redact"
 )
 
 // maxGoroutines bounds the goroutine count read from a core. Every
@@ -73,4 +75,15 @@ func runInterruptible(ctx context.Context, fn func() error) error {
 	case <-ctx.Done():
 		return fmt.Errorf("analyze: interrupted: %w", context.Cause(ctx))
 	}
+}
+
+// redactLocal keeps secrets held in the crashing frame's locals out of the
+// report (which is pasted into tickets): a secret-named variable
+// (apiToken, password, ...) loses its value, any other has secrets found
+// by form replaced (see internal/redact).
+func redactLocal(name, value string) string {
+	if redact.SecretName(name) {
+		return redact.Placeholder
+	}
+	return redact.Text(value)
 }

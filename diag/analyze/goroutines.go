@@ -593,7 +593,7 @@ func (a *analysis) detail(g *proc.G, warnings *[]string) *Goroutine {
 	}
 	for _, v := range vars {
 		av := api.ConvertVar(v)
-		d.Locals = append(d.Locals, Variable{Name: v.Name, Type: av.Type, Value: valueString(av)})
+		d.Locals = append(d.Locals, Variable{Name: v.Name, Type: av.Type, Value: redactLocal(v.Name, valueString(av))})
 	}
 	return d
 }
