@@ -140,6 +140,9 @@ Types and what is ranked:
 	}
 	client := &http.Client{Timeout: time.Duration(*seconds)*time.Second + time.Minute}
 	p, raw, err := profile.Fetch(ctx, *target, pt, profile.FetchOptions{Client: client, Token: token, Seconds: *seconds})
+	if code, ok := reportInterrupted(ctx, "wardgate diag profile", stderr); ok {
+		return code
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
 		return 1
@@ -284,6 +287,9 @@ with file:line.
 	}
 	client := &http.Client{Timeout: time.Minute}
 	p, _, err := profile.Fetch(ctx, *target, profile.Goroutine, profile.FetchOptions{Client: client, Token: token})
+	if code, ok := reportInterrupted(ctx, "wardgate diag goroutines", stderr); ok {
+		return code
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate diag goroutines: %v\n", err)
 		return 1

@@ -154,3 +154,68 @@ func hasOpen(pid int, path string) bool {
 	}
 	return false
 }
+
+// A 2-minute CPU profile interrupted by SIGTERM (or Ctrl-C) ends at once
+// with a clear line and exit 130, and leaves no profile file.
+func TestDiagProfileStopsOnSIGTERM(t *testing.T) {
+	jq := analyzeStartJobqueue(t, "BLOB_URL=mem://")
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			out := filepath.Join(t.TempDir(), "cpu.pb.gz")
+			cmd := exec.CommandContext(ctx, wardgateBin, "diag", "profile", "--target", jq.Admin, "--type", "cpu", "--seconds", "120", "--out", out)
+			var o, e testutil.SyncBuffer
+			cmd.Stdout, cmd.Stderr = &o, &e
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			// Past flag parsing and signal setup: it has opened its
+			// connection to the admin listener.
+			deadline := time.Now().Add(2 * time.Minute)
+			for !hasSocket(cmd.Process.Pid) {
+				select {
+				case err := <-exited:
+					t.Fatalf("profile exited (%v) before connecting; stderr:\n%s", err, e.String())
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("diag profile never connected")
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			var werr error
+			select {
+			case werr = <-exited:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("diag profile still running 60 s after %v", sig)
+			}
+			if ee, ok := werr.(*exec.ExitError); !ok || ee.ExitCode() != 130 || !strings.Contains(e.String(), "interrupted") {
+				t.Fatalf("want exit 130 saying interrupted, got %v; stderr:\n%s", werr, e.String())
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Error("a profile file was written although it was interrupted")
+			}
+		})
+	}
+}
+
+// hasSocket reports whether process pid has a socket open.
+func hasSocket(pid int) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, ent := range ents {
+		if l, err := os.Readlink(filepath.Join(dir, ent.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+			return true
+		}
+	}
+	return false
+}

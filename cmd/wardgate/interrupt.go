@@ -18,6 +18,6 @@ func reportInterrupted(ctx context.Context, name string, stderr io.Writer) (code
 	if ctx.Err() == nil {
 		return 0, false
 	}
-	fmt.Fprintf(stderr, "%s: interrupted by signal; stopped before finishing, nothing written\n", name)
+	fmt.Fprintf(stderr, "%s: interrupted by signal; stopped before finishing\n", name)
 	return exitInterrupted, true
 }
