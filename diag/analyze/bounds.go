@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"syscall"
 
 	"github.com/go-delve/delve/pkg/proc"
 
@@ -86,4 +89,37 @@ func redactLocal(name, value string) string {
 		return redact.Placeholder
 	}
 	return redact.Text(value)
+}
+
+// maxSourceFile bounds a source file read for the report's source lines.
+// The paths come from the executable's DWARF, which a hostile or wrong
+// binary can point anywhere: /dev/zero would never end, a FIFO would
+// block, a huge log file would be read whole.
+const maxSourceFile = 16 << 20
+
+// maxSourceLine bounds one source line quoted in the report.
+const maxSourceLine = 512
+
+// readSourceFile reads a regular file of at most maxSourceFile bytes.
+func readSourceFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > maxSourceFile {
+		return nil, fmt.Errorf("%s: not a source file (%v, %d bytes)", path, st.Mode().Type(), st.Size())
+	}
+	return io.ReadAll(io.LimitReader(f, maxSourceFile))
+}
+
+func clipLine(s string) string {
+	if len(s) <= maxSourceLine {
+		return s
+	}
+	return s[:maxSourceLine] + "..."
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"reflect"
 	"sort"
 	"strconv"
@@ -801,7 +800,7 @@ func (c *sourceCache) line(file string, n int) string {
 	}
 	lines, ok := c.files[file]
 	if !ok {
-		data, err := os.ReadFile(file)
+		data, err := readSourceFile(file)
 		if err == nil {
 			lines = strings.Split(string(data), "\n")
 		}
@@ -810,7 +809,7 @@ func (c *sourceCache) line(file string, n int) string {
 	if n > len(lines) {
 		return ""
 	}
-	return strings.TrimSpace(lines[n-1])
+	return clipLine(strings.TrimSpace(lines[n-1]))
 }
 
 func traceLinks(counts map[string]int, template string) []TraceLink {
