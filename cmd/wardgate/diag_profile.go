@@ -192,7 +192,7 @@ func readProfileFile(path string) (*gpprof.Profile, error) {
 		return nil, err
 	}
 	defer f.Close()
-	p, err := gpprof.Parse(f)
+	p, err := profile.Parse(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: not a pprof profile: %w", path, err)
 	}

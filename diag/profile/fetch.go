@@ -164,7 +164,7 @@ func Fetch(ctx context.Context, target string, typ Type, opts FetchOptions) (*pr
 	if err != nil {
 		return nil, nil, fmt.Errorf("fetch %s profile: %w", typ, err)
 	}
-	p, err := profile.ParseData(raw)
+	p, err := ParseData(raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fetch %s profile from %s: response is not a pprof profile: %w", typ, u, err)
 	}
@@ -196,7 +196,7 @@ func Get(ctx context.Context, client *http.Client, rawURL, token string) ([]byte
 		return nil, fmt.Errorf("GET %s: %w", rawURL, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := readBounded(resp.Body, MaxBody)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: read body: %w", rawURL, err)
 	}
