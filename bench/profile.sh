@@ -30,11 +30,12 @@ B="$BENCH_TMP/bin"
 # cpu_ticks PID: utime+stime of PID and its threads, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
-# profile NAME ADMIN_URL: CPU profile for $SECS into $OUT/NAME.cpu.pb.gz;
-# the top goes to $BENCH_TMP/NAME.top.
+# profile NAME ADMIN_URL [FLAGS...]: CPU profile for $SECS into
+# $OUT/NAME.cpu.pb.gz; the top goes to $BENCH_TMP/NAME.top. Under wardgate up
+# pass --data DIR: pprof needs the run's token from DIR/run/admin-token.
 profile() {
   "$B/wardgate" diag profile --target "$2" --type cpu --seconds "$SECS" --top 25 \
-    --out "$OUT/$1.cpu.pb.gz" >"$BENCH_TMP/$1.top" 2>&1
+    --out "$OUT/$1.cpu.pb.gz" "${@:3}" >"$BENCH_TMP/$1.top" 2>&1
 }
 
 show() { # NAME
@@ -133,9 +134,9 @@ log "ingest: wrk -c$CONNS for $((SECS + 4))s, CPU profiles ${SECS}s of gateway a
 wrk -t2 -c"$CONNS" -d"$((SECS + 4))s" --latency -s "$BENCH_ROOT/bench/ingest.lua" "http://127.0.0.1:$p_up" >"$BENCH_TMP/up.wrk" &
 pid_wrk=$!
 sleep 2
-profile up-gateway "$gw_admin" &
+profile up-gateway "$gw_admin" --data "$BENCH_TMP/up" &
 pid_p1=$!
-profile up-jobqueue-1 "$jq_admin" &
+profile up-jobqueue-1 "$jq_admin" --data "$BENCH_TMP/up" &
 pid_p2=$!
 cpu_window "$SECS" up="$pid_up" gateway="$pid_upgw" jobqueue-1="$pid_jq1" jobqueue-2="$pid_jq2" wrk="$pid_wrk" >"$BENCH_TMP/up.split"
 wait "$pid_p1" || { cat "$BENCH_TMP/up-gateway.top" >&2; die "gateway profile failed"; }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/redact"
 )
 
 // bundleInfo is bundle.json of a post-mortem the supervisor wrote itself.
@@ -222,7 +224,7 @@ func (s *Supervisor) bundleInfo(c *child, r *run, pm Postmortem, now time.Time) 
 	info := bundleInfo{
 		Service:   c.spec.Name,
 		PID:       r.pid,
-		Cmdline:   r.cmd.Args,
+		Cmdline:   redact.Args(r.cmd.Args),
 		Method:    "crash",
 		Time:      now.UTC(),
 		StartedAt: r.started.UTC(),

@@ -258,7 +258,9 @@ func TestSIGQUITCoreBecomesPostmortem(t *testing.T) {
 			return Analysis{Headline: "test headline", Report: report}, os.WriteFile(report, []byte("# report\n"), 0o600)
 		},
 	})
-	if err := h.sup.Start(context.Background(), serveSpec(t, "quitter")); err != nil {
+	// A secret on the command line must not reach bundle.json.
+	const cmdlineSecret = "t0k3n-in-cmdline"
+	if err := h.sup.Start(context.Background(), serveSpec(t, "quitter", "serve", "--api-tokens", cmdlineSecret)); err != nil {
 		t.Fatal(err)
 	}
 	pid := pidOf(t, h.sup, "quitter")
@@ -309,6 +311,9 @@ func TestSIGQUITCoreBecomesPostmortem(t *testing.T) {
 	}
 	if info.PID != pid || info.Service != "quitter" || info.Signal != "aborted" || !info.CoreDumped || info.CrashReason != "SIGQUIT: quit" || info.Method != "crash" || info.CoreSize == 0 {
 		t.Fatalf("bundle.json: %s", b)
+	}
+	if strings.Contains(string(b), cmdlineSecret) || !strings.Contains(strings.Join(info.Cmdline, " "), "--api-tokens <redacted>") {
+		t.Errorf("bundle.json cmdline %q: want --api-tokens <redacted>", info.Cmdline)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "report.md")); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,9 @@ import (
 // (Prometheus text with exemplars when asked for OpenMetrics), /debug/pprof/*,
 // and /healthz. extra adds process-specific pages (the gateway's
 // /admin/upstreams, for instance). When token is not empty every request
-// must carry "Authorization: Bearer <token>".
+// must carry "Authorization: Bearer <token>". When t.DebugToken is set
+// (wardgate up sets one per run), /debug/pprof/ additionally requires it
+// (or token) while /metrics and /healthz stay open for scrapers and probes.
 //
 // The handler is meant for a loopback admin listener only; public
 // listeners never mount it.
@@ -33,8 +35,9 @@ func (t *Telemetry) AdminHandler(token string, extra map[string]http.Handler) ht
 	for pattern, h := range extra {
 		mux.Handle(pattern, h)
 	}
+	h := requireDebugToken(mux, t.DebugToken, token)
 	if token == "" {
-		return mux
+		return h
 	}
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -44,6 +47,6 @@ func (t *Telemetry) AdminHandler(token string, extra map[string]http.Handler) ht
 			http.Error(w, `{"error":"admin token required"}`, http.StatusUnauthorized)
 			return
 		}
-		mux.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 	})
 }

@@ -41,6 +41,12 @@ type Telemetry struct {
 	// translated by the Prometheus exporter, plus Go runtime and process
 	// collectors.
 	Registry *prometheus.Registry
+	// DebugToken, when set, is required (as a bearer token) for
+	// /debug/pprof/ on the admin listener, while /metrics and /healthz
+	// stay open. Setup reads it from the file named by
+	// WARDGATE_ADMIN_TOKEN_FILE (see admintoken.go); set it before
+	// AdminHandler.
+	DebugToken string
 
 	shutdown []func(context.Context) error
 }
@@ -65,9 +71,14 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 	if v, ok := res.Set().Value(semconv.ServiceNameKey); ok && v.AsString() != "" {
 		service = v.AsString()
 	}
+	debugToken, err := adminTokenFromEnv()
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
 	t := &Telemetry{
-		Service:  service,
-		Registry: prometheus.NewRegistry(),
+		Service:    service,
+		DebugToken: debugToken,
+		Registry:   prometheus.NewRegistry(),
 		Propagator: propagation.NewCompositeTextMapPropagator(
 			propagation.TraceContext{}, propagation.Baggage{}),
 	}

@@ -123,6 +123,9 @@ Flags:
 	opts.App = app
 
 	rep, err := analyze.Run(ctx, opts)
+	if code, ok := reportInterrupted(ctx, "wardgate diag analyze", stderr); ok {
+		return code
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "wardgate diag analyze:", err)
 		return 1

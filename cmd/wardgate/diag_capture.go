@@ -66,6 +66,9 @@ Flags:
 		return 2
 	}
 	b, err := capture.Capture(ctx, capture.Options{PID: *pid, OutDir: *out, Method: *method, Logger: logger, PreCopy: *precopy})
+	if code, ok := reportInterrupted(ctx, "wardgate diag capture", stderr); ok && err != nil {
+		return code
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate diag capture: %v\n", err)
 		return 1

@@ -96,7 +96,7 @@ func runDiagProfile(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Var(&labels, "label", "keep only samples with this pprof label, key=value (repeatable, all must match), e.g. trace_id=4bf9...;\nthe saved file stays unfiltered")
 	top := fs.Int("top", 20, "number of functions to print (0: all)")
 	sampleType := fs.String("sample-type", "", "sample type to rank by (default: cpu, inuse_space, alloc_space, goroutine or delay by --type)")
-	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
+	tokens := addAdminTokenFlags(fs)
 	asJSON := fs.Bool("json", false, "print the findings and the top as JSON")
 	var app stringList
 	fs.Var(&app, "app", appFlagHelp)
@@ -150,8 +150,16 @@ Types and what is ranked:
 		return 2
 	}
 
+	token, err := tokens.resolve(*target, "")
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
+		return 2
+	}
 	client := &http.Client{Timeout: time.Duration(*seconds)*time.Second + time.Minute}
-	p, raw, err := profile.Fetch(ctx, *target, pt, profile.FetchOptions{Client: client, Token: *token, Seconds: *seconds})
+	p, raw, err := profile.Fetch(ctx, *target, pt, profile.FetchOptions{Client: client, Token: token, Seconds: *seconds})
+	if code, ok := reportInterrupted(ctx, "wardgate diag profile", stderr); ok {
+		return code
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate diag profile: %v\n", err)
 		return 1
@@ -241,7 +249,7 @@ func readProfileFile(path string) (*gpprof.Profile, error) {
 		return nil, err
 	}
 	defer f.Close()
-	p, err := gpprof.Parse(f)
+	p, err := profile.Parse(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: not a pprof profile: %w", path, err)
 	}
@@ -323,7 +331,7 @@ func runDiagGoroutines(ctx context.Context, args []string, stdout, stderr io.Wri
 	target := fs.String("target", "", "admin URL of the process, e.g. http://127.0.0.1:6060 (required)")
 	var labels labelFlags
 	fs.Var(&labels, "label", "keep only goroutines with this pprof label, key=value (repeatable), e.g. trace_id=4bf9...")
-	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
+	tokens := addAdminTokenFlags(fs)
 	asJSON := fs.Bool("json", false, "print the findings and groups as JSON")
 	var app stringList
 	fs.Var(&app, "app", appFlagHelp)
@@ -354,9 +362,17 @@ growth) use 'wardgate diag triage'.
 		fmt.Fprintf(stderr, "wardgate diag goroutines: --target: %v\n", err)
 		return 2
 	}
+	token, err := tokens.resolve(*target, "")
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate diag goroutines: %v\n", err)
+		return 2
+	}
 	client := &http.Client{Timeout: time.Minute}
-	fo := profile.FetchOptions{Client: client, Token: *token}
+	fo := profile.FetchOptions{Client: client, Token: token}
 	p, _, err := profile.Fetch(ctx, *target, profile.Goroutine, fo)
+	if code, ok := reportInterrupted(ctx, "wardgate diag goroutines", stderr); ok {
+		return code
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate diag goroutines: %v\n", err)
 		return 1
@@ -422,7 +438,7 @@ func runDiagWatch(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	pidFile := fs.String("pid-file", "", "for --core: read the target's pid from `FILE` at each capture instead of --pid, so the core follows restarts\n(under wardgate up: DATA/run/<service>/pid)")
 	maxCaptures := fs.Int("max-captures", 0, "stop after K bundles (0: no limit)")
 	once := fs.Bool("once", false, "check once and exit: 0 nothing crossed, 3 a bundle was captured, 1 error")
-	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
+	tokens := addAdminTokenFlags(fs)
 	logLevel := fs.String("log-level", "info", "debug (one JSON line per check), info (per trigger), warn or error; logs go to stderr")
 	var app stringList
 	fs.Var(&app, "app", appFlagHelp)
@@ -487,8 +503,12 @@ Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fail("--log-level: %v", err)
 	}
+	token, err := tokens.resolve(*target, *pidFile)
+	if err != nil {
+		return fail("%v", err)
+	}
 	cfg := watch.Config{
-		Target: *target, Token: *token,
+		Target: *target, Token: token,
 		Client:     &http.Client{Timeout: time.Duration(*cpuSeconds)*time.Second + time.Minute},
 		Goroutines: *goroutines, HeapBytes: int64(*heapMB * (1 << 20)), CPUPercent: *cpuPct,
 		Interval: *interval, Cooldown: *cooldown, OutDir: *out,

@@ -31,7 +31,7 @@ func runDiagTriage(ctx context.Context, args []string, stdout, stderr io.Writer)
 	out := fs.String("out", "", "bundle directory for everything saved (default ./wardgate-triage-<UTC time>)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	dump := fs.String("dump", triage.DumpAuto, "when to take the text goroutine dump (states, wait times, IDs): auto (both samples under 20k goroutines,\nthe second under 50k: it stops the process while it is written), always or never")
-	token := fs.String("token", tokenDefault(), "admin bearer token (default $ADMIN_TOKEN)")
+	tokens := addAdminTokenFlags(fs)
 	var app stringList
 	fs.Var(&app, "app", appFlagHelp)
 	fs.Usage = usageFunc(fs, `Usage: wardgate diag triage --target ADMIN_URL | --pid PID | --pid-file FILE
@@ -50,7 +50,7 @@ labels), a heap profile right after a GC and /metrics, then a CPU profile for
   Saved      every file, in a bundle directory (0700, files 0600)
 
 Progress goes to stderr. TRACE_URL_TEMPLATE turns trace IDs into links.
-Exit codes: 0 nothing found, 1 findings, 2 usage or target error.
+Exit codes: 0 nothing found, 1 findings, 2 usage or target error, 130 interrupted.
 `, "docs/runbooks/triage.md")
 	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
 		return code
@@ -88,11 +88,23 @@ Exit codes: 0 nothing found, 1 findings, 2 usage or target error.
 	if *pid < 0 {
 		return fail("--pid must be positive")
 	}
+	// With only a pid the admin listener is found on loopback.
+	tokenTarget := *target
+	if tokenTarget == "" {
+		tokenTarget = "http://127.0.0.1"
+	}
+	token, err := tokens.resolve(tokenTarget, *pidFile)
+	if err != nil {
+		return fail("%v", err)
+	}
 	rep, err := triage.Run(ctx, triage.Options{
-		Target: *target, PID: *pid, Token: *token, Interval: *interval, Core: *core, OutDir: *out, Dump: *dump,
+		Target: *target, PID: *pid, Token: token, Interval: *interval, Core: *core, OutDir: *out, Dump: *dump,
 		App: app, TraceURLTemplate: os.Getenv("TRACE_URL_TEMPLATE"), Progress: stderr,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
+	if code, ok := reportInterrupted(ctx, "wardgate diag triage", stderr); ok {
+		return code
+	}
 	if err != nil {
 		if errors.Is(err, triage.ErrTarget) {
 			return fail("%v", err)

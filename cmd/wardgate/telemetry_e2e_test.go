@@ -542,7 +542,7 @@ func TestTelemetryTraceThroughStack(t *testing.T) {
 	t.Logf("PUT %s held; request %s in flight", key, traceID)
 
 	label := `"trace_id":"` + traceID + `"`
-	gwProf, err := telGet(up.rows["gateway"].admin() + "/debug/pprof/goroutine?debug=1")
+	gwProf, err := adminGet(t, up.data, up.rows["gateway"].admin()+"/debug/pprof/goroutine?debug=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +552,7 @@ func TestTelemetryTraceThroughStack(t *testing.T) {
 	jqProfiles := map[string]string{}
 	handler := ""
 	for _, name := range up.jobqueues() {
-		p, err := telGet(up.rows[name].admin() + "/debug/pprof/goroutine?debug=1")
+		p, err := adminGet(t, up.data, up.rows[name].admin()+"/debug/pprof/goroutine?debug=1")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -56,6 +56,9 @@ State lives under --data:
   DATA/blobs/                   stored payloads (default blob store)
   DATA/run/<service>/           working dir, stdout.log, stderr.log, crash.txt
   DATA/run/<service>/pid        pid of its current process (while it runs)
+  DATA/run/admin-token          this run's token for /debug/pprof/ on every admin
+                                listener (mode 0600; diag commands read it with
+                                --data DATA or --pid-file DATA/run/<service>/pid)
   DATA/run/gateway/gateway.yaml the generated gateway config
   DATA/run/prometheus/          prometheus.yml and targets.json (file_sd):
                                 what a Prometheus needs to scrape every
@@ -224,7 +227,7 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 	blobURL := cfg.blobURL
 	if blobURL == "" {
 		blobs := filepath.Join(data, "blobs")
-		if err := os.MkdirAll(blobs, 0o755); err != nil {
+		if err := os.MkdirAll(blobs, 0o700); err != nil {
 			return fmt.Errorf("blob dir: %w", err)
 		}
 		blobURL = (&url.URL{Scheme: "file", Path: blobs}).String()
@@ -233,6 +236,14 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 	if err != nil {
 		return fmt.Errorf("own executable: %w", err)
 	}
+	// A fresh admin token per run guards every process's /debug/pprof/;
+	// diag commands find it from --data or --pid-file.
+	tokenFile := filepath.Join(data, telemetry.AdminTokenFile)
+	adminToken, err := telemetry.GenerateAdminToken(tokenFile)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tokenFile)
 	// up binds every child's ports and keeps them (see heldSockets); the
 	// public one first, so a taken port fails clearly before anything starts.
 	socks := &heldSockets{}
@@ -262,6 +273,7 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
+	tel.DebugToken = adminToken
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -357,13 +369,14 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 			return err
 		}
 		env := childEnv(name, map[string]string{
-			"LISTEN":       pub,
-			"ADMIN_LISTEN": adm,
-			"BLOB_URL":     blobURL,
-			"SPILL_DIR":    filepath.Join(data, "spill"), // shared: a spilled object is uploaded under its own key
-			"MAX_WORKERS":  intOrEmpty(cfg.workers),
-			"MAX_QUEUE":    intOrEmpty(cfg.queue),
-			"ACK_MODE":     cfg.ackMode,
+			telemetry.AdminTokenFileEnv: tokenFile,
+			"LISTEN":                    pub,
+			"ADMIN_LISTEN":              adm,
+			"BLOB_URL":                  blobURL,
+			"SPILL_DIR":                 filepath.Join(data, "spill"), // shared: a spilled object is uploaded under its own key
+			"MAX_WORKERS":               intOrEmpty(cfg.workers),
+			"MAX_QUEUE":                 intOrEmpty(cfg.queue),
+			"ACK_MODE":                  cfg.ackMode,
 		})
 		spec := supervisor.Spec{
 			Name:        name,
@@ -394,7 +407,7 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 	if err := os.WriteFile(gwConfig, []byte(gatewayYAML(inheritedFD(0), inheritedFD(1), targets)), 0o600); err != nil {
 		return fmt.Errorf("gateway config: %w", err)
 	}
-	gwEnv := childEnv("gateway", nil)
+	gwEnv := childEnv("gateway", map[string]string{telemetry.AdminTokenFileEnv: tokenFile})
 	public := "http://" + gwPublic
 	gw := supervisor.Spec{
 		Name: "gateway",

@@ -256,6 +256,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	r.Stop.PID, r.Stop.Signal, r.Stop.ThreadID = notes.pid, notes.signal, notes.threadID
 	r.Stop.SignalName = signalName(notes.signal)
+	if warn, err := checkExeMatchesCore(opts.Core, opts.Exe); err != nil {
+		return nil, err
+	} else if warn != "" {
+		r.Warnings = append(r.Warnings, warn)
+	}
 	if opts.CrashOutput != "" {
 		text, err := os.ReadFile(opts.CrashOutput)
 		if err != nil {
@@ -270,13 +275,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := analyzeCore(ctx, opts, r); err != nil {
+	if err := runInterruptible(ctx, func() error { return analyzeCore(ctx, opts, r) }); err != nil {
 		return nil, err
 	}
 	r.Stop.Summary = stopSummary(r.Stop)
 
 	for _, s := range opts.Scripts {
 		out, err := runScript(ctx, opts, s)
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("analyze: interrupted: %w", cerr)
+		}
 		sc := Script{Path: s, Output: out}
 		if err != nil {
 			sc.Error = err.Error()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"reflect"
 	"sort"
 	"strconv"
@@ -61,7 +60,7 @@ func analyzeCore(ctx context.Context, opts Options, r *Report) error {
 	if err != nil {
 		// Unknown runtime layout: let delve list them (slower).
 		r.Warnings = append(r.Warnings, fmt.Sprintf("reading goroutines directly: %v; used delve's slower listing", err))
-		if gs, err = a.goroutinesFromDelve(); err != nil {
+		if gs, err = a.goroutinesFromDelve(ctx); err != nil {
 			return fmt.Errorf("analyze: list goroutines: %w", err)
 		}
 	}
@@ -206,8 +205,8 @@ type analysis struct {
 
 // goroutinesFromDelve lists goroutines through delve when the runtime.g
 // layout could not be read.
-func (a *analysis) goroutinesFromDelve() ([]gInfo, error) {
-	dgs, _, err := proc.GoroutinesInfo(a.t, 0, 0)
+func (a *analysis) goroutinesFromDelve(ctx context.Context) ([]gInfo, error) {
+	dgs, err := a.delveGoroutinesBounded(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -592,7 +591,7 @@ func (a *analysis) detail(g *proc.G, warnings *[]string) *Goroutine {
 	}
 	for _, v := range vars {
 		av := api.ConvertVar(v)
-		d.Locals = append(d.Locals, Variable{Name: v.Name, Type: av.Type, Value: valueString(av)})
+		d.Locals = append(d.Locals, Variable{Name: v.Name, Type: av.Type, Value: redactLocal(v.Name, valueString(av))})
 	}
 	return d
 }
@@ -800,7 +799,7 @@ func (c *sourceCache) line(file string, n int) string {
 	}
 	lines, ok := c.files[file]
 	if !ok {
-		data, err := os.ReadFile(file)
+		data, err := readSourceFile(file)
 		if err == nil {
 			lines = strings.Split(string(data), "\n")
 		}
@@ -809,7 +808,7 @@ func (c *sourceCache) line(file string, n int) string {
 	if n > len(lines) {
 		return ""
 	}
-	return strings.TrimSpace(lines[n-1])
+	return clipLine(strings.TrimSpace(lines[n-1]))
 }
 
 func traceLinks(counts map[string]int, template string) []TraceLink {

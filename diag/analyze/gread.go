@@ -65,7 +65,7 @@ func (a *analysis) readGoroutines() ([]gInfo, error) {
 		return nil, fmt.Errorf("runtime.allgs: %w", err)
 	}
 	base, n := binary.LittleEndian.Uint64(hdr[0:]), binary.LittleEndian.Uint64(hdr[8:])
-	if n == 0 || n > 1<<26 {
+	if n == 0 || n > maxGoroutines || !a.mem.fits(n*8) {
 		return nil, fmt.Errorf("runtime.allgs: implausible length %d", n)
 	}
 	ptrs := make([]byte, n*8)

@@ -29,6 +29,7 @@ type coreMemory struct {
 	segs  []segment // sorted by vaddr
 	mem   proc.MemoryReader
 	pages map[uint64][]byte // nil value: page not readable
+	size  uint64            // the core file's size, 0 when unknown
 }
 
 type segment struct {
@@ -50,6 +51,7 @@ func newCoreMemory(corePath string, mem proc.MemoryReader) *coreMemory {
 	if err != nil || st.Size() == 0 || st.Size() != int64(int(st.Size())) {
 		return c
 	}
+	c.size = uint64(st.Size())
 	for _, p := range ef.Progs {
 		if p.Type != elf.PT_LOAD || p.Filesz == 0 || p.Off+p.Filesz > uint64(st.Size()) {
 			continue
@@ -64,6 +66,13 @@ func newCoreMemory(corePath string, mem proc.MemoryReader) *coreMemory {
 	}
 	c.data = data
 	return c
+}
+
+// fits reports whether n bytes could be read from the core at all: a
+// length read from the core that exceeds the whole file is corrupt (or the
+// executable is not the core's), and must not size an allocation.
+func (c *coreMemory) fits(n uint64) bool {
+	return c.size == 0 || n <= c.size
 }
 
 // close unmaps the core.

@@ -44,13 +44,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/wardgate/wardgate/diag/bundle"
+	"github.com/wardgate/wardgate/internal/redact"
 )
 
 // Methods accepted in Options.Method.
@@ -326,7 +326,7 @@ func collectProcessFiles(pid int, dir string, m *Meta) error {
 		return procErr(pid, err)
 	}
 	if raw, err := os.ReadFile(proc + "/cmdline"); err == nil {
-		m.Cmdline = splitNUL(raw)
+		m.Cmdline = redact.Args(splitNUL(raw))
 	} else {
 		return procErr(pid, err)
 	}
@@ -336,7 +336,7 @@ func collectProcessFiles(pid int, dir string, m *Meta) error {
 	}
 	if bi, err := buildinfo.ReadFile(exeCopy); err == nil {
 		m.GoVersion = bi.GoVersion
-		m.BuildInfo = bi.String()
+		m.BuildInfo = redact.BuildInfo(bi.String())
 	} else {
 		m.Warnings = append(m.Warnings, "no Go build info in the executable: "+err.Error())
 	}
@@ -393,36 +393,19 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-// secretName matches environment variable names whose values must not be
-// written to the bundle.
-var secretName = regexp.MustCompile(`(?i)(TOKEN|SECRET|PASSW|PASSPHRASE|KEY|CREDENTIAL|AUTH|SESSION|COOKIE|PRIVATE|CERT|SIGNATURE|DSN|DATABASE_URL|CONN)`)
-
 // RedactEnviron turns the NUL-separated /proc/PID/environ into one
-// VAR=value per line, replacing the value of every secret-looking name
-// (TOKEN, SECRET, PASSWORD, KEY, CREDENTIAL, AUTH, SESSION, COOKIE,
-// PRIVATE, ... case-insensitive) with <redacted>. Values that carry
-// credentials inside a URL (scheme://user:pass@host) are redacted too.
+// VAR=value per line, each value passed through internal/redact (secret
+// names such as *TOKEN*, *CRED*, *PASS*, *KEY*, and secret values such as
+// URLs with userinfo, bearer tokens, AWS keys, high-entropy strings).
 func RedactEnviron(raw []byte) []byte {
 	var out bytes.Buffer
-	for _, kv := range splitNUL(raw) {
-		name, value, hasEq := strings.Cut(kv, "=")
-		switch {
-		case !hasEq:
-		case secretName.MatchString(name), urlWithPassword.MatchString(value):
-			value = "<redacted>"
-		}
+	for _, kv := range redact.Environ(splitNUL(raw)) {
 		// A value with a newline would forge a line of its own.
-		value = strings.ReplaceAll(value, "\n", `\n`)
-		if hasEq {
-			fmt.Fprintf(&out, "%s=%s\n", name, value)
-		} else {
-			fmt.Fprintf(&out, "%s\n", name)
-		}
+		out.WriteString(strings.ReplaceAll(kv, "\n", `\n`))
+		out.WriteByte('\n')
 	}
 	return out.Bytes()
 }
-
-var urlWithPassword = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]+:[^/@\s]+@`)
 
 // readLines reads a /proc text file into lines.
 func readLines(path string) ([]string, error) {

@@ -79,7 +79,7 @@ var (
 	// ErrUnreachable: nothing answered at the target address.
 	ErrUnreachable = errors.New("target unreachable")
 	// ErrUnauthorized: the admin listener wants a token (ADMIN_TOKEN).
-	ErrUnauthorized = errors.New("admin listener requires a token (pass --token or set ADMIN_TOKEN)")
+	ErrUnauthorized = errors.New("admin listener requires a token (pass --token, set ADMIN_TOKEN, or under wardgate up --data DATA or --pid-file DATA/run/<service>/pid)")
 	// ErrNotFound: the URL answered but does not serve pprof there.
 	ErrNotFound = errors.New("no pprof endpoint at this address (is it the admin listener, not the public one?)")
 )
@@ -170,7 +170,7 @@ func Fetch(ctx context.Context, target string, typ Type, opts FetchOptions) (*pr
 	if err != nil {
 		return nil, nil, fmt.Errorf("fetch %s profile: %w", typ, err)
 	}
-	p, err := profile.ParseData(raw)
+	p, err := ParseData(raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fetch %s profile from %s: response is not a pprof profile: %w", typ, u, err)
 	}
@@ -186,7 +186,7 @@ func Get(ctx context.Context, client *http.Client, rawURL, token string) ([]byte
 		return nil, err
 	}
 	defer body.Close()
-	b, err := io.ReadAll(body)
+	b, err := readBounded(body, MaxBody)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: read body: %w", rawURL, err)
 	}

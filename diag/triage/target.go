@@ -88,10 +88,10 @@ func FindAdmin(ctx context.Context, pid int, token string) (string, error) {
 	for _, p := range ports {
 		u := fmt.Sprintf("http://127.0.0.1:%d", p)
 		tried = append(tried, strconv.Itoa(p))
-		if _, err := profile.Get(ctx, client, u+"/debug/pprof/cmdline", token); err == nil {
+		// A 401 is an admin listener too: the fetches that follow say
+		// which token is missing.
+		if _, err := profile.Get(ctx, client, u+"/debug/pprof/cmdline", token); err == nil || errors.Is(err, profile.ErrUnauthorized) {
 			return u, nil
-		} else if errors.Is(err, profile.ErrUnauthorized) {
-			return "", fmt.Errorf("%w: %s/debug/pprof/ wants a token (--token or ADMIN_TOKEN): %w", ErrTarget, u, err)
 		}
 	}
 	if len(tried) == 0 {

@@ -124,9 +124,11 @@ func Open(ctx context.Context, rawURL string) (*Sink, error) {
 		if err != nil {
 			return nil, fmt.Errorf("blobsink: BLOB_URL %q: %w", rawURL, err)
 		}
-		if err := os.MkdirAll(abs, 0o755); err != nil {
+		// Payloads are user data: only the service's user reads them.
+		if err := os.MkdirAll(abs, 0o700); err != nil {
 			return nil, fmt.Errorf("blobsink: BLOB_URL %q: %w", rawURL, err)
 		}
+		setDefault(q, "dir_file_mode", "0700")
 		setDefault(q, "no_tmp_dir", "true")
 		setDefault(q, "metadata", "skip")
 		u = &url.URL{Scheme: fileblob.Scheme, Path: filepath.ToSlash(abs)}
@@ -169,6 +171,11 @@ func setDefault(q url.Values, k, v string) {
 func (s *Sink) Put(ctx context.Context, key string, body []byte, contentType string) error {
 	if err := s.Bucket.WriteAll(ctx, key, body, &blob.WriterOptions{ContentType: contentType}); err != nil {
 		return fmt.Errorf("blobsink: put %s: %w", key, err)
+	}
+	if s.dir != "" { // fileblob creates files 0666 &^ umask
+		if err := os.Chmod(filepath.Join(s.dir, filepath.FromSlash(key)), 0o600); err != nil {
+			return fmt.Errorf("blobsink: put %s: %w", key, err)
+		}
 	}
 	return nil
 }
