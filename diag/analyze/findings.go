@@ -129,15 +129,26 @@ func (a *analysis) crash(r *Report, all []*groupAcc) *findings.Crash {
 		cr.Frames = toFindingFrames(c.Frames)
 		cr.Labels = c.Labels
 		cr.LocalsFrame = c.LocalsFrame
+		var unreadable []string
 		for _, v := range c.Locals {
 			val := v.Value
+			if strings.HasPrefix(val, "(unreadable") {
+				unreadable = append(unreadable, v.Name)
+				continue
+			}
 			if len(val) > 80 {
 				val = val[:80] + "..."
 			}
 			cr.Locals = append(cr.Locals, fmt.Sprintf("%s %s = %s", v.Name, v.Type, val))
 		}
-		if len(c.Locals) == 0 && c.LocalsFrame != "" {
-			cr.LocalsNote = "none readable in " + c.LocalsFrame + " (optimized away, or not in the core)"
+		switch {
+		case len(c.Locals) == 0 && c.LocalsFrame != "":
+			cr.LocalsNote = "none in " + c.LocalsFrame + " (optimized away, or not in the core)"
+		case len(unreadable) > 0:
+			// Optimized code keeps arguments and locals in registers; a
+			// frame below the one that faulted has no saved registers.
+			cr.LocalsNote = fmt.Sprintf("%s of %s not readable: the optimized build kept them in registers the crash did not save (rebuild with -gcflags=all='-N -l' to keep them in memory)",
+				strings.Join(unreadable, ", "), c.LocalsFrame)
 		}
 	} else {
 		cr.LocalsNote = "no crashing goroutine found in the core"

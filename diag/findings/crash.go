@@ -67,14 +67,14 @@ func CrashFinding(c *Classifier, cr *Crash, s *Snapshot, traceURL string) Result
 	if tid := cr.Labels["trace_id"]; tid != "" {
 		f.TraceIDs, f.TraceURLs = traces(map[string][]string{"trace_id": {tid}}, traceURL)
 	}
-	switch {
-	case len(cr.Locals) > 0:
+	if len(cr.Locals) > 0 {
 		shown := cr.Locals
 		if len(shown) > 6 {
 			shown = shown[:6]
 		}
 		f.Evidence = append(f.Evidence, "locals of "+cr.LocalsFrame+": "+strings.Join(shown, "; "))
-	case cr.LocalsNote != "":
+	}
+	if cr.LocalsNote != "" {
 		f.Evidence = append(f.Evidence, "locals: "+cr.LocalsNote)
 	}
 	r.add(f)

@@ -329,6 +329,13 @@ func TestCorpusHungIO(t *testing.T) {
 	if !hung {
 		t.Errorf("no hung-io finding naming main.(*enricher).lookup\n%s", triageText(r)())
 	}
+	// The remote address of the dead dependency (the only outbound
+	// connection) is named.
+	for _, f := range r.Findings {
+		if f.Kind == findings.KindHungIO && !strings.Contains(strings.Join(f.Evidence, "\n"), "outbound connections (from /proc/") {
+			t.Errorf("hung-io evidence lacks the outbound connections: %q", f.Evidence)
+		}
+	}
 }
 
 func TestCorpusStuckQueue(t *testing.T) {
@@ -418,9 +425,10 @@ func TestCorpusCrashNil(t *testing.T) {
 	if !strings.Contains(r.Findings[0].Headline, "nil pointer dereference") {
 		t.Errorf("headline %q lacks the panic text", r.Findings[0].Headline)
 	}
-	// The locals of the culprit frame: the nil receiver.
-	if !strings.Contains(strings.Join(r.Findings[0].Evidence, "\n"), "idx") {
-		t.Errorf("no locals of main.(*index).add in the evidence: %q", r.Findings[0].Evidence)
+	// The locals of the culprit frame (the nil receiver idx), or why they
+	// cannot be read.
+	if ev := strings.Join(r.Findings[0].Evidence, "\n"); !strings.Contains(ev, "locals") || !strings.Contains(ev, "idx") {
+		t.Errorf("no locals of main.(*index).add, nor a reason, in the evidence: %q", r.Findings[0].Evidence)
 	}
 	// Findings open the report: the culprit within its first lines.
 	lines := strings.Split(md(), "\n")

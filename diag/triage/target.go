@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"debug/buildinfo"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -152,4 +154,68 @@ func MainModule(target string, p *gpprof.Profile) string {
 		}
 	}
 	return ""
+}
+
+// outboundPeers lists the remote addresses of pid's established TCP
+// connections that it dialed (its local port is not one it listens on),
+// with how many connections go to each: where a hung call may be waiting.
+func outboundPeers(pid int) map[string]int {
+	listening := map[int]bool{}
+	ports, err := listeningPorts(pid)
+	if err != nil {
+		return nil
+	}
+	for _, p := range ports {
+		listening[p] = true
+	}
+	inodes := map[string]bool{}
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, _ := os.ReadDir(fdDir)
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join(fdDir, e.Name())); err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	peers := map[string]int{}
+	for _, f := range []string{"tcp", "tcp6"} {
+		fh, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 10 || fields[3] != "01" || !inodes[fields[9]] { // 01: ESTABLISHED
+				continue
+			}
+			_, lport, _ := strings.Cut(fields[1], ":")
+			if p, err := strconv.ParseUint(lport, 16, 16); err != nil || listening[int(p)] {
+				continue
+			}
+			if a := hexAddr(fields[2]); a != "" {
+				peers[a]++
+			}
+		}
+		fh.Close()
+	}
+	return peers
+}
+
+// hexAddr decodes /proc/net/tcp's "0100007F:1F90" (IPv4) or the 32-digit
+// IPv6 form into host:port.
+func hexAddr(s string) string {
+	h, p, ok := strings.Cut(s, ":")
+	port, err := strconv.ParseUint(p, 16, 16)
+	if !ok || err != nil {
+		return ""
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil || (len(b) != 4 && len(b) != 16) {
+		return ""
+	}
+	// Each 32-bit word is in host (little-endian) order.
+	for i := 0; i+4 <= len(b); i += 4 {
+		b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+	}
+	return net.JoinHostPort(net.IP(b).String(), strconv.FormatUint(port, 10))
 }

@@ -315,6 +315,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 
+	if r.PID > 0 {
+		addPeers(res.Findings, r.PID)
+	}
 	r.Findings, r.Idle, r.Notes = res.Findings, res.Idle, append(r.Notes, res.Notes...)
 	r.Goroutines = s2.snap.Total
 	r.Groups = profile.OrderGroups(cls, s2.snap, res.Findings, 0)
@@ -328,6 +331,36 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		save("report.json", "this report as JSON (findings first)", append(b, '\n'))
 	}
 	return r, nil
+}
+
+// addPeers names, under each hung-io finding, the remote addresses the
+// process has connections open to: the call is waiting on one of them.
+func addPeers(fs []findings.Finding, pid int) {
+	var peers map[string]int
+	for i := range fs {
+		if fs[i].Kind != findings.KindHungIO {
+			continue
+		}
+		if peers == nil {
+			if peers = outboundPeers(pid); len(peers) == 0 {
+				return
+			}
+		}
+		addrs := make([]string, 0, len(peers))
+		for a := range peers {
+			addrs = append(addrs, a)
+		}
+		sort.Strings(addrs)
+		parts := make([]string, 0, len(addrs))
+		for _, a := range addrs {
+			if len(parts) == 8 {
+				parts = append(parts, "...")
+				break
+			}
+			parts = append(parts, fmt.Sprintf("%s ×%d", a, peers[a]))
+		}
+		fs[i].Evidence = append(fs[i].Evidence, "the process's outbound connections (from /proc/"+strconv.Itoa(pid)+"/net/tcp): "+strings.Join(parts, ", "))
+	}
 }
 
 // fetchHeapAfterGC asks for /debug/pprof/heap?gc=1: the runtime collects
