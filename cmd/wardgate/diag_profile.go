@@ -118,6 +118,10 @@ Types and what is ranked:
 		fmt.Fprintln(stderr, "wardgate diag profile: --target is required (the admin URL, e.g. http://127.0.0.1:6060)")
 		return 2
 	}
+	if *typ == "" {
+		fmt.Fprintln(stderr, "wardgate diag profile: --type is required: cpu, heap, allocs, goroutine, mutex or block")
+		return 2
+	}
 	pt, err := profile.ParseType(*typ)
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate diag profile: --type: %v\n", err)
@@ -256,6 +260,9 @@ and groups goroutines with identical stacks, biggest group first: count,
 innermost function, the first application frame ("in ..."), the distinct
 values of each label (trace_id, span_id, http_route) and the full stack
 with file:line.
+
+Exit codes: 0 goroutines listed, 1 error or no goroutine has the --label(s),
+2 bad usage.
 `, "docs/runbooks/goroutines.md")
 	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
 		return code
@@ -279,7 +286,10 @@ with file:line.
 		return 1
 	}
 	if !profile.FilterLabels(p, labels) && len(labels) > 0 {
+		// Like grep: an empty answer to a filter is a failure a script can
+		// test, not a blank report with exit 0.
 		fmt.Fprintf(stderr, "wardgate diag goroutines: no goroutine has label(s) %s\n", labels.String())
+		return 1
 	}
 	rep, err := profile.Groups(p)
 	if err != nil {
