@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -212,7 +213,7 @@ func decode(data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("config is empty")
 		}
-		return nil, decodeError(err)
+		return nil, decodeError(data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -236,11 +237,19 @@ var typeContext = map[string]string{
 }
 
 // decodeError turns the YAML decoder's (multi-line) error into one line
-// that names the offending field.
-func decodeError(err error) error {
+// that names the offending field, or for a syntax error the line that
+// breaks the document (see syntaxErrorLine).
+func decodeError(data []byte, err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return fmt.Errorf("config: %s", strings.ReplaceAll(strings.ReplaceAll(err.Error(), "\r", " "), "\n", " "))
+		msg := err.Error()
+		if m := syntaxErrRE.FindStringSubmatch(msg); m != nil {
+			reported, _ := strconv.Atoi(m[1]) // 0: v3 drops "line 1: "
+			if line := syntaxErrorLine(data, m[2], reported); line != reported {
+				msg = fmt.Sprintf("yaml: line %d: %s", line, m[2])
+			}
+		}
+		return fmt.Errorf("config: %s", strings.ReplaceAll(strings.ReplaceAll(msg, "\r", " "), "\n", " "))
 	}
 	msgs := make([]string, 0, len(te.Errors))
 	for _, m := range te.Errors {
@@ -255,6 +264,55 @@ func decodeError(err error) error {
 		msgs = append(msgs, m)
 	}
 	return fmt.Errorf("config: %s", oneLine(strings.Join(msgs, "; ")))
+}
+
+// syntaxErrRE matches a YAML syntax error of go.yaml.in/yaml/v3.
+var syntaxErrRE = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+
+// maxErrorSearchBytes bounds syntaxErrorLine's work (one parse per line,
+// of a shorter prefix each time) on a hostile or huge file.
+const maxErrorSearchBytes = 8 << 20
+
+// syntaxErrorLine returns the line that breaks data, which fails to parse
+// with problem (the message without its line). yaml/v3 reports the line of
+// the parser's context mark, where the enclosing block starts, rather than
+// the line it could not parse: a mis-indented key on line 5 of a list that
+// starts on line 2 was reported on line 2. The parser stops at the first
+// error, so every prefix of data (whole lines from line 1) that still holds
+// the offending line fails with the same problem, and the prefix one line
+// shorter does not: a document cut at a line break parses. Cutting lines
+// off the end until that happens finds the line for any kind of syntax
+// error (an unterminated quote fails "at the end of the stream" from the
+// line it opens on). It returns reported when the search would cost more
+// than maxErrorSearchBytes of parsing.
+func syntaxErrorLine(data []byte, problem string, reported int) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines[len(lines)-1]) == 0 {
+		lines = lines[:len(lines)-1]
+	}
+	size, budget := len(data), maxErrorSearchBytes
+	bad := len(lines)
+	for n := len(lines) - 1; n >= 1; n-- {
+		size -= len(lines[n])
+		if budget -= size; budget < 0 {
+			return reported
+		}
+		var node yaml.Node
+		err := yaml.Unmarshal(data[:size], &node)
+		m := syntaxErrRE.FindStringSubmatch(errString(err))
+		if m == nil || m[2] != problem {
+			break
+		}
+		bad = n
+	}
+	return bad
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // oneLine escapes line breaks that the decoder quotes from the input (a

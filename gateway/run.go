@@ -52,12 +52,12 @@ func (g *Gateway) Run(ctx context.Context, opts RunOptions) error {
 	cfg := g.Config()
 	pub, err := listen.Listen(ctx, cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("gateway: listen: %w", err)
+		return &ListenError{Field: "listen", Addr: cfg.Listen, Err: err}
 	}
 	adm, err := listen.Listen(ctx, cfg.Admin)
 	if err != nil {
 		pub.Close()
-		return fmt.Errorf("gateway: admin listen: %w", err)
+		return &ListenError{Field: "admin", Addr: cfg.Admin, Err: err}
 	}
 	// Summarized: net/http logs some errors once per connection or request.
 	errLog := slog.NewLogLogger(g.summary, slog.LevelWarn)
@@ -215,3 +215,18 @@ func LoadWith(path string, override func(*Config)) (*Config, error) {
 	}
 	return cfg, nil
 }
+
+// ListenError is a listener Run could not open. Field is the config key
+// that sets it ("listen" or "admin", also the command's flag), so a caller
+// can tell the user what to change.
+type ListenError struct {
+	Field string
+	Addr  string
+	Err   error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("gateway: %s %s: %v", e.Field, e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }

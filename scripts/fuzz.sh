@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Runs every fuzz target briefly (10000 executions each: a smoke run that
-# keeps CI deterministic enough; FUZZTIME=10m for a real hunt). Called by scripts/test.sh after the unit
-# tests; go test allows one -fuzz target per run, so each gets its own
-# invocation. New targets: add a line below.
+# Fuzzes every fuzz target (10000 executions each by default: a smoke run;
+# FUZZTIME=10m for a real hunt). Not part of scripts/test.sh: building the
+# coverage-instrumented test binary recompiles the whole dependency tree
+# (about 20 minutes on a loaded 2-core machine for the first target), while
+# the inputs under testdata/fuzz already run as ordinary tests there. Run it
+# after changing a parser. go test allows one -fuzz target per run, so each
+# gets its own invocation. New targets: add a line below.
 #
 # FUZZTIME is an execution count (Nx), not a duration: with a duration, Go
 # 1.26's coordinator can report a spurious "context deadline exceeded" when

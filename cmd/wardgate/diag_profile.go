@@ -135,6 +135,10 @@ Types and what is ranked:
 		fmt.Fprintln(stderr, "wardgate diag profile: --target is required (the admin URL, e.g. http://127.0.0.1:6060)")
 		return 2
 	}
+	if *typ == "" {
+		fmt.Fprintln(stderr, "wardgate diag profile: --type is required: cpu, heap, allocs, goroutine, mutex or block")
+		return 2
+	}
 	pt, err := profile.ParseType(*typ)
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate diag profile: --type: %v\n", err)
@@ -346,6 +350,9 @@ first, then by size, the idle-by-design ones (accept loops, idle workers,
 signal handlers, exporters, the runtime) last.
 For trends (a leak growing, a goroutine stuck across samples, CPU, heap
 growth) use 'wardgate diag triage'.
+
+Exit codes: 0 goroutines listed, 1 error or no goroutine has the --label(s),
+2 bad usage.
 `, "docs/runbooks/goroutines.md")
 	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
 		return code
@@ -390,6 +397,8 @@ growth) use 'wardgate diag triage'.
 	}
 	if len(labels) > 0 {
 		if !profile.FilterLabels(p, labels) {
+			// Like grep: an empty answer to a filter is a failure a script
+			// can test, not a blank report with exit 0.
 			fmt.Fprintf(stderr, "wardgate diag goroutines: no goroutine has label(s) %s\n", labels.String())
 			return 1
 		}

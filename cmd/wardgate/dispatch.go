@@ -32,7 +32,9 @@ func (s commandSet) usage(w io.Writer) {
 }
 
 // dispatch runs the subcommand named by args[0]: help on -h/--help/help
-// (exit 0), usage on stderr and exit 2 when it is missing or unknown.
+// (exit 0); the list of commands on stderr and exit 2 when it is missing;
+// one line naming the unknown command and the help, exit 2, when it is
+// unknown (the list would push the typo out of sight).
 func (s commandSet) dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		s.usage(stderr)
@@ -45,9 +47,7 @@ func (s commandSet) dispatch(ctx context.Context, args []string, stdout, stderr 
 	}
 	cmd, ok := s.cmds[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "%s: unknown command %q\n\n", s.name, args[0])
-		s.usage(stderr)
-		return 2
+		return usageError(stderr, s.name, "unknown command %q", args[0])
 	}
 	return cmd.run(ctx, args[1:], stdout, stderr)
 }

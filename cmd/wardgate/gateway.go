@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -60,10 +61,10 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 2
 	}
 	if fs.NArg() > 0 {
-		return fail("unexpected argument %q (see --help)", fs.Arg(0))
+		return usageError(stderr, fs.Name(), "unexpected argument %q", fs.Arg(0))
 	}
 	if *configPath == "" {
-		return fail("--config FILE is required (see --help)")
+		return usageError(stderr, fs.Name(), "--config FILE is required")
 	}
 	for name, v := range map[string]string{"--listen": *public, "--admin": *admin} {
 		if v != "" {
@@ -132,6 +133,13 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		Override:        override,
 		ShutdownTimeout: *shutdownTimeout,
 	})
+	var le *gateway.ListenError
+	if errors.As(err, &le) {
+		// Nothing served yet: one line that says what to change.
+		setting := fmt.Sprintf("--%s (or %s: in %s)", le.Field, le.Field, *configPath)
+		fmt.Fprintf(stderr, "wardgate gateway: %v\n", &listenError{setting: setting, addr: le.Addr, err: le.Err})
+		return 1
+	}
 	if err != nil {
 		logger.Error("gateway stopped", "error", err.Error())
 		return 1

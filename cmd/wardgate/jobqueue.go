@@ -85,24 +85,17 @@ overrides it.
 }
 
 func runJobqueue(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("jobqueue", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := flag.NewFlagSet("wardgate jobqueue", flag.ContinueOnError)
 	flags := map[string]string{}
 	for _, v := range jobqueueVars() {
 		fs.Func(v.flagName(), v.help, func(s string) error { flags[v.env] = s; return nil })
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			jobqueueUsage(stdout)
-			return 0
-		}
-		fmt.Fprintf(stderr, "wardgate jobqueue: %v\n\n", err)
-		jobqueueUsage(stderr)
-		return 2
+	fs.Usage = func() { jobqueueUsage(fs.Output()) }
+	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "wardgate jobqueue: unexpected arguments %q\n", fs.Args())
-		return 2
+		return usageError(stderr, fs.Name(), "unexpected arguments %q (settings are flags or environment variables)", fs.Args())
 	}
 	get := func(name string) (string, bool) {
 		if s, ok := flags[name]; ok {
@@ -115,6 +108,21 @@ func runJobqueue(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "wardgate jobqueue: %v\n", err)
 		return 2
 	}
+
+	// Listen before opening the blob store: a taken port must fail before
+	// anything is created on disk (a file:// store makes its directory).
+	pubLn, err := listen.Listen(ctx, s.listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate jobqueue: %v\n", &listenError{setting: "--listen / LISTEN", addr: s.listen, err: err})
+		return 1
+	}
+	defer pubLn.Close() // normally closed by the server's Shutdown first
+	admLn, err := listen.Listen(ctx, s.adminListen)
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate jobqueue: %v\n", &listenError{setting: "--admin-listen / ADMIN_LISTEN", addr: s.adminListen, err: err})
+		return 1
+	}
+	defer admLn.Close()
 
 	tel, err := telemetry.Setup(ctx, "wardgate-jobqueue")
 	if err != nil {
@@ -151,17 +159,6 @@ func runJobqueue(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 2
 	}
 
-	pubLn, err := listen.Listen(ctx, s.listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "wardgate jobqueue: LISTEN: %v\n", err)
-		return 1
-	}
-	admLn, err := listen.Listen(ctx, s.adminListen)
-	if err != nil {
-		pubLn.Close()
-		fmt.Fprintf(stderr, "wardgate jobqueue: ADMIN_LISTEN: %v\n", err)
-		return 1
-	}
 	// Workers are not tied to ctx: the signal starts a drain, not a hard stop.
 	q.Start(context.WithoutCancel(ctx))
 	// net/http writes some errors to ErrorLog once per connection or

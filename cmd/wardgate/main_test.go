@@ -19,5 +19,5 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	return testutil.RunMain(m, &wardgateBin, "wardgate-e2e", "wardgate", ".")
+	return testutil.RunMain(m, &wardgateBin, "wardgate-e2e", "wardgate", testutil.WardgatePkg)
 }

@@ -12,7 +12,7 @@ import (
 // runProbe is a container healthcheck for images without curl: GET a URL
 // and exit 0 on a 2xx answer, 1 otherwise.
 func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	fs := flag.NewFlagSet("wardgate probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
 	fs.Usage = func() {
@@ -23,8 +23,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
+		return usageError(stderr, fs.Name(), "want exactly one URL, got %d arguments", fs.NArg())
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -138,11 +138,10 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 		return c, code, false
 	}
 	fail := func(format string, a ...any) (upConfig, int, bool) {
-		fmt.Fprintf(stderr, "wardgate up: "+format+"\n", a...)
-		return c, 2, false
+		return c, usageError(stderr, fs.Name(), format, a...), false
 	}
 	if fs.NArg() > 0 {
-		return fail("unexpected argument %q (see --help)", fs.Arg(0))
+		return fail("unexpected argument %q", fs.Arg(0))
 	}
 	if _, port, err := net.SplitHostPort(c.listen); err != nil || port == "" {
 		return fail("--listen: want host:port, got %q", c.listen)
@@ -211,6 +210,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Info("interrupted during start; stopped", "err", err.Error())
 		return 0
 	}
+	var le *listenError
+	if errors.As(err, &le) {
+		fmt.Fprintf(stderr, "wardgate up: %v\n", err)
+		return 1
+	}
 	if err != nil {
 		log.Error("up failed", "err", err.Error())
 		return 1
@@ -224,6 +228,30 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("own executable: %w", err)
+	}
+	// up binds every child's ports and keeps them (see heldSockets); the
+	// public one and up's admin first, so a taken port fails clearly before
+	// anything starts or is created under --data.
+	socks := &heldSockets{}
+	defer socks.Close()
+	gwPubLn, gwPub, err := socks.bind(ctx, cfg.listen)
+	if err != nil {
+		return &listenError{setting: "--listen", addr: cfg.listen, err: err}
+	}
+	gwPublic := gwPubLn.Addr().String()
+	admLn, err := net.Listen("tcp", cfg.admin)
+	if err != nil {
+		return &listenError{setting: "--admin", addr: cfg.admin, err: err}
+	}
+	defer admLn.Close() // normally closed by the admin server's Shutdown first
+	// A pinned --prometheus-listen port that is taken fails now, in one
+	// line naming the flag, not after the whole stack started.
+	if err := checkPromListen(ctx, cfg); err != nil {
+		return err
+	}
 	blobURL := cfg.blobURL
 	if blobURL == "" {
 		blobs := filepath.Join(data, "blobs")
@@ -231,10 +259,6 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 			return fmt.Errorf("blob dir: %w", err)
 		}
 		blobURL = (&url.URL{Scheme: "file", Path: blobs}).String()
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("own executable: %w", err)
 	}
 	// A fresh admin token per run guards every process's /debug/pprof/;
 	// diag commands find it from --data or --pid-file.
@@ -244,20 +268,6 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		return err
 	}
 	defer os.Remove(tokenFile)
-	// up binds every child's ports and keeps them (see heldSockets); the
-	// public one first, so a taken port fails clearly before anything starts.
-	socks := &heldSockets{}
-	defer socks.Close()
-	gwPubLn, gwPub, err := socks.bind(ctx, cfg.listen)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
-	}
-	gwPublic := gwPubLn.Addr().String()
-	// A pinned --prometheus-listen port that is taken fails now, in one
-	// line naming the flag, not after the whole stack started.
-	if err := checkPromListen(ctx, cfg); err != nil {
-		return err
-	}
 	// Through a short restart the gateway's clients wait in the accept
 	// queue; through a crash loop's long backoff up answers them 503 with
 	// Retry-After itself rather than let them hang for seconds.
@@ -281,10 +291,6 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 			err = errors.Join(err, fmt.Errorf("telemetry: %w", serr))
 		}
 	}()
-	admLn, err := net.Listen("tcp", cfg.admin)
-	if err != nil {
-		return fmt.Errorf("--admin %s: %w", cfg.admin, err)
-	}
 	hooks := newPostmortemHooks(log)
 	sup, err := supervisor.New(supervisor.Options{
 		OnEvent: func(e supervisor.Event) {
@@ -311,7 +317,6 @@ func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.W
 		KeepPostmortems: cfg.keepPM,
 	})
 	if err != nil {
-		_ = admLn.Close()
 		return err
 	}
 	// up's own row of the table and of /status.

@@ -3,6 +3,7 @@ package testutil
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,10 @@ import (
 // builds from any package directory of the module, unlike ./cmd/wardgate.
 const WardgatePkg = "github.com/wardgate/wardgate/cmd/wardgate"
 
+// PrebuiltWardgateEnv names the variable with the path of a wardgate
+// binary built from this checkout, for Build to reuse.
+const PrebuiltWardgateEnv = "WARDGATE_TEST_BIN"
+
 // Build runs `go build -o dir/name pkg` and returns the binary's path. pkg
 // is an import path or a directory relative to the test's working
 // directory (the package under test). The binary is built without -race
@@ -20,8 +25,18 @@ const WardgatePkg = "github.com/wardgate/wardgate/cmd/wardgate"
 // race-enabled child reserves terabytes of shadow memory, which makes the
 // cores some tests provoke far too slow to dump. The compiler's output is
 // in the error.
+//
+// For WardgatePkg, when $WARDGATE_TEST_BIN names a file (scripts/test.sh
+// builds the binary once and sets it), that file is copied instead: five
+// packages run wardgate, and linking it takes seconds of CPU each time.
 func Build(ctx context.Context, dir, name, pkg string) (string, error) {
 	bin := filepath.Join(dir, name)
+	if prebuilt := os.Getenv(PrebuiltWardgateEnv); prebuilt != "" && pkg == WardgatePkg {
+		if err := copyExecutable(prebuilt, bin); err != nil {
+			return "", fmt.Errorf("$%s: %w", PrebuiltWardgateEnv, err)
+		}
+		return bin, nil
+	}
 	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
@@ -69,4 +84,22 @@ func RunMain(m *testing.M, bin *string, prefix, name, pkg string) int {
 	defer cleanup()
 	*bin = b
 	return m.Run()
+}
+
+// copyExecutable copies the file src to a new executable dst.
+func copyExecutable(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return out.Close()
 }

@@ -6,7 +6,9 @@ import (
 	"compress/gzip"
 	"context"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -115,4 +117,26 @@ func TestFreePortIsBindable(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.Close()
+}
+
+// With $WARDGATE_TEST_BIN set (scripts/test.sh links wardgate once), Build
+// copies that binary for WardgatePkg instead of linking its own.
+func TestBuildReusesPrebuiltWardgate(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "prebuilt")
+	if err := os.WriteFile(src, []byte("#!/bin/sh\necho prebuilt\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(testutil.PrebuiltWardgateEnv, src)
+	bin, err := testutil.Build(context.Background(), t.TempDir(), "wardgate", testutil.WardgatePkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin).Output()
+	if err != nil || string(out) != "prebuilt\n" {
+		t.Fatalf("%s: %q %v; want the prebuilt binary's copy", bin, out, err)
+	}
+	t.Setenv(testutil.PrebuiltWardgateEnv, filepath.Join(t.TempDir(), "missing"))
+	if _, err := testutil.Build(context.Background(), t.TempDir(), "wardgate", testutil.WardgatePkg); err == nil || !strings.Contains(err.Error(), testutil.PrebuiltWardgateEnv) {
+		t.Fatalf("a missing prebuilt binary: %v, want an error naming $%s", err, testutil.PrebuiltWardgateEnv)
+	}
 }
