@@ -32,27 +32,12 @@ func testMain(m *testing.M) int {
 	}
 	defer cleanup()
 	crasherBin = bin
-	// Children inherit the limit: cores of any size.
-	lim := syscall.Rlimit{Cur: ^uint64(0), Max: ^uint64(0)}
-	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &lim); err != nil {
-		fmt.Fprintln(os.Stderr, "raise RLIMIT_CORE:", err)
-		return 1
-	}
-	// Cores must land in the child's cwd: a pipe to systemd-coredump or
-	// apport would take them away. Tests run as root and restore it.
-	const patternFile = "/proc/sys/kernel/core_pattern"
-	old, err := os.ReadFile(patternFile)
+	restore, err := testutil.CoresHere()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if strings.TrimSpace(string(old)) != "core" {
-		if err := os.WriteFile(patternFile, []byte("core"), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "set core_pattern (tests need root):", err)
-			return 1
-		}
-		defer os.WriteFile(patternFile, old, 0o644)
-	}
+	defer restore()
 	return m.Run()
 }
 

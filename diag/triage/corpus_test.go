@@ -19,6 +19,7 @@ import (
 	"github.com/wardgate/wardgate/diag/analyze"
 	"github.com/wardgate/wardgate/diag/findings"
 	"github.com/wardgate/wardgate/diag/triage"
+	"github.com/wardgate/wardgate/internal/testutil"
 )
 
 // faultyBins are the corpus's services, built once by TestMain.
@@ -39,27 +40,13 @@ func testMain(m *testing.M) int {
 	}
 	faultyBins = filepath.Join(dir, "bin")
 	// Crash classes need cores next to the process (as in the analyze
-	// tests): raise RLIMIT_CORE for the children and set core_pattern to
-	// "core" for this test binary's lifetime only, restoring it after.
-	lim := syscall.Rlimit{Cur: ^uint64(0), Max: ^uint64(0)}
-	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &lim); err != nil {
-		fmt.Fprintln(os.Stderr, "raise RLIMIT_CORE:", err)
-		return 1
-	}
-	const patternFile = "/proc/sys/kernel/core_pattern"
-	old, err := os.ReadFile(patternFile)
+	// tests).
+	restore, err := testutil.CoresHere()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if strings.TrimSpace(string(old)) != "core" {
-		if err := os.WriteFile(patternFile, []byte("core"), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "set core_pattern (the crash tests need root):", err)
-			return 1
-		}
-		fmt.Fprintf(os.Stderr, "triage tests: kernel.core_pattern set to \"core\" for this run, restored to %q after\n", strings.TrimSpace(string(old)))
-		defer os.WriteFile(patternFile, old, 0o644)
-	}
+	defer restore()
 	return m.Run()
 }
 

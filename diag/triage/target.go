@@ -37,20 +37,30 @@ func ReadPIDFile(path string) (int, error) {
 	return pid, nil
 }
 
-// listeningPorts returns the loopback/any-address TCP ports pid listens on,
-// from its socket fds and /proc/net/tcp{,6}.
-func listeningPorts(pid int) ([]int, error) {
+// socketInodes are the inodes of pid's socket file descriptors, which
+// /proc/PID/net/tcp{,6} name.
+func socketInodes(pid int) (map[string]bool, error) {
 	inodes := map[string]bool{}
 	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(fdDir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: process %d: %w", ErrTarget, pid, err)
+		return nil, err
 	}
 	for _, e := range ents {
 		l, err := os.Readlink(filepath.Join(fdDir, e.Name()))
 		if err == nil && strings.HasPrefix(l, "socket:[") {
 			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
 		}
+	}
+	return inodes, nil
+}
+
+// listeningPorts returns the loopback/any-address TCP ports pid listens on,
+// from its socket fds and /proc/net/tcp{,6}.
+func listeningPorts(pid int) ([]int, error) {
+	inodes, err := socketInodes(pid)
+	if err != nil {
+		return nil, fmt.Errorf("%w: process %d: %w", ErrTarget, pid, err)
 	}
 	var ports []int
 	for _, f := range []string{"tcp", "tcp6"} {
@@ -168,14 +178,7 @@ func outboundPeers(pid int) map[string]int {
 	for _, p := range ports {
 		listening[p] = true
 	}
-	inodes := map[string]bool{}
-	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, _ := os.ReadDir(fdDir)
-	for _, e := range ents {
-		if l, err := os.Readlink(filepath.Join(fdDir, e.Name())); err == nil && strings.HasPrefix(l, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
-		}
-	}
+	inodes, _ := socketInodes(pid)
 	peers := map[string]int{}
 	for _, f := range []string{"tcp", "tcp6"} {
 		fh, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, f))
