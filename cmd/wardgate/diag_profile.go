@@ -226,7 +226,9 @@ func profileFindings(cls *findings.Classifier, pt profile.Type, p *gpprof.Profil
 		}
 		return res
 	case profile.Heap:
-		return findings.Result{Notes: []string{"one heap profile shows what is retained, not what grows: take a second one later and run 'wardgate diag profile diff FIRST SECOND', or 'wardgate diag triage'"}}
+		res := findings.HeapRetained(cls, p)
+		res.Notes = append(res.Notes, "one heap profile shows what is retained, not what grows: take a second one later and run 'wardgate diag profile diff FIRST SECOND', or 'wardgate diag triage'")
+		return res
 	}
 	return findings.Result{}
 }
@@ -406,7 +408,16 @@ Exit codes: 0 goroutines listed, 1 error or no goroutine has the --label(s),
 	}
 	cls := findings.NewClassifier(triage.MainModule(*target, p), app)
 	profile.PrepareRefs(snap)
-	res := findings.Goroutines(cls, snap, findings.GoroutineOptions{TraceURL: os.Getenv("TRACE_URL_TEMPLATE")})
+	gopts := findings.GoroutineOptions{TraceURL: os.Getenv("TRACE_URL_TEMPLATE")}
+	if len(labels) == 0 {
+		// A job queue's depth and workers, for a stuck queue (best effort).
+		if base, err := profile.NormalizeTarget(*target); err == nil {
+			if body, err := profile.Get(ctx, client, base.String()+"/metrics", token); err == nil {
+				gopts.Queue = triage.QueueFromMetrics(body)
+			}
+		}
+	}
+	res := findings.Goroutines(cls, snap, gopts)
 	rep.Total, rep.App = snap.Total, cls.App()
 	rep.Groups = profile.OrderGroups(cls, snap, res.Findings, 0)
 	rep.Findings, rep.Idle = res.Findings, res.Idle

@@ -378,7 +378,7 @@ func Goroutines(c *Classifier, s *Snapshot, opts GoroutineOptions) Result {
 			f.Headline = fmt.Sprintf("blocked forever in %s: %d goroutine(s) on %s", fr.Short(), g.Count, w)
 			f.score = 1000 + float64(g.Count)
 			r.add(f)
-		case (w == waitIO && app || (app && isNetCall(g.Frames[:ci]))) && (wait >= 1 || persisted > 0 || g.Count > smallGroup):
+		case (w == waitIO && app || (app && isNetCall(g.Frames[:ci]))) && (wait >= 1 || persisted > 0 || g.Count > smallGroup || isClientCall(g.Frames[:ci])):
 			// Reading or calling out is what servers do: only a wait
 			// seen to last (wait time, or the same goroutines in two
 			// samples), or many goroutines at once, is suspicious.
@@ -635,6 +635,25 @@ var netCalls = []string{
 	"net/http.(*Client).", "net/http.(*Transport).roundTrip", "net/http.(*persistConn).roundTrip",
 	"net.(*conn).Read", "net.(*conn).Write", "net.(*Dialer).DialContext", "database/sql.",
 	"net.(*Resolver).", "crypto/tls.(*Conn).Read", "crypto/tls.(*Conn).Handshake",
+}
+
+// clientCalls are outbound calls: an application goroutine found waiting
+// in one is worth a (low) finding even in a single sample, where a server
+// reading a request is not.
+var clientCalls = []string{
+	"net/http.(*Client).", "net/http.(*Transport).roundTrip", "net/http.(*persistConn).roundTrip",
+	"net.(*Dialer).DialContext", "net.(*Resolver).", "database/sql.",
+}
+
+func isClientCall(frames []Frame) bool {
+	for _, f := range frames {
+		for _, n := range clientCalls {
+			if strings.HasPrefix(f.Function, n) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func isNetCall(frames []Frame) bool {

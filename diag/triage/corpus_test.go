@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -22,8 +23,9 @@ import (
 	"github.com/wardgate/wardgate/internal/testutil"
 )
 
-// faultyBins are the corpus's services, built once by TestMain.
-var faultyBins string
+// faultyBins are the corpus's services, built once by TestMain, and
+// wardgateBin the wardgate binary (for the single-sample commands).
+var faultyBins, wardgateBin string
 
 func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
@@ -39,6 +41,10 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	faultyBins = filepath.Join(dir, "bin")
+	if wardgateBin, err = testutil.Build(context.Background(), dir, "wardgate", testutil.WardgatePkg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	// Crash classes need cores next to the process (as in the analyze
 	// tests).
 	restore, err := testutil.CoresHere()
@@ -230,6 +236,31 @@ func wantFirst(t *testing.T, fs []findings.Finding, kinds []findings.Kind, culpr
 	}
 }
 
+// firstOf runs a single-sample diag command (goroutines, profile) with
+// --json against s and returns its findings and its text output: the other
+// commands the runbooks send an SRE to must name the culprit first too.
+func firstOf(t *testing.T, s *service, args ...string) ([]findings.Finding, func() string) {
+	t.Helper()
+	run := func(extra ...string) []byte {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, wardgateBin, append(append(append([]string{"diag"}, args...), "--target", s.admin), extra...)...)
+		cmd.Dir = t.TempDir()
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("wardgate diag %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	var rep struct {
+		Findings []findings.Finding `json:"findings"`
+	}
+	if err := json.Unmarshal(run("--json"), &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep.Findings, func() string { return string(run()) }
+}
+
 func triageText(r *triage.Report) func() string {
 	return func() string {
 		var b bytes.Buffer
@@ -285,6 +316,8 @@ func TestCorpusDeadlock(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // past the transfer's sleep: now on the second lock
 	r := runTriage(t, s)
 	wantFirst(t, r.Findings, []findings.Kind{findings.KindDeadlock}, "main.(*ledgerSink).transfer", triageText(r))
+	fs, text := firstOf(t, s, "goroutines")
+	wantFirst(t, fs, []findings.Kind{findings.KindDeadlock}, "main.(*ledgerSink).transfer", text)
 }
 
 func TestCorpusLeak(t *testing.T) {
@@ -299,6 +332,8 @@ func TestCorpusLeak(t *testing.T) {
 	if r.Findings[0].Goroutines < 300 {
 		t.Errorf("leak finding counts %d goroutines, want ≥ 300", r.Findings[0].Goroutines)
 	}
+	fs, text := firstOf(t, s, "goroutines")
+	wantFirst(t, fs, []findings.Kind{findings.KindLeak}, "main.(*notifier).awaitAck", text)
 }
 
 func TestCorpusHungIO(t *testing.T) {
@@ -309,6 +344,8 @@ func TestCorpusHungIO(t *testing.T) {
 	waitUntil(t, "a worker busy", time.Minute, func() bool { return metric(t, s.admin, "wardgate_workers_busy") >= 1 })
 	r := runTriage(t, s)
 	wantFirst(t, r.Findings, []findings.Kind{findings.KindHungIO, findings.KindStuckQueue}, "main.(*enricher).lookup", triageText(r))
+	fs, text := firstOf(t, s, "goroutines")
+	wantFirst(t, fs, []findings.Kind{findings.KindHungIO, findings.KindStuckQueue}, "main.(*enricher).lookup", text)
 	hung := false
 	for _, f := range r.Findings {
 		hung = hung || f.Kind == findings.KindHungIO && f.Function == "main.(*enricher).lookup"
@@ -334,6 +371,8 @@ func TestCorpusStuckQueue(t *testing.T) {
 	waitUntil(t, "the queue filling", time.Minute, func() bool { return metric(t, s.admin, "wardgate_queue_depth") >= 150 })
 	r := runTriage(t, s)
 	wantFirst(t, r.Findings, []findings.Kind{findings.KindStuckQueue}, "main.(*throttledSink).Put", triageText(r))
+	fs, text := firstOf(t, s, "goroutines")
+	wantFirst(t, fs, []findings.Kind{findings.KindStuckQueue}, "main.(*throttledSink).Put", text)
 }
 
 func TestCorpusHotLoop(t *testing.T) {
@@ -342,6 +381,8 @@ func TestCorpusHotLoop(t *testing.T) {
 	waitUntil(t, "a busy worker", time.Minute, func() bool { return metric(t, s.admin, "wardgate_workers_busy") >= 1 })
 	r := runTriage(t, s)
 	wantFirst(t, r.Findings, []findings.Kind{findings.KindCPU}, "main.(*scorer).score", triageText(r))
+	fs, text := firstOf(t, s, "profile", "--type", "cpu", "--seconds", "2")
+	wantFirst(t, fs, []findings.Kind{findings.KindCPU}, "main.(*scorer).score", text)
 }
 
 func TestCorpusGrowth(t *testing.T) {
@@ -352,6 +393,8 @@ func TestCorpusGrowth(t *testing.T) {
 	if r.Findings[0].Numbers["grew_bytes"] < 1<<20 {
 		t.Errorf("growth %v bytes, want ≥ 1 MiB", r.Findings[0].Numbers["grew_bytes"])
 	}
+	fs, text := firstOf(t, s, "profile", "--type", "heap")
+	wantFirst(t, fs, []findings.Kind{findings.KindMemoryGrowth}, "main.(*recorder).remember", text)
 }
 
 // crashCore runs name until it crashes with GOTRACEBACK=crash and returns

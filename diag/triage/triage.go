@@ -280,7 +280,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 
 	var res findings.Result
-	q := queueFromMetrics(s2.metrics, s1.metrics)
+	q := queueFromFamilies(s2.metrics)
 	res.Merge(findings.Goroutines(cls, s2.snap, findings.GoroutineOptions{Earlier: s1.snap, TraceURL: opts.TraceURLTemplate, Queue: q}))
 	res.Merge(findings.CPU(cls, cpu, s1.snap, s2.snap))
 	res.Merge(findings.HeapGrowth(cls, s1.heap, s2.heap))
@@ -408,9 +408,18 @@ func localPID(u *url.URL) int {
 	return pidOfPort(port)
 }
 
-// queueFromMetrics reads the wardgate job queue's gauges (nil when the
-// process exports none).
-func queueFromMetrics(fams, _ map[string]*dto.MetricFamily) *findings.Queue {
+// QueueFromMetrics reads the wardgate job queue's gauges from a /metrics
+// body (nil when the process exports none).
+func QueueFromMetrics(body []byte) *findings.Queue {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return nil
+	}
+	return queueFromFamilies(fams)
+}
+
+func queueFromFamilies(fams map[string]*dto.MetricFamily) *findings.Queue {
 	get := func(name string) (int64, bool) {
 		f, ok := fams[name]
 		if !ok {
