@@ -438,6 +438,9 @@ func TestUpRestartsCrashedJobqueuesWithPostmortem(t *testing.T) {
 		t.Errorf("crash.txt starts %.60q", crash)
 	}
 	report, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	if !strings.HasPrefix(string(report), "# Post-mortem report\n\n## Findings\n") {
+		t.Errorf("report.md does not open with its Findings:\n%.500s", report)
+	}
 	if !strings.Contains(string(report), "SIGQUIT") && !strings.Contains(string(report), "SIGABRT") {
 		t.Errorf("report.md does not say why the process stopped:\n%.1500s", report)
 	}
