@@ -417,6 +417,24 @@ func Goroutines(c *Classifier, s *Snapshot, opts GoroutineOptions) Result {
 			}
 			f.score = float64(g.Count) + 10*float64(grew) + wait
 			r.add(f)
+		case app && inWork(c, g.Frames) && (w == waitChanSend || w == waitChanRecv || w == waitSelect || w == waitSync || w == waitSleep) &&
+			(persisted > 0 || wait >= 60):
+			// A request or job that has waited on a channel (or slept)
+			// across both samples, or for minutes: it is not coming back
+			// on its own.
+			f := base
+			f.Kind, f.Severity = KindLeak, Medium
+			verdict := "stuck"
+			if !appRunning && w != waitSleep {
+				f.Kind, f.Severity = KindDeadlock, High
+				verdict = "stuck, and no application goroutine is running that could wake it"
+			}
+			if wait >= 60 {
+				f.Severity = High
+			}
+			f.Headline = fmt.Sprintf("stuck in %s: %d goroutine(s) serving a request or job blocked on %s%s (%s)", fr.Short(), g.Count, w, waitText(wait, persisted > 0), verdict)
+			f.score = 400 + wait + float64(g.Count)
+			r.add(f)
 		}
 	}
 
@@ -592,7 +610,7 @@ func stuckQueue(c *Classifier, s *Snapshot, q *Queue) (Finding, bool) {
 	}
 	f = Finding{Kind: KindStuckQueue, Severity: High,
 		Numbers: map[string]float64{"depth": float64(q.Depth), "capacity": float64(q.Capacity), "busy_workers": float64(q.Busy), "workers": float64(q.Workers)},
-		score:   300 + 100*full}
+		score:   500 + 100*full}
 	where := ""
 	if best != nil {
 		f.Function, f.File, f.Line = best.fr.Function, best.fr.File, best.fr.Line

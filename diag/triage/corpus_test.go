@@ -362,6 +362,16 @@ func TestCorpusHungIO(t *testing.T) {
 	}
 }
 
+func TestCorpusStuckOnChannel(t *testing.T) {
+	s := start(t, "stuckchan")
+	if code, err := s.post(context.Background(), 3, payloads("price")); err != nil || code != 202 {
+		t.Fatalf("post: %d %v", code, err)
+	}
+	waitUntil(t, "a worker busy", time.Minute, func() bool { return metric(t, s.admin, "wardgate_workers_busy") >= 1 })
+	r := runTriage(t, s)
+	wantFirst(t, r.Findings, []findings.Kind{findings.KindDeadlock, findings.KindLeak}, "main.(*pricer).quote", triageText(r))
+}
+
 func TestCorpusStuckQueue(t *testing.T) {
 	s := start(t, "stuckqueue")
 	time.Sleep(1500 * time.Millisecond) // the sink's refill loop has ended
