@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/diag/bundle"
 	"github.com/wardgate/wardgate/internal/testutil"
 )
 
@@ -301,7 +302,7 @@ func TestSIGQUITCoreBecomesPostmortem(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(crash), "SIGQUIT: quit") {
 		t.Fatalf("crash output %.100q %v", crash, err)
 	}
-	var info bundleInfo
+	var info bundle.Postmortem
 	b, err := os.ReadFile(filepath.Join(dir, "bundle.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -399,7 +400,7 @@ func TestWatchdogCapturesChildStuckInCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var info bundleInfo
+	var info bundle.Postmortem
 	if err := json.Unmarshal(b, &info); err != nil || info.Method != "watchdog" || info.CrashReason != "fatal error: simulated crash that never finishes" || info.Exit != "signal: killed" {
 		t.Fatalf("supervisor.json %s (%v)", b, err)
 	}
