@@ -74,7 +74,7 @@ func (s *Supervisor) collect(c *child, r *run) bool {
 			_ = r.exe.Close()
 		}
 	}()
-	core := findCore(s.cores, c.dir, r.pid, r.comm, r.started)
+	core := s.cores.FindCore(c.dir, r.pid, r.comm, r.started)
 	crash := c.crashPath()
 	crashSize := int64(0)
 	if st, err := os.Stat(crash); err == nil {

@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wardgate/wardgate/diag/crashenv"
 )
 
 // Spec describes one supervised service.
@@ -179,7 +181,7 @@ type Supervisor struct {
 	opts    Options
 	log     *slog.Logger
 	forward *lockedWriter
-	cores   CorePattern
+	cores   crashenv.CorePattern
 	http    *http.Client
 	metrics instruments
 
@@ -229,14 +231,14 @@ func New(opts Options) (*Supervisor, error) {
 			return nil, fmt.Errorf("supervisor: %w", err)
 		}
 	}
-	lim, err := RaiseCoreLimit()
+	lim, err := crashenv.RaiseCoreLimit()
 	switch {
 	case err != nil:
 		s.log.Warn("cannot raise RLIMIT_CORE; children may not leave cores", "err", err)
 	case lim.Cur == 0:
 		s.log.Warn("RLIMIT_CORE hard limit is 0: children cannot leave cores; raise it (ulimit -Hc unlimited) or run wardgate diag crash-setup")
 	}
-	cp, err := ReadCorePattern()
+	cp, err := crashenv.ReadCorePattern(crashenv.ProcSys)
 	if err != nil {
 		s.log.Warn("cannot read core_pattern; looking for cores named core/core.PID only", "err", err)
 	} else if cp.Piped() {

@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/wardgate/wardgate/diag/crashenv"
 )
 
 // command is one subcommand. run returns the process exit code: 0 success,
@@ -57,11 +59,11 @@ func main() {
 }
 
 // keepCrashOutput makes the runtime copy a fatal error's traceback to the
-// file named by WARDGATE_CRASH_OUTPUT (set by `wardgate up` for its
+// file named by WARDGATE_CRASH_OUTPUT (crashenv.OutputEnv) (set by `wardgate up` for its
 // children), so the post-mortem report can say why the process died even
 // when stderr went nowhere.
 func keepCrashOutput() error {
-	path := os.Getenv("WARDGATE_CRASH_OUTPUT")
+	path := os.Getenv(crashenv.OutputEnv)
 	if path == "" {
 		return nil
 	}
