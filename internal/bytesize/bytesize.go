@@ -11,7 +11,7 @@ import "fmt"
 func Format[T ~int | ~int64 | ~uint64](n T) string {
 	if n < 0 {
 		// -n of the most negative int64 overflows; uint64 of it does not.
-		return "-" + format(uint64(-(n + 1))+1)
+		return "-" + format(uint64(-(n+1))+1)
 	}
 	return format(uint64(n))
 }
