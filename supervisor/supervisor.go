@@ -5,9 +5,10 @@
 // (Status and StatusHandler say the same, with restarts and state, for
 // operators and scripts), GOTRACEBACK=crash with RLIMIT_CORE raised so a
 // crash leaves a core, and its crash output copied to a file the runtime
-// writes even when stderr is gone. When a child dies the supervisor turns
-// what it left into a post-mortem directory (core, copy of the executable,
-// crash output, bundle.json, and the report an Analyze hook writes), then
+// writes even when stderr is gone (all from diag/crashenv). When a child
+// dies the supervisor turns what it left into a post-mortem directory in
+// the diag/bundle layout (core, copy of the executable, crash output,
+// bundle.json, and the report an Analyze hook writes), then
 // restarts it with exponential backoff. A watchdog notices a child stuck in
 // its crash path (crash output started but the process does not exit),
 // captures it through a Capture hook and kills it. Shutdown stops children

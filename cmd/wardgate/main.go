@@ -1,6 +1,7 @@
 // Command wardgate runs the wardgate stack (gateway, job queue) and the
-// diagnostics that inspect it. main only wires flags and signals to the
-// library packages; the work lives in gateway/, jobqueue/, telemetry/ and diag/.
+// diagnostics that inspect it. main wires flags and signals to the library
+// packages, where the work lives: gateway/, jobqueue/, supervisor/,
+// telemetry/ and diag/ (docs/architecture.md has the import graph).
 package main
 
 import (
