@@ -47,7 +47,7 @@ func (g *Gateway) Upstreams() map[string]UpstreamStatus {
 				EWMAMillis: float64(t.EWMA().Microseconds()) / 1000,
 			}
 			if ts.Ejected {
-				u := time.Unix(0, t.ejectedUntil.Load()).UTC()
+				u := t.EjectedUntil().UTC()
 				ts.EjectedUntil = &u
 			}
 			us.Targets = append(us.Targets, ts)

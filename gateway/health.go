@@ -136,7 +136,6 @@ func (t *target) recordFailure(now time.Time, p Passive) bool {
 	}
 	t.fails = t.fails[:0]
 	until := now.Add(p.EjectFor.D)
-	t.ejectedUntil.Store(until.UnixNano())
 	t.Eject(until)
 	t.ejections.Add(1)
 	return true

@@ -31,8 +31,7 @@ type target struct {
 	mu    sync.Mutex
 	fails []time.Time // failure times within the passive window, oldest first
 
-	ejections    atomic.Uint64
-	ejectedUntil atomic.Int64 // unix ns of the last passive ejection's end, for the admin page
+	ejections atomic.Uint64
 }
 
 // upstream is one pool of targets as built from one config version.

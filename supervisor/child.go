@@ -9,12 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wardgate/wardgate/diag/crashenv"
 )
 
 var errStopping = errors.New("supervisor: stopping")
@@ -66,24 +67,6 @@ func (r *run) kill() {
 
 func (c *child) crashPath() string { return filepath.Join(c.dir, "crash.txt") }
 
-// crashEnv returns env plus what every child needs to leave a useful crash:
-// GOTRACEBACK=crash (all goroutines, then SIGABRT so the kernel dumps core),
-// tracebacklabels=1 (pprof labels, hence trace IDs, in the traceback; a
-// user's own GODEBUG settings come later and win) and the crash output file.
-func crashEnv(env []string, crashFile string) []string {
-	godebug := "tracebacklabels=1"
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok && v != "" {
-			godebug = "tracebacklabels=1," + v
-		}
-	}
-	return append(slices.Clip(env),
-		"GOTRACEBACK=crash",
-		"GODEBUG="+godebug,
-		"WARDGATE_CRASH_OUTPUT="+crashFile,
-	)
-}
-
 // start starts one process of the child; it refuses once Shutdown began.
 // c.mu is held across cmd.Start so Shutdown either sees the new process or
 // start sees stopping: no process can slip through unsignalled. A restart
@@ -111,7 +94,7 @@ func (c *child) start(restart bool) (*run, error) {
 	if env == nil {
 		env = os.Environ()
 	}
-	cmd.Env = crashEnv(env, crash)
+	cmd.Env = crashenv.ChildEnv(env, crash)
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"debug/buildinfo"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,31 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wardgate/wardgate/diag/bundle"
 	"github.com/wardgate/wardgate/internal/redact"
 )
-
-// bundleInfo is bundle.json of a post-mortem the supervisor wrote itself.
-// When the watchdog's Capture already wrote a bundle.json (with its own
-// pause and method details), this goes to supervisor.json instead.
-type bundleInfo struct {
-	Service         string            `json:"service"`
-	PID             int               `json:"pid"`
-	Cmdline         []string          `json:"cmdline"`
-	Method          string            `json:"method"` // "crash": kernel core of a fatal signal; "watchdog": captured live, then killed
-	Time            time.Time         `json:"time"`
-	StartedAt       time.Time         `json:"started_at"`
-	Exit            string            `json:"exit"`
-	Signal          string            `json:"signal,omitempty"`
-	CoreDumped      bool              `json:"core_dumped"`
-	CoreSize        int64             `json:"core_size,omitempty"`
-	CoreBytesOnDisk int64             `json:"core_bytes_on_disk,omitempty"`
-	GoVersion       string            `json:"go_version,omitempty"`
-	ModulePath      string            `json:"module_path,omitempty"`
-	ModuleVersion   string            `json:"module_version,omitempty"`
-	BuildSettings   map[string]string `json:"build_settings,omitempty"`
-	Restarts        int               `json:"restarts"`
-	CrashReason     string            `json:"crash_reason,omitempty"`
-}
 
 // newPostmortemDir creates DATA/postmortem/<UTC time>-<service>-<pid>/.
 func (s *Supervisor) newPostmortemDir(service string, pid int, t time.Time) (string, error) {
@@ -97,7 +74,7 @@ func (s *Supervisor) collect(c *child, r *run) bool {
 			_ = r.exe.Close()
 		}
 	}()
-	core := findCore(s.cores, c.dir, r.pid, r.comm, r.started)
+	core := s.cores.FindCore(c.dir, r.pid, r.comm, r.started)
 	crash := c.crashPath()
 	crashSize := int64(0)
 	if st, err := os.Stat(crash); err == nil {
@@ -118,25 +95,25 @@ func (s *Supervisor) collect(c *child, r *run) bool {
 	pm := Postmortem{Dir: dir, Service: c.spec.Name, PID: r.pid}
 	var errs []error
 	if core != "" {
-		dst := filepath.Join(dir, "core")
+		dst := filepath.Join(dir, bundle.CoreFile)
 		if _, err := os.Stat(dst); err == nil {
-			dst = filepath.Join(dir, "core.exit") // the watchdog's live capture keeps the name core
+			dst = filepath.Join(dir, bundle.CoreExitFile) // the watchdog's live capture keeps the name core
 		}
 		if err := moveFile(core, dst); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "core")); err == nil {
-		pm.Core = filepath.Join(dir, "core")
+	if _, err := os.Stat(filepath.Join(dir, bundle.CoreFile)); err == nil {
+		pm.Core = filepath.Join(dir, bundle.CoreFile)
 	}
 	if crashSize > 0 {
-		pm.CrashOutput = filepath.Join(dir, "crash.txt")
+		pm.CrashOutput = filepath.Join(dir, bundle.CrashOutputFile)
 		if err := moveFile(crash, pm.CrashOutput); err != nil {
 			errs = append(errs, err)
 			pm.CrashOutput = ""
 		}
 	}
-	exe := filepath.Join(dir, "exe")
+	exe := filepath.Join(dir, bundle.ExeFile)
 	if _, err := os.Stat(exe); err == nil {
 		pm.Exe = exe // Capture copied it already
 	} else if r.exe != nil {
@@ -148,12 +125,8 @@ func (s *Supervisor) collect(c *child, r *run) bool {
 	} else {
 		errs = append(errs, errors.New("executable of the dead process not available"))
 	}
-	info := s.bundleInfo(c, r, pm, now)
-	name := "bundle.json"
-	if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-		name = "supervisor.json"
-	}
-	if err := writeJSON(filepath.Join(dir, name), info); err != nil {
+	info := s.postmortemMeta(c, r, pm, now)
+	if _, err := bundle.WritePostmortem(dir, &info); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -192,7 +165,7 @@ func (s *Supervisor) collect(c *child, r *run) bool {
 // (or the first line of its crash output) and the file to read (the report,
 // else the crash output, else the dir); it counts the post-mortem by
 // result and reports the event.
-func (s *Supervisor) logPostmortem(pm Postmortem, info bundleInfo, result string, an Analysis, analyzeErr error) {
+func (s *Supervisor) logPostmortem(pm Postmortem, info bundle.Postmortem, result string, an Analysis, analyzeErr error) {
 	s.metrics.postmortem(pm.Service, result)
 	attrs := []any{"postmortem", pm.Dir, "child", pm.Service, "pid", pm.PID, "exit", info.Exit, "core", pm.Core != ""}
 	if info.CrashReason != "" {
@@ -220,12 +193,14 @@ func (s *Supervisor) logPostmortem(pm Postmortem, info bundleInfo, result string
 	s.emit(Event{Kind: EventPostmortem, Service: pm.Service, PID: pm.PID, Dir: pm.Dir, Err: analyzeErr})
 }
 
-func (s *Supervisor) bundleInfo(c *child, r *run, pm Postmortem, now time.Time) bundleInfo {
-	info := bundleInfo{
+// postmortemMeta is the bundle metadata of a post-mortem the supervisor
+// writes itself.
+func (s *Supervisor) postmortemMeta(c *child, r *run, pm Postmortem, now time.Time) bundle.Postmortem {
+	info := bundle.Postmortem{
 		Service:   c.spec.Name,
 		PID:       r.pid,
 		Cmdline:   redact.Args(r.cmd.Args),
-		Method:    "crash",
+		Method:    bundle.MethodCrash,
 		Time:      now.UTC(),
 		StartedAt: r.started.UTC(),
 		Exit:      r.state.String(),
@@ -234,7 +209,7 @@ func (s *Supervisor) bundleInfo(c *child, r *run, pm Postmortem, now time.Time) 
 	info.Restarts = c.restarts
 	c.mu.Unlock()
 	if r.watchdogDir != "" {
-		info.Method = "watchdog"
+		info.Method = bundle.MethodWatchdog
 	}
 	if ws, ok := r.state.Sys().(syscall.WaitStatus); ok {
 		if ws.Signaled() {
@@ -282,17 +257,6 @@ func crashReason(path string) string {
 		}
 	}
 	return ""
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("%s: %w", filepath.Base(path), err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Base(path), err)
-	}
-	return nil
 }
 
 // moveFile renames src to dst, copying when they are on different

@@ -5,9 +5,10 @@
 // (Status and StatusHandler say the same, with restarts and state, for
 // operators and scripts), GOTRACEBACK=crash with RLIMIT_CORE raised so a
 // crash leaves a core, and its crash output copied to a file the runtime
-// writes even when stderr is gone. When a child dies the supervisor turns
-// what it left into a post-mortem directory (core, copy of the executable,
-// crash output, bundle.json, and the report an Analyze hook writes), then
+// writes even when stderr is gone (all from diag/crashenv). When a child
+// dies the supervisor turns what it left into a post-mortem directory in
+// the diag/bundle layout (core, copy of the executable, crash output,
+// bundle.json, and the report an Analyze hook writes), then
 // restarts it with exponential backoff. A watchdog notices a child stuck in
 // its crash path (crash output started but the process does not exit),
 // captures it through a Capture hook and kills it. Shutdown stops children
@@ -35,6 +36,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wardgate/wardgate/diag/crashenv"
 )
 
 // Spec describes one supervised service.
@@ -179,7 +182,7 @@ type Supervisor struct {
 	opts    Options
 	log     *slog.Logger
 	forward *lockedWriter
-	cores   CorePattern
+	cores   crashenv.CorePattern
 	http    *http.Client
 	metrics instruments
 
@@ -229,14 +232,14 @@ func New(opts Options) (*Supervisor, error) {
 			return nil, fmt.Errorf("supervisor: %w", err)
 		}
 	}
-	lim, err := RaiseCoreLimit()
+	lim, err := crashenv.RaiseCoreLimit()
 	switch {
 	case err != nil:
 		s.log.Warn("cannot raise RLIMIT_CORE; children may not leave cores", "err", err)
 	case lim.Cur == 0:
 		s.log.Warn("RLIMIT_CORE hard limit is 0: children cannot leave cores; raise it (ulimit -Hc unlimited) or run wardgate diag crash-setup")
 	}
-	cp, err := ReadCorePattern()
+	cp, err := crashenv.ReadCorePattern(crashenv.ProcSys)
 	if err != nil {
 		s.log.Warn("cannot read core_pattern; looking for cores named core/core.PID only", "err", err)
 	} else if cp.Piped() {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/diag/bundle"
+	"github.com/wardgate/wardgate/diag/crashenv"
 	"github.com/wardgate/wardgate/internal/testutil"
 )
 
@@ -175,7 +177,7 @@ func TestTracebackShowsLabels(t *testing.T) {
 	crash := filepath.Join(dir, "crash.txt")
 	cmd := exec.Command(childBin, "panic-labels")
 	cmd.Dir = dir
-	cmd.Env = crashEnv(os.Environ(), crash)
+	cmd.Env = crashenv.ChildEnv(os.Environ(), crash)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -244,7 +246,7 @@ func TestKilledChildIsRestartedWithoutPostmortem(t *testing.T) {
 }
 
 func TestSIGQUITCoreBecomesPostmortem(t *testing.T) {
-	if cp, err := ReadCorePattern(); err != nil || cp.Piped() {
+	if cp, err := crashenv.ReadCorePattern(crashenv.ProcSys); err != nil || cp.Piped() {
 		t.Fatalf("this test needs cores written to files; core_pattern %q (%v): run wardgate diag crash-setup", cp.Pattern, err)
 	}
 	analyzed := make(chan Postmortem, 1)
@@ -301,7 +303,7 @@ func TestSIGQUITCoreBecomesPostmortem(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(crash), "SIGQUIT: quit") {
 		t.Fatalf("crash output %.100q %v", crash, err)
 	}
-	var info bundleInfo
+	var info bundle.Postmortem
 	b, err := os.ReadFile(filepath.Join(dir, "bundle.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -399,7 +401,7 @@ func TestWatchdogCapturesChildStuckInCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var info bundleInfo
+	var info bundle.Postmortem
 	if err := json.Unmarshal(b, &info); err != nil || info.Method != "watchdog" || info.CrashReason != "fatal error: simulated crash that never finishes" || info.Exit != "signal: killed" {
 		t.Fatalf("supervisor.json %s (%v)", b, err)
 	}
@@ -466,22 +468,5 @@ func TestStartFailureReportsStderr(t *testing.T) {
 	}
 	if err := h.sup.Start(context.Background(), Spec{Name: "../x", Command: spec.Command}); err == nil {
 		t.Fatal("path-like name accepted")
-	}
-}
-
-func TestCorePatternGlob(t *testing.T) {
-	for _, tc := range []struct {
-		cp   CorePattern
-		want string
-	}{
-		{CorePattern{Pattern: "core"}, "/w/core"},
-		{CorePattern{Pattern: "core", UsesPID: true}, "/w/core.42"},
-		{CorePattern{Pattern: "core.%e.%p.%t"}, "/w/core.child.42.*"},
-		{CorePattern{Pattern: "/var/crash/%e-%%-%s"}, "/var/crash/child-%-*"},
-		{CorePattern{Pattern: "|/usr/lib/systemd/systemd-coredump %P"}, ""},
-	} {
-		if got := tc.cp.glob("/w", 42, "child"); got != tc.want {
-			t.Errorf("%+v: glob %q, want %q", tc.cp, got, tc.want)
-		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/wardgate/wardgate/diag/analyze"
+	"github.com/wardgate/wardgate/diag/crashenv"
 )
 
 // appFlagHelp documents --app, shared by every diag command with findings.
@@ -184,7 +185,7 @@ Flags:
 		fmt.Fprintf(stderr, "wardgate diag crash-setup: unexpected argument %q (see --help)\n", pos[0])
 		return 2
 	}
-	checks := analyze.CheckCrashSetup(analyze.CrashSetupFromSystem(*dir))
+	checks := crashenv.CheckCrashSetup(crashenv.SetupFromSystem(*dir))
 	allOK := true
 	for _, c := range checks {
 		allOK = allOK && c.OK
@@ -193,8 +194,8 @@ Flags:
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(struct {
-			OK     bool            `json:"ok"`
-			Checks []analyze.Check `json:"checks"`
+			OK     bool             `json:"ok"`
+			Checks []crashenv.Check `json:"checks"`
 		}{allOK, checks}); err != nil {
 			fmt.Fprintln(stderr, "wardgate diag crash-setup:", err)
 			return 1

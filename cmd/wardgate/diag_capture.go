@@ -8,6 +8,7 @@ import (
 	"log/slog"
 
 	"github.com/wardgate/wardgate/diag/capture"
+	"github.com/wardgate/wardgate/internal/bytesize"
 )
 
 // runDiagCapture is `wardgate diag capture`: one command for the 3 a.m.
@@ -80,7 +81,7 @@ Flags:
 	m := b.Meta
 	fmt.Fprintln(stdout, b.Dir)
 	fmt.Fprintf(stdout, "pid %d captured: method=%s pause=%.1fms threads=%d core=%s on disk (%s apparent)\n",
-		m.PID, m.Method, m.PauseMS, m.Threads, humanBytes(m.CoreBytesOnDisk), humanBytes(m.CoreBytesApparent))
+		m.PID, m.Method, m.PauseMS, m.Threads, bytesize.Format(m.CoreBytesOnDisk), bytesize.Format(m.CoreBytesApparent))
 	if m.FallbackReason != "" {
 		fmt.Fprintf(stdout, "note: native capture failed, used gcore: %s\n", m.FallbackReason)
 	}
@@ -93,18 +94,4 @@ Flags:
 	}
 	fmt.Fprintf(stdout, "open it with: dlv core %s %s   or: wardgate diag analyze %s\n", b.Exe, b.Core, b.Dir)
 	return 0
-}
-
-// humanBytes formats n in binary units (KiB, MiB, GiB).
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for v := n / unit; v >= unit; v /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

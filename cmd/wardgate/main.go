@@ -1,6 +1,7 @@
 // Command wardgate runs the wardgate stack (gateway, job queue) and the
-// diagnostics that inspect it. main only wires flags and signals to the
-// library packages; the work lives in gateway/, jobqueue/, telemetry/ and diag/.
+// diagnostics that inspect it. main wires flags and signals to the library
+// packages, where the work lives: gateway/, jobqueue/, supervisor/,
+// telemetry/ and diag/ (docs/architecture.md has the import graph).
 package main
 
 import (
@@ -11,6 +12,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/wardgate/wardgate/diag/crashenv"
 )
 
 // command is one subcommand. run returns the process exit code: 0 success,
@@ -57,11 +60,11 @@ func main() {
 }
 
 // keepCrashOutput makes the runtime copy a fatal error's traceback to the
-// file named by WARDGATE_CRASH_OUTPUT (set by `wardgate up` for its
+// file named by WARDGATE_CRASH_OUTPUT (crashenv.OutputEnv) (set by `wardgate up` for its
 // children), so the post-mortem report can say why the process died even
 // when stderr went nowhere.
 func keepCrashOutput() error {
-	path := os.Getenv("WARDGATE_CRASH_OUTPUT")
+	path := os.Getenv(crashenv.OutputEnv)
 	if path == "" {
 		return nil
 	}

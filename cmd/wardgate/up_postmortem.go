@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/wardgate/wardgate/diag/analyze"
+	"github.com/wardgate/wardgate/diag/bundle"
 	"github.com/wardgate/wardgate/supervisor"
 )
 
@@ -47,12 +48,12 @@ func (h postmortemHooks) analyze(ctx context.Context, pm supervisor.Postmortem) 
 	if err := rep.WriteJSON(&js); err != nil {
 		return supervisor.Analysis{}, err
 	}
-	for name, b := range map[string][]byte{"report.md": md.Bytes(), "report.json": js.Bytes()} {
+	for name, b := range map[string][]byte{bundle.ReportFile: md.Bytes(), bundle.ReportJSONFile: js.Bytes()} {
 		if err := writeFileAtomic(filepath.Join(pm.Dir, name), b); err != nil {
 			return supervisor.Analysis{}, err
 		}
 	}
-	return supervisor.Analysis{Headline: reportHeadline(rep), Report: filepath.Join(pm.Dir, "report.md")}, nil
+	return supervisor.Analysis{Headline: reportHeadline(rep), Report: filepath.Join(pm.Dir, bundle.ReportFile)}, nil
 }
 
 // reportHeadline is the one line of a report worth printing on up's

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/diag/bundle"
 	"github.com/wardgate/wardgate/internal/testutil"
 )
 
@@ -47,7 +48,7 @@ func testMain(m *testing.M) int {
 func crash(tb testing.TB, mode string, args ...string) string {
 	tb.Helper()
 	dir := tb.TempDir()
-	exe := filepath.Join(dir, BundleExe)
+	exe := filepath.Join(dir, bundle.ExeFile)
 	data, err := os.ReadFile(crasherBin)
 	if err != nil {
 		tb.Fatal(err)
@@ -57,7 +58,7 @@ func crash(tb testing.TB, mode string, args ...string) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, append([]string{"-mode", mode, "-crash-output", filepath.Join(dir, BundleCrashOutput)}, args...)...)
+	cmd := exec.CommandContext(ctx, exe, append([]string{"-mode", mode, "-crash-output", filepath.Join(dir, bundle.CrashOutputFile)}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOTRACEBACK=crash")
 	var stderr bytes.Buffer
@@ -97,8 +98,8 @@ func crash(tb testing.TB, mode string, args ...string) string {
 	if len(cores) != 1 {
 		tb.Fatalf("want one core in %s, got %v", dir, cores)
 	}
-	if cores[0] != filepath.Join(dir, BundleCore) {
-		if err := os.Rename(cores[0], filepath.Join(dir, BundleCore)); err != nil {
+	if cores[0] != filepath.Join(dir, bundle.CoreFile) {
+		if err := os.Rename(cores[0], filepath.Join(dir, bundle.CoreFile)); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/diag/bundle"
 	"github.com/wardgate/wardgate/internal/testutil"
 )
 
@@ -20,7 +21,7 @@ import (
 // build IDs; with its own executable it passes the check.
 func TestExeMismatchKernelCore(t *testing.T) {
 	dir := crash(t, "panic")
-	core, exe := filepath.Join(dir, BundleCore), filepath.Join(dir, BundleExe)
+	core, exe := filepath.Join(dir, bundle.CoreFile), filepath.Join(dir, bundle.ExeFile)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	other := testutil.BuildT(ctx, t, "target", "../watch/testdata/target")
@@ -43,7 +44,7 @@ func TestExeMismatchKernelCore(t *testing.T) {
 // segment layout in NT_FILE and still tells the two binaries apart.
 func TestExeMismatchWithoutFirstPage(t *testing.T) {
 	dir := crash(t, "panic")
-	core, exe := filepath.Join(dir, BundleCore), filepath.Join(dir, BundleExe)
+	core, exe := filepath.Join(dir, bundle.CoreFile), filepath.Join(dir, bundle.ExeFile)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	other := testutil.BuildT(ctx, t, "target", "../watch/testdata/target")

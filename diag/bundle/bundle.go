@@ -1,16 +1,24 @@
-// Package bundle defines the on-disk layout of a wardgate capture bundle:
-// the directory `wardgate diag capture` writes and `wardgate diag analyze`
-// reads. It lives apart from the capturer so readers (analyze, watch, the
+// Package bundle defines the on-disk layout of a wardgate bundle: the
+// directory `wardgate diag capture` writes, the post-mortem directory the
+// `up` supervisor writes for a crashed child, and what `wardgate diag
+// analyze` reads from either. Every file name and every metadata record of
+// that directory is declared here, so writers and readers cannot drift
+// apart. It lives apart from the capturer so readers (analyze, watch, the
 // supervisor) do not pull in ptrace code.
 //
 // A bundle is a directory (mode 0700) holding files with mode 0600:
 //
-//	core         ELF core of the process, readable by `dlv core exe core`
-//	exe          copy of /proc/PID/exe at capture time
-//	bundle.json  Meta, below
-//	maps         copy of /proc/PID/maps
-//	status       copy of /proc/PID/status
-//	environ      the environment, one VAR=value per line, secrets redacted
+//	core             ELF core of the process, readable by `dlv core exe core`
+//	exe              copy of /proc/PID/exe at capture time (mode 0700 in a post-mortem)
+//	bundle.json      Meta (a capture) or Postmortem (a crash the supervisor saw)
+//	maps             copy of /proc/PID/maps (a capture)
+//	status           copy of /proc/PID/status (a capture)
+//	environ          the environment, one VAR=value per line, secrets redacted (a capture)
+//	crash.txt        the runtime's fatal output (GOTRACEBACK), when the process wrote one
+//	core.exit        the kernel's core at exit, when a watchdog capture already took core
+//	supervisor.json  Postmortem, when a watchdog capture already wrote bundle.json
+//	report.md        the analysis report (written by `up` after a crash)
+//	report.json      the same report as JSON
 package bundle
 
 import (
@@ -30,6 +38,20 @@ const (
 	MapsFile    = "maps"
 	StatusFile  = "status"
 	EnvironFile = "environ"
+
+	// CrashOutputFile holds the runtime's fatal output of the process
+	// (GOTRACEBACK=crash), as the supervisor moved it in.
+	CrashOutputFile = "crash.txt"
+	// CoreExitFile is the kernel's core of a process the watchdog had
+	// already captured live into CoreFile.
+	CoreExitFile = "core.exit"
+	// SupervisorMetaFile holds the supervisor's Postmortem when a watchdog
+	// capture already wrote MetaFile.
+	SupervisorMetaFile = "supervisor.json"
+	// ReportFile and ReportJSONFile are the analysis report of the core,
+	// as Markdown and as JSON.
+	ReportFile     = "report.md"
+	ReportJSONFile = "report.json"
 )
 
 // Modes of the bundle directory and of the files in it: a core holds every
@@ -91,12 +113,16 @@ type Bundle struct {
 
 // WriteMeta writes m as dir/bundle.json with mode 0600.
 func WriteMeta(dir string, m *Meta) error {
-	b, err := json.MarshalIndent(m, "", "  ")
+	return writeJSON(filepath.Join(dir, MetaFile), m)
+}
+
+// writeJSON writes v, indented, as the file path with mode 0600.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return fmt.Errorf("bundle: encode meta: %w", err)
+		return fmt.Errorf("bundle: encode %s: %w", filepath.Base(path), err)
 	}
-	b = append(b, '\n')
-	if err := os.WriteFile(filepath.Join(dir, MetaFile), b, FileMode); err != nil {
+	if err := os.WriteFile(path, append(b, '\n'), FileMode); err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
+
+	"github.com/wardgate/wardgate/internal/bytesize"
 )
 
 // sampleFrames converts a pprof sample's stack (innermost first, inlined
@@ -231,7 +233,7 @@ func HeapGrowth(c *Classifier, before, after *profile.Profile) Result {
 	totalDelta := atotal - btotal
 	if len(gs) == 0 || !c.IsApp(gs[0].s.fr.Function) {
 		if totalDelta > 0 {
-			r.Notes = append(r.Notes, fmt.Sprintf("heap: in-use grew by %s, not at an application allocation site", bytesText(totalDelta)))
+			r.Notes = append(r.Notes, fmt.Sprintf("heap: in-use grew by %s, not at an application allocation site", bytesize.Format(totalDelta)))
 		}
 		return r
 	}
@@ -239,7 +241,7 @@ func HeapGrowth(c *Classifier, before, after *profile.Profile) Result {
 	// Small absolute growth is noise (a few buffers); require a MiB, or
 	// a quarter of the heap.
 	if top.delta < 1<<20 && (atotal == 0 || float64(top.delta)/float64(atotal) < 0.25) {
-		r.Notes = append(r.Notes, fmt.Sprintf("heap: largest growth %s at %s: too small to call", bytesText(top.delta), shortFunc(top.s.fr.Function)))
+		r.Notes = append(r.Notes, fmt.Sprintf("heap: largest growth %s at %s: too small to call", bytesize.Format(top.delta), shortFunc(top.s.fr.Function)))
 		return r
 	}
 	f := Finding{Kind: KindMemoryGrowth, Severity: Medium, Function: top.s.fr.Function, File: top.s.fr.File, Line: top.s.fr.Line,
@@ -250,18 +252,18 @@ func HeapGrowth(c *Classifier, before, after *profile.Profile) Result {
 		perSec := float64(top.delta) / interval.Seconds()
 		f.Numbers["bytes_per_second"] = perSec
 		f.Numbers["interval_seconds"] = interval.Seconds()
-		rate = fmt.Sprintf(" (%s/s over %s)", bytesText(int64(perSec)), seconds(interval.Seconds()))
+		rate = fmt.Sprintf(" (%s/s over %s)", bytesize.Format(int64(perSec)), seconds(interval.Seconds()))
 	}
 	if top.delta >= 8<<20 || atotal > 0 && float64(top.delta)/float64(atotal) >= 0.2 {
 		f.Severity = High
 	}
 	f.Headline = fmt.Sprintf("memory growth in %s: in-use heap allocated there grew by %s%s, now %s of %s retained",
-		top.s.fr.Short(), bytesText(top.delta), rate, bytesText(top.s.attrib), bytesText(atotal))
+		top.s.fr.Short(), bytesize.Format(top.delta), rate, bytesize.Format(top.s.attrib), bytesize.Format(atotal))
 	for _, o := range gs[1:] {
 		if len(f.Evidence) >= 3 || !c.IsApp(o.s.fr.Function) {
 			break
 		}
-		f.Evidence = append(f.Evidence, fmt.Sprintf("also grew: %s at %s", bytesText(o.delta), o.s.fr))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("also grew: %s at %s", bytesize.Format(o.delta), o.s.fr))
 	}
 	f.Evidence = append(f.Evidence, "heap profiles taken after a GC: in-use bytes are retained, not garbage")
 	r.add(f)
@@ -347,18 +349,6 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-func bytesText(v int64) string {
-	switch {
-	case v >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(v)/(1<<30))
-	case v >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(v)/(1<<20))
-	case v >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(v)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", v)
-}
-
 // HeapRetained names the application allocation site holding most of one
 // heap profile's in-use bytes (taken after a GC: retained memory). One
 // profile shows size, not growth: the finding says so; two profiles go to
@@ -376,14 +366,14 @@ func HeapRetained(c *Classifier, p *profile.Profile) Result {
 		}
 	}
 	if best == nil || total <= 0 || float64(best.attrib)/float64(total) < 0.2 {
-		r.Notes = append(r.Notes, fmt.Sprintf("heap: %s in use, no application allocation site holds a fifth of it", bytesText(total)))
+		r.Notes = append(r.Notes, fmt.Sprintf("heap: %s in use, no application allocation site holds a fifth of it", bytesize.Format(total)))
 		return r
 	}
 	share := float64(best.attrib) / float64(total)
 	f := Finding{Kind: KindMemoryGrowth, Severity: Medium, Function: best.fr.Function, File: best.fr.File, Line: best.fr.Line,
 		Numbers: map[string]float64{"inuse_bytes": float64(best.attrib), "heap_inuse_bytes": float64(total), "share": share},
 		score:   float64(best.attrib) / (1 << 20)}
-	f.Headline = fmt.Sprintf("memory held in %s: %s of %s in-use heap (%.0f%%) allocated there and retained", best.fr.Short(), bytesText(best.attrib), bytesText(total), 100*share)
+	f.Headline = fmt.Sprintf("memory held in %s: %s of %s in-use heap (%.0f%%) allocated there and retained", best.fr.Short(), bytesize.Format(best.attrib), bytesize.Format(total), 100*share)
 	f.Evidence = []string{"one heap profile (after a GC): this is what is retained now; growth needs two (wardgate diag triage, or profile diff)"}
 	r.add(f)
 	return r

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/diag/analyze"
+	"github.com/wardgate/wardgate/diag/bundle"
 	"github.com/wardgate/wardgate/diag/findings"
 	"github.com/wardgate/wardgate/diag/triage"
 	"github.com/wardgate/wardgate/internal/testutil"
@@ -433,10 +434,10 @@ func crashCore(t testing.TB, name string, payload func(int) string) string {
 	if len(cores) != 1 {
 		t.Fatalf("want one core in %s, got %v", s.dir, cores)
 	}
-	if err := os.Rename(cores[0], filepath.Join(s.dir, analyze.BundleCore)); err != nil {
+	if err := os.Rename(cores[0], filepath.Join(s.dir, bundle.CoreFile)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(s.dir, analyze.BundleCrashOutput), s.stderr.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(s.dir, bundle.CrashOutputFile), s.stderr.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return s.dir

@@ -98,6 +98,17 @@ func (t *Target) Ejected(now time.Time) bool {
 	return u != 0 && now.UnixNano() < u
 }
 
+// EjectedUntil is when the last passive ejection ends (or ended); the zero
+// time when the target was never ejected or the ejection was cleared. The
+// admin page shows it next to Ejected.
+func (t *Target) EjectedUntil() time.Time {
+	u := t.ejectedUntil.Load()
+	if u == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, u)
+}
+
 // Available reports whether balancers may pick the target at now.
 func (t *Target) Available(now time.Time) bool { return t.Healthy() && !t.Ejected(now) }
 

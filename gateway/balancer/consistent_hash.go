@@ -108,6 +108,17 @@ func NewConsistentHash(targets []*Target, hashOn string, virtualNodes int, bound
 	return b, nil
 }
 
+// consistentHashPolicy registers ConsistentHash as the policy consistent_hash (see policies).
+func consistentHashPolicy() policy {
+	return policy{name: "consistent_hash", build: func(targets []*Target, opts Options) (Balancer, error) {
+		b, err := NewConsistentHash(targets, opts.HashOn, opts.VirtualNodes, opts.BoundedLoad)
+		if err != nil {
+			return nil, err // not a nil *ConsistentHash in a non-nil Balancer
+		}
+		return b, nil
+	}}
+}
+
 // Pick implements Balancer.
 func (b *ConsistentHash) Pick(r *http.Request, tried []*Target) (*Target, error) {
 	now := time.Now()

@@ -14,18 +14,37 @@ type Options struct {
 	BoundedLoad  float64 // consistent_hash bounded-load factor; 0 = off, else > 1 (e.g. 1.25)
 }
 
-// names lists the policies in the order Names reports them.
-var names = [...]string{
-	"random",
-	"round_robin",
-	"weighted_round_robin",
-	"consistent_hash",
-	"least_conn",
-	"p2c_ewma",
+// policy is one balancing policy as the config names it: the name and how
+// to build it over targets. Each policy declares its entry next to its
+// type (randomPolicy in random.go, ...), so a name cannot drift from its
+// constructor.
+type policy struct {
+	name  string
+	build func(targets []*Target, opts Options) (Balancer, error)
+}
+
+// policies is the registry, in the order Names reports it. It is a
+// function rather than a package variable so no caller can change it.
+func policies() []policy {
+	return []policy{
+		randomPolicy(),
+		roundRobinPolicy(),
+		weightedRoundRobinPolicy(),
+		consistentHashPolicy(),
+		leastConnPolicy(),
+		p2cEWMAPolicy(),
+	}
 }
 
 // Names returns the valid policy names for New.
-func Names() []string { return append([]string(nil), names[:]...) }
+func Names() []string {
+	ps := policies()
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.name
+	}
+	return names
+}
 
 // New returns the balancer named name over targets. The targets are shared
 // with the caller, who updates their live state; the list itself must not
@@ -50,21 +69,12 @@ func New(name string, targets []*Target, opts Options) (Balancer, error) {
 	if err := validateRingOptions(opts.VirtualNodes, opts.BoundedLoad); err != nil {
 		return nil, err
 	}
-	switch name {
-	case "random":
-		return NewRandom(targets), nil
-	case "round_robin":
-		return NewRoundRobin(targets), nil
-	case "weighted_round_robin":
-		return NewWeightedRoundRobin(targets), nil
-	case "consistent_hash":
-		return NewConsistentHash(targets, opts.HashOn, opts.VirtualNodes, opts.BoundedLoad)
-	case "least_conn":
-		return NewLeastConn(targets), nil
-	case "p2c_ewma":
-		return NewP2CEWMA(targets), nil
+	for _, p := range policies() {
+		if p.name == name {
+			return p.build(targets, opts)
+		}
 	}
-	return nil, fmt.Errorf("balancer: unknown policy %q (valid: %s)", name, strings.Join(names[:], ", "))
+	return nil, fmt.Errorf("balancer: unknown policy %q (valid: %s)", name, strings.Join(Names(), ", "))
 }
 
 // ParseHashOn validates a consistent_hash key spec and splits it into kind

@@ -20,6 +20,13 @@ type LeastConn struct {
 // NewLeastConn returns a LeastConn balancer over targets.
 func NewLeastConn(targets []*Target) *LeastConn { return &LeastConn{targets: targets} }
 
+// leastConnPolicy registers LeastConn as the policy least_conn (see policies).
+func leastConnPolicy() policy {
+	return policy{name: "least_conn", build: func(targets []*Target, _ Options) (Balancer, error) {
+		return NewLeastConn(targets), nil
+	}}
+}
+
 // Pick implements Balancer.
 func (b *LeastConn) Pick(_ *http.Request, tried []*Target) (*Target, error) {
 	now := time.Now()

@@ -30,6 +30,13 @@ type P2CEWMA struct {
 // NewP2CEWMA returns a P2CEWMA balancer over targets.
 func NewP2CEWMA(targets []*Target) *P2CEWMA { return &P2CEWMA{targets: targets} }
 
+// p2cEWMAPolicy registers P2CEWMA as the policy p2c_ewma (see policies).
+func p2cEWMAPolicy() policy {
+	return policy{name: "p2c_ewma", build: func(targets []*Target, _ Options) (Balancer, error) {
+		return NewP2CEWMA(targets), nil
+	}}
+}
+
 // Pick implements Balancer.
 func (b *P2CEWMA) Pick(_ *http.Request, tried []*Target) (*Target, error) {
 	var buf [stackTargets]*Target

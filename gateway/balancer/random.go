@@ -16,6 +16,13 @@ type Random struct {
 // NewRandom returns a Random balancer over targets.
 func NewRandom(targets []*Target) *Random { return &Random{targets: targets} }
 
+// randomPolicy registers Random as the policy random (see policies).
+func randomPolicy() policy {
+	return policy{name: "random", build: func(targets []*Target, _ Options) (Balancer, error) {
+		return NewRandom(targets), nil
+	}}
+}
+
 // Pick implements Balancer.
 func (b *Random) Pick(_ *http.Request, tried []*Target) (*Target, error) {
 	var buf [stackTargets]*Target

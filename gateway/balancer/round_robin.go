@@ -19,6 +19,13 @@ type RoundRobin struct {
 // NewRoundRobin returns a RoundRobin balancer over targets.
 func NewRoundRobin(targets []*Target) *RoundRobin { return &RoundRobin{targets: targets} }
 
+// roundRobinPolicy registers RoundRobin as the policy round_robin (see policies).
+func roundRobinPolicy() policy {
+	return policy{name: "round_robin", build: func(targets []*Target, _ Options) (Balancer, error) {
+		return NewRoundRobin(targets), nil
+	}}
+}
+
 // Pick implements Balancer.
 func (b *RoundRobin) Pick(_ *http.Request, tried []*Target) (*Target, error) {
 	var buf [stackTargets]*Target

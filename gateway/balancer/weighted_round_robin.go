@@ -31,6 +31,13 @@ func NewWeightedRoundRobin(targets []*Target) *WeightedRoundRobin {
 	return &WeightedRoundRobin{targets: targets, current: make([]int64, len(targets))}
 }
 
+// weightedRoundRobinPolicy registers WeightedRoundRobin as the policy weighted_round_robin (see policies).
+func weightedRoundRobinPolicy() policy {
+	return policy{name: "weighted_round_robin", build: func(targets []*Target, _ Options) (Balancer, error) {
+		return NewWeightedRoundRobin(targets), nil
+	}}
+}
+
 // Pick implements Balancer.
 func (b *WeightedRoundRobin) Pick(_ *http.Request, tried []*Target) (*Target, error) {
 	now := time.Now()

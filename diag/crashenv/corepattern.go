@@ -1,4 +1,4 @@
-package supervisor
+package crashenv
 
 import (
 	"fmt"
@@ -6,45 +6,28 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
-// RaiseCoreLimit lifts this process's soft RLIMIT_CORE to its hard limit.
-// Children inherit limits across fork/exec, so doing it once in the parent,
-// before any child starts, is race-free (a prlimit on the child's pid after
-// Start would leave a window where an early crash writes no core). It
-// returns the resulting limit so the caller can warn when the hard limit
-// itself forbids or truncates cores.
-func RaiseCoreLimit() (syscall.Rlimit, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_CORE, &lim); err != nil {
-		return lim, fmt.Errorf("getrlimit core: %w", err)
-	}
-	if lim.Cur != lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &lim); err != nil {
-			return lim, fmt.Errorf("setrlimit core: %w", err)
-		}
-	}
-	return lim, nil
-}
+// ProcSys is where the kernel's settings are read from.
+const ProcSys = "/proc/sys"
 
 // CorePattern is the kernel's core_pattern and core_uses_pid, which decide
-// where a crashing child's core lands.
+// where a crashing process's core lands.
 type CorePattern struct {
 	Pattern string
 	UsesPID bool
 }
 
-// ReadCorePattern reads /proc/sys/kernel/core_pattern and core_uses_pid.
-func ReadCorePattern() (CorePattern, error) {
-	b, err := os.ReadFile("/proc/sys/kernel/core_pattern")
+// ReadCorePattern reads kernel/core_pattern and kernel/core_uses_pid under
+// procSys (ProcSys on a real machine).
+func ReadCorePattern(procSys string) (CorePattern, error) {
+	b, err := os.ReadFile(filepath.Join(procSys, "kernel/core_pattern"))
 	if err != nil {
 		return CorePattern{}, fmt.Errorf("core_pattern: %w", err)
 	}
 	cp := CorePattern{Pattern: strings.TrimSpace(string(b))}
-	if u, err := os.ReadFile("/proc/sys/kernel/core_uses_pid"); err == nil {
+	if u, err := os.ReadFile(filepath.Join(procSys, "kernel/core_uses_pid")); err == nil {
 		cp.UsesPID = strings.TrimSpace(string(u)) == "1"
 	}
 	return cp, nil
@@ -54,11 +37,12 @@ func ReadCorePattern() (CorePattern, error) {
 // apport) instead of a file the supervisor can pick up.
 func (cp CorePattern) Piped() bool { return strings.HasPrefix(cp.Pattern, "|") }
 
-// glob turns the pattern into a filepath.Glob pattern for the core of pid,
-// relative patterns being resolved against the child's working dir. The
-// specifiers we know the value of are filled in, the others (time, tid,
-// hostname, ...) match anything. See core(5).
-func (cp CorePattern) glob(dir string, pid int, comm string) string {
+// Glob turns the pattern into a filepath.Glob pattern for the core of pid,
+// relative patterns being resolved against the process's working dir. The
+// specifiers whose value is known are filled in, the others (time, tid,
+// hostname, ...) match anything. See core(5). It is "" for a piped or
+// empty pattern.
+func (cp CorePattern) Glob(dir string, pid int, comm string) string {
 	if cp.Pattern == "" || cp.Piped() {
 		return ""
 	}
@@ -99,16 +83,17 @@ func globEscape(s string) string {
 	return r.Replace(s)
 }
 
-// findCore returns the core file a process pid started at since left, or ""
-// when there is none. It checks the names core_pattern yields plus "core"
-// and "core.PID" in dir, and ignores files older than the process (a stale
-// core of an earlier run must not be blamed on this one).
-func findCore(cp CorePattern, dir string, pid int, comm string, since time.Time) string {
+// FindCore returns the core file a process pid (command name comm, working
+// dir dir) started at since left, or "" when there is none. It checks the
+// names core_pattern yields plus "core" and "core.PID" in dir, and ignores
+// files older than the process (a stale core of an earlier run must not be
+// blamed on this one).
+func (cp CorePattern) FindCore(dir string, pid int, comm string, since time.Time) string {
 	candidates := []string{
 		filepath.Join(dir, "core."+strconv.Itoa(pid)),
 		filepath.Join(dir, "core"),
 	}
-	if g := cp.glob(dir, pid, comm); g != "" {
+	if g := cp.Glob(dir, pid, comm); g != "" {
 		if m, err := filepath.Glob(g); err == nil {
 			candidates = append(m, candidates...)
 		}

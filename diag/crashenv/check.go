@@ -1,4 +1,4 @@
-package analyze
+package crashenv
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/wardgate/wardgate/internal/bytesize"
 )
 
 // Check is one item of CheckCrashSetup: whether this machine will keep a
@@ -18,9 +20,9 @@ type Check struct {
 	Fix    string `json:"fix,omitempty"`
 }
 
-// CrashSetupEnv is what CheckCrashSetup inspects; FromSystem fills it from
+// SetupEnv is what CheckCrashSetup inspects; SetupFromSystem fills it from
 // this process and machine. Tests and callers can point it elsewhere.
-type CrashSetupEnv struct {
+type SetupEnv struct {
 	ProcSys     string // usually /proc/sys
 	Dir         string // where a relative core_pattern puts cores (the process's cwd)
 	GOTRACEBACK string
@@ -29,23 +31,24 @@ type CrashSetupEnv struct {
 	MinFreeBytes uint64
 }
 
-// CrashSetupFromSystem describes the current machine and process, with
-// cores expected in dir.
-func CrashSetupFromSystem(dir string) CrashSetupEnv {
-	return CrashSetupEnv{ProcSys: "/proc/sys", Dir: dir, GOTRACEBACK: os.Getenv("GOTRACEBACK"), MinFreeBytes: 1 << 30}
+// SetupFromSystem describes the current machine and process, with cores
+// expected in dir.
+func SetupFromSystem(dir string) SetupEnv {
+	return SetupEnv{ProcSys: ProcSys, Dir: dir, GOTRACEBACK: os.Getenv("GOTRACEBACK"), MinFreeBytes: 1 << 30}
 }
 
 // CheckCrashSetup checks core_pattern, core_uses_pid, RLIMIT_CORE,
 // GOTRACEBACK, Yama's ptrace_scope (for live capture) and free space where
 // cores will land.
-func CheckCrashSetup(env CrashSetupEnv) []Check {
+func CheckCrashSetup(env SetupEnv) []Check {
 	var checks []Check
-	pattern, err := readTrim(filepath.Join(env.ProcSys, "kernel/core_pattern"))
+	cp, err := ReadCorePattern(env.ProcSys)
+	pattern := cp.Pattern
 	coreDir := env.Dir
 	switch {
 	case err != nil:
 		checks = append(checks, Check{Name: "core_pattern", Value: "unreadable", Detail: err.Error(), Fix: "run on Linux with /proc mounted"})
-	case strings.HasPrefix(pattern, "|"):
+	case cp.Piped():
 		c := Check{Name: "core_pattern", Value: pattern, Fix: "sysctl -w kernel.core_pattern=core"}
 		switch {
 		case strings.Contains(pattern, "systemd-coredump"):
@@ -93,7 +96,7 @@ func CheckCrashSetup(env CrashSetupEnv) []Check {
 		case lim.Cur == 0:
 			c.Detail = "core dumps are disabled in this shell; " + up
 			c.Fix = "ulimit -c unlimited"
-		case lim.Cur != rlimInfinity:
+		case lim.Cur != RlimInfinity:
 			c.Detail = "cores larger than " + rlim(lim.Cur) + " are truncated (useless to delve); " + up
 			c.Fix = "ulimit -c unlimited"
 		default:
@@ -136,10 +139,10 @@ func CheckCrashSetup(env CrashSetupEnv) []Check {
 		checks = append(checks, Check{Name: "free space", Value: "unknown", Detail: coreDir + ": " + err.Error(), Fix: "mkdir -p " + coreDir})
 	} else {
 		free := st.Bavail * uint64(st.Bsize)
-		c := Check{Name: "free space", Value: fmt.Sprintf("%s free in %s", bytesText(free), coreDir), OK: free >= env.MinFreeBytes}
+		c := Check{Name: "free space", Value: fmt.Sprintf("%s free in %s", bytesize.Format(free), coreDir), OK: free >= env.MinFreeBytes}
 		c.Detail = "a core is about the size of the process's resident memory"
 		if !c.OK {
-			c.Detail += "; less than " + bytesText(env.MinFreeBytes) + " left"
+			c.Detail += "; less than " + bytesize.Format(env.MinFreeBytes) + " left"
 			c.Fix = "free space in " + coreDir + " or point core_pattern at a larger disk: sysctl -w kernel.core_pattern=/var/crash/core.%e.%p"
 		}
 		checks = append(checks, c)
@@ -161,26 +164,10 @@ func dirWritable(dir string) bool {
 
 func rlim(v uint64) string {
 	switch v {
-	case rlimInfinity:
+	case RlimInfinity:
 		return "unlimited"
 	case 0:
 		return "0"
 	}
-	return bytesText(v)
+	return bytesize.Format(v)
 }
-
-func bytesText(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// rlimInfinity is RLIM_INFINITY as the uint64 the Rlimit fields hold.
-const rlimInfinity = ^uint64(0)
