@@ -1,0 +1,449 @@
+package gateway
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// dnsServer is a real DNS server (miekg/dns over UDP on loopback) whose
+// records a test changes while the gateway resolves against it.
+type dnsServer struct {
+	addr string
+	srv  *dns.Server
+
+	mu    sync.Mutex
+	rrs   []string // zone-file lines, e.g. "jq.test. 1 IN A 127.0.0.2"
+	rcode int      // answered instead of the records when not NOERROR
+	extra bool     // put the A records of SRV targets in the additional section
+}
+
+func newDNSServer(t *testing.T) *dnsServer {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dnsServer{addr: pc.LocalAddr().String()}
+	d.srv = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.serve)}
+	started := make(chan struct{})
+	d.srv.NotifyStartedFunc = func() { close(started) }
+	go func() { _ = d.srv.ActivateAndServe() }()
+	<-started
+	t.Cleanup(d.stop)
+	return d
+}
+
+func (d *dnsServer) stop() { _ = d.srv.Shutdown() }
+
+func (d *dnsServer) set(rcode int, rrs ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rcode, d.rrs = rcode, rrs
+}
+
+func (d *dnsServer) serve(w dns.ResponseWriter, req *dns.Msg) {
+	d.mu.Lock()
+	rcode, lines, extra := d.rcode, d.rrs, d.extra
+	d.mu.Unlock()
+	m := new(dns.Msg)
+	m.SetReply(req)
+	if rcode != dns.RcodeSuccess {
+		m.Rcode = rcode
+		_ = w.WriteMsg(m)
+		return
+	}
+	q := req.Question[0]
+	var srvTargets []string
+	for _, l := range lines {
+		rr, err := dns.NewRR(l)
+		if err != nil {
+			panic(fmt.Sprintf("bad test record %q: %v", l, err))
+		}
+		if strings.EqualFold(rr.Header().Name, q.Name) && rr.Header().Rrtype == q.Qtype {
+			m.Answer = append(m.Answer, rr)
+			if s, ok := rr.(*dns.SRV); ok {
+				srvTargets = append(srvTargets, s.Target)
+			}
+		}
+	}
+	if extra {
+		for _, l := range lines {
+			rr, _ := dns.NewRR(l)
+			for _, tg := range srvTargets {
+				if strings.EqualFold(rr.Header().Name, tg) && rr.Header().Rrtype == dns.TypeA {
+					m.Extra = append(m.Extra, rr)
+				}
+			}
+		}
+	}
+	_ = w.WriteMsg(m)
+}
+
+// loopbackBackends starts one backend per address 127.0.0.N (N = 2, 3,
+// ...) all on the same port, as the pods behind a headless Service are.
+func loopbackBackends(t *testing.T, names []string, h func(name string) http.HandlerFunc) (map[string]*backend, int) {
+	t.Helper()
+	for attempt := 0; attempt < 20; attempt++ {
+		l0, err := net.Listen("tcp", "127.0.0.2:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l0.Addr().(*net.TCPAddr).Port
+		ls := []net.Listener{l0}
+		ok := true
+		for i := 1; i < len(names); i++ {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0."+strconv.Itoa(i+2), strconv.Itoa(port)))
+			if err != nil {
+				ok = false
+				break
+			}
+			ls = append(ls, l)
+		}
+		if !ok {
+			for _, l := range ls {
+				l.Close()
+			}
+			continue
+		}
+		out := map[string]*backend{}
+		for i, n := range names {
+			var hf http.HandlerFunc
+			if h != nil {
+				hf = h(n)
+			}
+			out[n] = startOn(t, n, ls[i], hf)
+		}
+		return out, port
+	}
+	t.Fatal("no common free port on 127.0.0.2..")
+	return nil, 0
+}
+
+// startOn serves a backend like newBackend on l.
+func startOn(t *testing.T, name string, l net.Listener, h http.HandlerFunc) *backend {
+	t.Helper()
+	b := &backend{name: name}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		w.Header().Set("X-Backend", name)
+		if h != nil {
+			h(w, r)
+			return
+		}
+		fmt.Fprintf(w, "%s %s", name, r.URL.Path)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return b
+}
+
+// setURLs returns the target URLs of upstream u's current set.
+func (f *fixture) setURLs(u string) []string {
+	var out []string
+	for _, t := range f.g.table.Load().upstreams[u].set.Load().targets {
+		out = append(out, fmt.Sprintf("%s*%d", t.String(), t.Weight))
+	}
+	return out
+}
+
+func (f *fixture) waitSet(t *testing.T, u string, want ...string) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("upstream %s targets = %v", u, want), func() bool {
+		return strings.Join(f.setURLs(u), " ") == strings.Join(want, " ")
+	})
+}
+
+// hitsByBackend sends n GETs and counts the X-Backend of each answer.
+func hitsByBackend(t *testing.T, url string, n int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for range n {
+		resp, body := get(t, url)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
+		}
+		got[resp.Header.Get("X-Backend")]++
+	}
+	return got
+}
+
+func discoverCfg(balancer, discover string) string {
+	return "routes:\n  - path_prefix: /\n    upstream: u\n" +
+		"upstreams:\n  u:\n    balancer: " + balancer + "\n    retries: 0\n    discover: " + discover + "\n"
+}
+
+// metricValue returns the value of the /metrics series whose line holds
+// every one of parts, or -1.
+func (f *fixture) metricValue(t *testing.T, name string, parts ...string) float64 {
+	t.Helper()
+	_, body := get(t, f.admin.URL+"/metrics")
+	for _, l := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(l, name+"{") {
+			continue
+		}
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(l, p)
+		}
+		if ok {
+			v, _ := strconv.ParseFloat(l[strings.LastIndex(l, " ")+1:], 64)
+			return v
+		}
+	}
+	return -1
+}
+
+// TestDiscoverARecords: targets follow A records appearing and
+// disappearing; a target present before and after a change keeps its
+// state (same object: health, failures, EWMA); a removed one gets no new
+// request.
+func TestDiscoverARecords(t *testing.T) {
+	bes, port := loopbackBackends(t, []string{"a", "b", "c"}, nil)
+	d := newDNSServer(t)
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.2", "jq.test. 1 IN A 127.0.0.3")
+	f := newFixture(t, discoverCfg("round_robin",
+		fmt.Sprintf("{name: jq.test, port: %d, interval: 100ms, resolver: %q}", port, d.addr)))
+	url := func(ip string) string { return fmt.Sprintf("http://%s:%d*1", ip, port) }
+	// The first resolution happens in New: no 503 window at start.
+	if got := f.setURLs("u"); strings.Join(got, " ") != url("127.0.0.2")+" "+url("127.0.0.3") {
+		t.Fatalf("targets after New = %v", got)
+	}
+	if got := hitsByBackend(t, f.public.URL+"/x", 10); got["a"] != 5 || got["b"] != 5 {
+		t.Fatalf("round robin over a, b: %v", got)
+	}
+	keptB := f.g.table.Load().upstreams["u"].set.Load().targets[1]
+	keptB.ObserveLatency(42 * time.Millisecond)
+
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.3", "jq.test. 1 IN A 127.0.0.4")
+	f.waitSet(t, "u", url("127.0.0.3"), url("127.0.0.4"))
+	if b := f.g.table.Load().upstreams["u"].set.Load().targets[0]; b != keptB || b.Requests() != 5 {
+		t.Fatalf("target b lost its state across the change (same=%v, requests=%d)", b == keptB, b.Requests())
+	}
+	aBefore := bes["a"].hits.Load()
+	if got := hitsByBackend(t, f.public.URL+"/x", 10); got["b"] != 5 || got["c"] != 5 {
+		t.Fatalf("after a left and c came: %v", got)
+	}
+	if bes["a"].hits.Load() != aBefore {
+		t.Fatal("a removed target still got requests")
+	}
+	if v := f.metricValue(t, "wardgate_discovery_targets", `upstream="u"`); v != 2 {
+		t.Fatalf("wardgate_discovery_targets = %v, want 2", v)
+	}
+	if len(f.logs.lines("dns discovery: targets changed")) == 0 {
+		t.Fatal("no log line for the change")
+	}
+}
+
+// TestDiscoverSRVWeights: SRV records give port and weight; the weighted
+// round robin follows a weight change.
+func TestDiscoverSRVWeights(t *testing.T) {
+	a, b := newBackend(t, "a", nil), newBackend(t, "b", nil)
+	pa, pb := a.Listener.Addr().(*net.TCPAddr).Port, b.Listener.Addr().(*net.TCPAddr).Port
+	d := newDNSServer(t)
+	srv := func(wa, wb int) []string {
+		return []string{
+			fmt.Sprintf("_http._tcp.jq.test. 1 IN SRV 10 %d %d a.jq.test.", wa, pa),
+			fmt.Sprintf("_http._tcp.jq.test. 1 IN SRV 10 %d %d b.jq.test.", wb, pb),
+			"_http._tcp.jq.test. 1 IN SRV 20 100 9 backup.jq.test.", // higher priority value: unused
+			"a.jq.test. 1 IN A 127.0.0.1", "b.jq.test. 1 IN A 127.0.0.1", "backup.jq.test. 1 IN A 127.0.0.9",
+		}
+	}
+	d.set(dns.RcodeSuccess, srv(3, 1)...)
+	f := newFixture(t, discoverCfg("weighted_round_robin",
+		fmt.Sprintf("{name: _http._tcp.jq.test, type: srv, interval: 100ms, resolver: %q}", d.addr)))
+	ua, ub := fmt.Sprintf("http://127.0.0.1:%d", pa), fmt.Sprintf("http://127.0.0.1:%d", pb)
+	f.waitSet(t, "u", sortedPair(ua+"*3", ub+"*1")...)
+	if got := hitsByBackend(t, f.public.URL+"/", 40); got["a"] != 30 || got["b"] != 10 {
+		t.Fatalf("weights 3:1 over 40 requests: %v", got)
+	}
+	d.mu.Lock()
+	d.extra = true // addresses from the additional section this time
+	d.mu.Unlock()
+	d.set(dns.RcodeSuccess, srv(1, 0)...) // weight 0 counts as 1
+	f.waitSet(t, "u", sortedPair(ua+"*1", ub+"*1")...)
+	if got := hitsByBackend(t, f.public.URL+"/", 40); got["a"] != 20 || got["b"] != 20 {
+		t.Fatalf("weights 1:1 over 40 requests: %v", got)
+	}
+}
+
+func sortedPair(x, y string) []string {
+	if x > y {
+		x, y = y, x
+	}
+	return []string{x, y}
+}
+
+// TestDiscoverFailuresKeepLastGoodSet: SERVFAIL, an empty answer, NXDOMAIN
+// and the server going away each keep the last good set (traffic still
+// served), and each is counted by reason.
+func TestDiscoverFailuresKeepLastGoodSet(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	pa := a.Listener.Addr().(*net.TCPAddr).Port
+	d := newDNSServer(t)
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.1")
+	f := newFixture(t, discoverCfg("round_robin",
+		fmt.Sprintf("{name: jq.test, port: %d, interval: 50ms, timeout: 300ms, resolver: %q}", pa, d.addr)))
+	want := fmt.Sprintf("http://127.0.0.1:%d*1", pa)
+	f.waitSet(t, "u", want)
+	for _, reason := range []string{"servfail", "empty", "nxdomain", "network"} {
+		if v := f.metricValue(t, "wardgate_discovery_errors_total", `upstream="u"`, `reason="`+reason+`"`); v > 0 && reason != "network" {
+			t.Fatalf("reason %s counted before any failure: %v", reason, v)
+		}
+	}
+	steps := []struct {
+		reason string
+		apply  func()
+	}{
+		{"servfail", func() { d.set(dns.RcodeServerFailure) }},
+		{"empty", func() { d.set(dns.RcodeSuccess) }},
+		{"nxdomain", func() { d.set(dns.RcodeNameError) }},
+		{"network|timeout", d.stop}, // the server goes away
+	}
+	for _, s := range steps {
+		before := map[string]float64{}
+		reasons := strings.Split(s.reason, "|")
+		for _, r := range reasons {
+			before[r] = max(f.metricValue(t, "wardgate_discovery_errors_total", `upstream="u"`, `reason="`+r+`"`), 0)
+		}
+		s.apply()
+		waitFor(t, "wardgate_discovery_errors_total{reason="+s.reason+"} to grow", func() bool {
+			for _, r := range reasons {
+				if f.metricValue(t, "wardgate_discovery_errors_total", `upstream="u"`, `reason="`+r+`"`) > before[r] {
+					return true
+				}
+			}
+			return false
+		})
+		if got := strings.Join(f.setURLs("u"), " "); got != want {
+			t.Fatalf("after %s the set is %q, want the last good %q", s.reason, got, want)
+		}
+		if got := hitsByBackend(t, f.public.URL+"/", 3); got["a"] != 3 {
+			t.Fatalf("after %s: %v", s.reason, got)
+		}
+	}
+	if len(f.logs.lines("dns discovery failed, keeping the last good targets")) == 0 {
+		t.Fatal("failures were not logged")
+	}
+}
+
+// TestDiscoverAllowEmpty: with allow_empty an empty answer empties the
+// pool (503 no healthy target) and records coming back refill it.
+func TestDiscoverAllowEmpty(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	pa := a.Listener.Addr().(*net.TCPAddr).Port
+	d := newDNSServer(t)
+	d.set(dns.RcodeSuccess)
+	f := newFixture(t, discoverCfg("round_robin",
+		fmt.Sprintf("{name: jq.test, port: %d, interval: 50ms, allow_empty: true, resolver: %q}", pa, d.addr)))
+	if resp, body := get(t, f.public.URL+"/"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("empty pool: %d %s", resp.StatusCode, body)
+	}
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.1")
+	f.waitSet(t, "u", fmt.Sprintf("http://127.0.0.1:%d*1", pa))
+	if resp, body := get(t, f.public.URL+"/"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("refilled pool: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestDiscoverInflightSurvivesRemoval: a request in flight on a target
+// whose record disappears completes; new requests go to the new target.
+func TestDiscoverInflightSurvivesRemoval(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	bes, port := loopbackBackends(t, []string{"a", "b"}, func(name string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if name == "a" {
+				entered <- struct{}{}
+				<-release
+			}
+			fmt.Fprintf(w, "%s done", name)
+		}
+	})
+	d := newDNSServer(t)
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.2")
+	f := newFixture(t, discoverCfg("round_robin",
+		fmt.Sprintf("{name: jq.test, port: %d, interval: 50ms, resolver: %q}", port, d.addr)))
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(f.public.URL + "/slow")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		done <- result{status: resp.StatusCode, body: string(b), err: err}
+	}()
+	select {
+	case <-entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the slow request never reached a")
+	}
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.3")
+	f.waitSet(t, "u", fmt.Sprintf("http://127.0.0.3:%d*1", port))
+	if got := hitsByBackend(t, f.public.URL+"/fast", 3); got["b"] != 3 {
+		t.Fatalf("new requests after a left: %v", got)
+	}
+	close(release)
+	select {
+	case r := <-done:
+		if r.err != nil || r.status != http.StatusOK || r.body != "a done" {
+			t.Fatalf("in-flight request on the removed target: %+v", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("in-flight request never completed")
+	}
+	if bes["a"].hits.Load() != 1 {
+		t.Fatalf("a got %d requests, want only the in-flight one", bes["a"].hits.Load())
+	}
+}
+
+// TestDiscoverConsistentHashMinimalRemap: when a target is added, keys
+// that stay on a surviving target keep it: only keys moving to the new
+// target change.
+func TestDiscoverConsistentHashMinimalRemap(t *testing.T) {
+	_, port := loopbackBackends(t, []string{"a", "b", "c"}, nil)
+	d := newDNSServer(t)
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.2", "jq.test. 1 IN A 127.0.0.3")
+	f := newFixture(t, strings.Replace(discoverCfg("consistent_hash",
+		fmt.Sprintf("{name: jq.test, port: %d, interval: 50ms, resolver: %q}", port, d.addr)),
+		"    retries: 0\n", "    retries: 0\n    hash_on: header:X-Key\n", 1))
+	owner := func() map[string]string {
+		m := map[string]string{}
+		for i := range 60 {
+			k := "k" + strconv.Itoa(i)
+			resp, _ := get(t, f.public.URL+"/", "X-Key", k)
+			m[k] = resp.Header.Get("X-Backend")
+		}
+		return m
+	}
+	before := owner()
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.2", "jq.test. 1 IN A 127.0.0.3", "jq.test. 1 IN A 127.0.0.4")
+	f.waitSet(t, "u", fmt.Sprintf("http://127.0.0.2:%d*1", port), fmt.Sprintf("http://127.0.0.3:%d*1", port), fmt.Sprintf("http://127.0.0.4:%d*1", port))
+	moved := 0
+	for k, o := range owner() {
+		if o != before[k] {
+			if o != "c" {
+				t.Fatalf("key %s moved from %s to %s, not to the new target", k, before[k], o)
+			}
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no key moved to the new target")
+	}
+}
