@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,8 @@ type dnsServer struct {
 	rrs   []string // zone-file lines, e.g. "jq.test. 1 IN A 127.0.0.2"
 	rcode int      // answered instead of the records when not NOERROR
 	extra bool     // put the A records of SRV targets in the additional section
+	// queries counts the questions received.
+	queries atomic.Int64
 }
 
 func newDNSServer(t *testing.T) *dnsServer {
@@ -51,6 +54,7 @@ func (d *dnsServer) set(rcode int, rrs ...string) {
 }
 
 func (d *dnsServer) serve(w dns.ResponseWriter, req *dns.Msg) {
+	d.queries.Add(1)
 	d.mu.Lock()
 	rcode, lines, extra := d.rcode, d.rrs, d.extra
 	d.mu.Unlock()
@@ -445,5 +449,78 @@ func TestDiscoverConsistentHashMinimalRemap(t *testing.T) {
 	}
 	if moved == 0 {
 		t.Fatal("no key moved to the new target")
+	}
+}
+
+// TestDiscoverReloadAndClose: a reload with the same discover: block keeps
+// the discovered targets (same objects, no new resolution needed to
+// serve); the old table's loop stops, and Close stops the new one: the DNS
+// server hears nothing more.
+func TestDiscoverReloadAndClose(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	pa := a.Listener.Addr().(*net.TCPAddr).Port
+	d := newDNSServer(t)
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.1")
+	cfg := discoverCfg("round_robin", fmt.Sprintf("{name: jq.test, port: %d, interval: 50ms, resolver: %q}", pa, d.addr))
+	f := newFixture(t, cfg)
+	before := f.g.table.Load().upstreams["u"].set.Load().targets[0]
+	next, err := Parse([]byte(strings.Replace(cfg, "retries: 0", "retries: 1", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.stop() // the reload must not need DNS when discover: is unchanged
+	if err := f.g.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if after := f.g.table.Load().upstreams["u"].set.Load().targets; len(after) != 1 || after[0] != before {
+		t.Fatalf("reload lost the discovered target: %v", f.setURLs("u"))
+	}
+	if got := hitsByBackend(t, f.public.URL+"/", 2); got["a"] != 2 {
+		t.Fatalf("after reload: %v", got)
+	}
+
+	d2 := newDNSServer(t)
+	d2.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.1")
+	next, err = Parse([]byte(strings.Replace(cfg, d.addr, d2.addr, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.g.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new table's loop to query the new resolver", func() bool { return d2.queries.Load() > 4 })
+	f.g.Close()
+	n := d2.queries.Load()
+	time.Sleep(500 * time.Millisecond) // ten intervals: a leaked loop would ask again
+	if m := d2.queries.Load(); m != n {
+		t.Fatalf("discovery kept resolving after Close: %d more queries", m-n)
+	}
+}
+
+// TestDiscoverHealthChecks: discovered targets are actively checked; a
+// target that appears with a failing health endpoint is marked down and
+// gets no traffic.
+func TestDiscoverHealthChecks(t *testing.T) {
+	bes, port := loopbackBackends(t, []string{"a", "b"}, func(name string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if name == "b" && r.URL.Path == "/healthz" {
+				w.WriteHeader(http.StatusInternalServerError)
+				return
+			}
+			fmt.Fprint(w, name)
+		}
+	})
+	d := newDNSServer(t)
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.2")
+	f := newFixture(t, discoverCfg("round_robin",
+		fmt.Sprintf("{name: jq.test, port: %d, interval: 50ms, resolver: %q}\n    health_check: {path: /healthz, interval: 50ms, fall: 1}", port, d.addr)))
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.2", "jq.test. 1 IN A 127.0.0.3")
+	f.waitSet(t, "u", fmt.Sprintf("http://127.0.0.2:%d*1", port), fmt.Sprintf("http://127.0.0.3:%d*1", port))
+	waitFor(t, "b marked down by its health check", func() bool {
+		ts := f.g.table.Load().upstreams["u"].set.Load().targets
+		return len(ts) == 2 && !ts[1].Healthy()
+	})
+	if got := hitsByBackend(t, f.public.URL+"/x", 6); got["a"] != 6 || bes["a"].hits.Load() < 6 {
+		t.Fatalf("traffic with b down: %v", got)
 	}
 }
