@@ -291,8 +291,8 @@ func (g *Gateway) discoverLoop(ctx context.Context, up *upstream, hc *healthChec
 	syncChecks()
 	res, rerr := newResolver(d)
 	wait := time.Duration(0)
-	if up.set.Load().resolved {
-		wait = d.Interval.D // build resolved already (or the old table had)
+	if s := up.set.Load(); s.resolved {
+		wait = s.next // build resolved already (or the old table had)
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -315,10 +315,8 @@ func (g *Gateway) discoverLoop(ctx context.Context, up *upstream, hc *healthChec
 		if err != nil {
 			g.discoveryFailed(ctx, up, err)
 		} else {
-			if ttl >= 0 && ttl < next {
-				next = max(ttl, minDiscoverInterval)
-			}
-			if err := g.applyDiscovered(ctx, up, eps); err != nil {
+			next = nextWait(d, ttl)
+			if err := g.applyDiscovered(ctx, up, eps, next); err != nil {
 				g.discoveryFailed(ctx, up, err)
 			}
 			syncChecks()
@@ -327,9 +325,21 @@ func (g *Gateway) discoverLoop(ctx context.Context, up *upstream, hc *healthChec
 	}
 }
 
+// nextWait is the time until the next resolution after an answer whose
+// smallest TTL is ttl (-1: no records): interval, or the TTL when shorter,
+// floored at minDiscoverInterval (but never above interval) so a TTL of 0
+// does not become a query loop.
+func nextWait(d *Discover, ttl time.Duration) time.Duration {
+	next := d.Interval.D
+	if ttl >= 0 && ttl < next {
+		next = max(ttl, min(minDiscoverInterval, next))
+	}
+	return next
+}
+
 // applyDiscovered swaps in the target set of eps when it differs from the
 // current one.
-func (g *Gateway) applyDiscovered(ctx context.Context, up *upstream, eps []endpoint) error {
+func (g *Gateway) applyDiscovered(ctx context.Context, up *upstream, eps []endpoint, next time.Duration) error {
 	cur := up.set.Load()
 	if sameSet(cur, eps) {
 		return nil
@@ -338,7 +348,7 @@ func (g *Gateway) applyDiscovered(ctx context.Context, up *upstream, eps []endpo
 	if err != nil {
 		return err
 	}
-	s.resolved = true
+	s.resolved, s.next = true, next
 	up.set.Store(s)
 	g.logger.LogAttrs(ctx, slog.LevelInfo, "dns discovery: targets changed",
 		slog.String("upstream", up.name), slog.String("name", up.cfg.Discover.Name),
@@ -367,14 +377,15 @@ func (g *Gateway) initialDiscovered(up *upstream, old *table) (*targetSet, error
 			if err != nil {
 				return nil, err
 			}
-			s.resolved = prev.resolved
+			s.resolved, s.next = prev.resolved, prev.next
 			return s, nil
 		}
 	}
 	var eps []endpoint
+	var ttl time.Duration
 	res, err := newResolver(up.cfg.Discover)
 	if err == nil {
-		eps, _, err = res.resolve(g.ctx)
+		eps, ttl, err = res.resolve(g.ctx)
 	}
 	if err != nil {
 		g.discoveryFailed(g.ctx, up, err)
@@ -384,6 +395,6 @@ func (g *Gateway) initialDiscovered(up *upstream, old *table) (*targetSet, error
 	if err != nil {
 		return nil, err
 	}
-	s.resolved = true
+	s.resolved, s.next = true, nextWait(up.cfg.Discover, ttl)
 	return s, nil
 }

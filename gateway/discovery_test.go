@@ -491,8 +491,11 @@ func TestDiscoverReloadAndClose(t *testing.T) {
 	}
 	waitFor(t, "the new table's loop to query the new resolver", func() bool { return d2.queries.Load() > 4 })
 	f.g.Close()
+	// A question sent just before Close may still be on its way to the
+	// server: let it land, then watch ten intervals for a leaked loop.
+	time.Sleep(200 * time.Millisecond)
 	n := d2.queries.Load()
-	time.Sleep(500 * time.Millisecond) // ten intervals: a leaked loop would ask again
+	time.Sleep(500 * time.Millisecond)
 	if m := d2.queries.Load(); m != n {
 		t.Fatalf("discovery kept resolving after Close: %d more queries", m-n)
 	}
@@ -524,4 +527,85 @@ func TestDiscoverHealthChecks(t *testing.T) {
 	if got := hitsByBackend(t, f.public.URL+"/x", 6); got["a"] != 6 || bes["a"].hits.Load() < 6 {
 		t.Fatalf("traffic with b down: %v", got)
 	}
+}
+
+// TestDiscoverChurnUnderLoad: while the answer changes over and over
+// (every subset of three addresses in turn), concurrent clients get no
+// error at all: every swap keeps in-flight requests and never leaves an
+// empty pool.
+func TestDiscoverChurnUnderLoad(t *testing.T) {
+	_, port := loopbackBackends(t, []string{"a", "b", "c"}, nil)
+	d := newDNSServer(t)
+	subsets := [][]string{{"2", "3"}, {"3", "4"}, {"2", "4"}, {"2", "3", "4"}, {"4"}, {"2"}}
+	records := func(s []string) []string {
+		var rrs []string
+		for _, n := range s {
+			rrs = append(rrs, "jq.test. 0 IN A 127.0.0."+n)
+		}
+		return rrs
+	}
+	d.set(dns.RcodeSuccess, records(subsets[0])...)
+	f := newFixture(t, discoverCfg("least_conn",
+		fmt.Sprintf("{name: jq.test, port: %d, interval: 20ms, resolver: %q}", port, d.addr)))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := http.Get(f.public.URL + "/x")
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	changes := 0
+	for i := 1; changes < 30; i++ {
+		s := subsets[i%len(subsets)]
+		d.set(dns.RcodeSuccess, records(s)...)
+		var want []string
+		for _, n := range s {
+			want = append(want, fmt.Sprintf("http://127.0.0.%s:%d*1", n, port))
+		}
+		f.waitSet(t, "u", want...)
+		changes++
+		served := ok.Load()
+		waitFor(t, "requests served on the new set", func() bool { return ok.Load() > served+5 || failed.Load() > 0 })
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests served across %d DNS changes, %d errors", ok.Load(), changes, failed.Load())
+	if failed.Load() != 0 {
+		t.Fatalf("%d requests failed during DNS churn (first: %v)", failed.Load(), firstErr.Load())
+	}
+}
+
+// TestDiscoverHonoursShortTTL: with an interval of an hour, a record TTL
+// of 1s still makes the gateway follow a change within seconds.
+func TestDiscoverHonoursShortTTL(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	pa := a.Listener.Addr().(*net.TCPAddr).Port
+	d := newDNSServer(t)
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.1")
+	f := newFixture(t, discoverCfg("round_robin",
+		fmt.Sprintf("{name: jq.test, port: %d, interval: 1h, resolver: %q}", pa, d.addr)))
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.1", "jq.test. 1 IN A 127.0.0.5")
+	f.waitSet(t, "u", fmt.Sprintf("http://127.0.0.1:%d*1", pa), fmt.Sprintf("http://127.0.0.5:%d*1", pa))
 }

@@ -95,6 +95,9 @@ type targetSet struct {
 	// table whose set did), so the discovery loop waits an interval
 	// before resolving again.
 	resolved bool
+	// next is the wait before the next resolution that answer asked for
+	// (interval, or its TTL when shorter).
+	next time.Duration
 }
 
 // newSet builds the balancer over targets. An empty set (a discovered
