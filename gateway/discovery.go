@@ -222,17 +222,21 @@ func errorReason(err error) string {
 }
 
 // buildSet turns endpoints into a target set for up, reusing the targets
-// of prev (by URL and weight) so their state carries over.
+// of prev (by URL) so their state carries over; a target whose weight
+// changed is rebuilt with its state copied (see balancer.Target.Reweighted).
 func (up *upstream) buildSet(eps []endpoint, prev *targetSet) (*targetSet, error) {
-	old := map[targetKey]*target{}
+	old := map[string]*target{}
 	if prev != nil {
 		for _, t := range prev.targets {
-			old[targetKey{upstream: up.name, url: t.String(), weight: t.Weight}] = t
+			old[t.String()] = t
 		}
 	}
 	targets := make([]*target, 0, len(eps))
 	for _, ep := range eps {
-		t := old[targetKey{upstream: up.name, url: ep.url, weight: ep.weight}]
+		t := old[ep.url]
+		if t != nil && t.Weight != ep.weight {
+			t = t.reweighted(ep.weight)
+		}
 		if t == nil {
 			u, err := parseTargetURL(ep.url)
 			if err != nil {
@@ -397,4 +401,16 @@ func (g *Gateway) initialDiscovered(up *upstream, old *table) (*targetSet, error
 	}
 	s.resolved, s.next = true, nextWait(up.cfg.Discover, ttl)
 	return s, nil
+}
+
+// reweighted is t with a new weight and t's state (health, passive
+// failures and ejection, counters, EWMA); see balancer.Target.Reweighted.
+func (t *target) reweighted(w int) *target {
+	n := newTarget(t.Target.Reweighted(w), t.upstream)
+	t.mu.Lock()
+	n.fails = append([]time.Time(nil), t.fails...)
+	t.mu.Unlock()
+	n.ejections.Store(t.ejections.Load())
+	n.ejectedUntil.Store(t.ejectedUntil.Load())
+	return n
 }

@@ -272,8 +272,23 @@ func TestDiscoverSRVWeights(t *testing.T) {
 	d.mu.Lock()
 	d.extra = true // addresses from the additional section this time
 	d.mu.Unlock()
+	var aTarget *target
+	for _, tg := range f.g.table.Load().upstreams["u"].set.Load().targets {
+		if tg.String() == ua {
+			aTarget = tg
+		}
+	}
+	aTarget.SetHealthy(false)             // as an active check would; must survive the weight change
 	d.set(dns.RcodeSuccess, srv(1, 0)...) // weight 0 counts as 1
 	f.waitSet(t, "u", sortedPair(ua+"*1", ub+"*1")...)
+	for _, tg := range f.g.table.Load().upstreams["u"].set.Load().targets {
+		if tg.String() == ua && (tg.Healthy() || tg.Requests() != 30) {
+			t.Fatalf("a's state lost with its weight change: healthy=%v requests=%d", tg.Healthy(), tg.Requests())
+		}
+		if tg.String() == ua {
+			tg.SetHealthy(true)
+		}
+	}
 	if got := hitsByBackend(t, f.public.URL+"/", 40); got["a"] != 20 || got["b"] != 20 {
 		t.Fatalf("weights 1:1 over 40 requests: %v", got)
 	}
