@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -624,3 +625,47 @@ func TestDiscoverHonoursShortTTL(t *testing.T) {
 	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.1", "jq.test. 1 IN A 127.0.0.5")
 	f.waitSet(t, "u", fmt.Sprintf("http://127.0.0.1:%d*1", pa), fmt.Sprintf("http://127.0.0.5:%d*1", pa))
 }
+
+// TestE2EDiscover runs the wardgate binary on a config with discover:: it
+// serves the discovered targets, follows a change, keeps the last good set
+// when the DNS server goes away and says so in its log and /metrics, and a
+// hot reload of the file keeps serving.
+func TestE2EDiscover(t *testing.T) {
+	a, b := newBackend(t, "a", nil), newBackend(t, "b", nil)
+	pa, pb := a.Listener.Addr().(*net.TCPAddr).Port, b.Listener.Addr().(*net.TCPAddr).Port
+	d := newDNSServer(t)
+	d.set(dns.RcodeSuccess, fmt.Sprintf("_http._tcp.jq.test. 1 IN SRV 0 1 %d a.jq.test.", pa), "a.jq.test. 1 IN A 127.0.0.1")
+	cfg := discoverCfg("round_robin", fmt.Sprintf("{name: _http._tcp.jq.test, type: srv, interval: 100ms, timeout: 300ms, resolver: %q}", d.addr))
+	p := startGateway(t, cfg)
+	ub := fmt.Sprintf("http://127.0.0.1:%d", pb)
+	targets := func() string {
+		var urls []string
+		for _, ts := range p.upstreams(t)["u"].Targets {
+			urls = append(urls, ts.URL)
+		}
+		return strings.Join(urls, " ")
+	}
+	if got := hitsByBackend(t, p.public+"/", 2); got["a"] != 2 {
+		t.Fatalf("first answer: %v (targets %s)", got, targets())
+	}
+	d.set(dns.RcodeSuccess, fmt.Sprintf("_http._tcp.jq.test. 1 IN SRV 0 1 %d b.jq.test.", pb), "b.jq.test. 1 IN A 127.0.0.1")
+	waitFor(t, "the binary to follow the SRV change to b", func() bool { return targets() == ub })
+	d.stop()
+	waitFor(t, "a discovery error in the log", func() bool {
+		return len(p.logs.lines("dns discovery failed, keeping the last good targets")) > 0
+	})
+	if got := hitsByBackend(t, p.public+"/", 2); got["b"] != 2 {
+		t.Fatalf("with the DNS server gone: %v", got)
+	}
+	_, metrics := get(t, p.admin+"/metrics")
+	if !regexpMatch(`wardgate_discovery_errors_total\{[^}]*reason="(network|timeout)"[^}]*upstream="u"[^}]*\} [1-9]`, metrics) {
+		t.Fatalf("/metrics lacks a counted discovery error:\n%s", grepLines(metrics, "wardgate_discovery"))
+	}
+	p.writeConfig(t, strings.Replace(cfg, "retries: 0", "retries: 1", 1))
+	waitFor(t, "the reload", func() bool { return strings.Contains(p.logs.String(), "config reloaded") })
+	if got := hitsByBackend(t, p.public+"/", 2); got["b"] != 2 || targets() != ub {
+		t.Fatalf("after a reload with the DNS server gone: %v, targets %s", got, targets())
+	}
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
