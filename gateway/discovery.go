@@ -116,6 +116,9 @@ func (r *resolver) resolve(ctx context.Context) ([]endpoint, time.Duration, erro
 			srvs = slices.DeleteFunc(srvs, func(s *dns.SRV) bool { return s.Priority != lowest })
 		}
 		for _, s := range srvs {
+			if s.Target == "." {
+				continue // RFC 2782: "the service is decidedly not available"
+			}
 			minTTL(s.Hdr.Ttl)
 			ips := addrsIn(msg.Extra, s.Target, minTTL)
 			if len(ips) == 0 {
@@ -156,9 +159,29 @@ func (r *resolver) addrs(ctx context.Context, name string, ttl func(uint32)) ([]
 		if err != nil {
 			return nil, err
 		}
-		ips = append(ips, addrsIn(msg.Answer, name, ttl)...)
+		ips = append(ips, addrsIn(msg.Answer, canonicalName(msg.Answer, name), ttl)...)
 	}
 	return ips, nil
+}
+
+// canonicalName follows the CNAME chain of name in rrs (a recursive
+// resolver answers "name CNAME other" plus the records of other), bounded
+// so a CNAME loop ends.
+func canonicalName(rrs []dns.RR, name string) string {
+	for range 8 {
+		next := ""
+		for _, rr := range rrs {
+			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, name) {
+				next = c.Target
+				break
+			}
+		}
+		if next == "" {
+			return name
+		}
+		name = next
+	}
+	return name
 }
 
 // addrsIn returns the A and AAAA records of name in rrs.
@@ -362,10 +385,14 @@ func (g *Gateway) applyDiscovered(ctx context.Context, up *upstream, eps []endpo
 
 func (g *Gateway) discoveryFailed(ctx context.Context, up *upstream, err error) {
 	reason := errorReason(err)
+	kept := 0
+	if s := up.set.Load(); s != nil { // nil during the first resolution
+		kept = len(s.targets)
+	}
 	g.m.discoveryErrors.Add(ctx, 1, metric.WithAttributes(attribute.String("upstream", up.name), attribute.String("reason", reason)))
 	g.reqLog.LogAttrs(ctx, slog.LevelWarn, "dns discovery failed, keeping the last good targets",
 		slog.String("upstream", up.name), slog.String("reason", reason),
-		slog.Int("targets", len(up.set.Load().targets)), slog.String("error", err.Error()))
+		slog.Int("targets", kept), slog.String("error", err.Error()))
 }
 
 // initialDiscovered returns the first target set of a discovered upstream

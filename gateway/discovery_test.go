@@ -26,6 +26,9 @@ type dnsServer struct {
 	rrs   []string // zone-file lines, e.g. "jq.test. 1 IN A 127.0.0.2"
 	rcode int      // answered instead of the records when not NOERROR
 	extra bool     // put the A records of SRV targets in the additional section
+	// cnames answers a question for a key with "key CNAME value" followed
+	// by value's records of the asked type, as a recursive resolver does.
+	cnames map[string]string
 	// queries counts the questions received.
 	queries atomic.Int64
 }
@@ -57,7 +60,7 @@ func (d *dnsServer) set(rcode int, rrs ...string) {
 func (d *dnsServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 	d.queries.Add(1)
 	d.mu.Lock()
-	rcode, lines, extra := d.rcode, d.rrs, d.extra
+	rcode, lines, extra, cnames := d.rcode, d.rrs, d.extra, d.cnames
 	d.mu.Unlock()
 	m := new(dns.Msg)
 	m.SetReply(req)
@@ -67,6 +70,10 @@ func (d *dnsServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	q := req.Question[0]
+	if to, ok := cnames[strings.ToLower(q.Name)]; ok {
+		m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 1}, Target: to})
+		q.Name = to
+	}
 	var srvTargets []string
 	for _, l := range lines {
 		rr, err := dns.NewRR(l)
@@ -669,3 +676,48 @@ func TestE2EDiscover(t *testing.T) {
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// TestDiscoverCNAMEAndDotTarget: A records reached through a CNAME chain
+// are used, and an SRV record whose target is "." (service not available
+// there) is skipped.
+func TestDiscoverCNAMEAndDotTarget(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	pa := a.Listener.Addr().(*net.TCPAddr).Port
+	d := newDNSServer(t)
+	// The test server answers only exact name and type matches, so the
+	// CNAME is served for type A by listing the chain under both types.
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.1")
+	cname := discoverCfg("round_robin", fmt.Sprintf("{name: alias.test, port: %d, interval: 50ms, resolver: %q}", pa, d.addr))
+	d.mu.Lock()
+	d.cnames = map[string]string{"alias.test.": "jq.test."}
+	d.mu.Unlock()
+	f := newFixture(t, cname)
+	f.waitSet(t, "u", fmt.Sprintf("http://127.0.0.1:%d*1", pa))
+
+	d.set(dns.RcodeSuccess,
+		fmt.Sprintf("_http._tcp.s.test. 1 IN SRV 0 1 %d a.s.test.", pa), "_http._tcp.s.test. 1 IN SRV 0 1 80 .",
+		"a.s.test. 1 IN A 127.0.0.1")
+	f2 := newFixture(t, discoverCfg("round_robin", fmt.Sprintf("{name: _http._tcp.s.test, type: srv, interval: 50ms, resolver: %q}", d.addr)))
+	f2.waitSet(t, "u", fmt.Sprintf("http://127.0.0.1:%d*1", pa))
+}
+
+// TestDiscoverFailingAtStart: a gateway whose DNS fails at start still
+// starts (503, error counted) and serves once the records appear.
+func TestDiscoverFailingAtStart(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	pa := a.Listener.Addr().(*net.TCPAddr).Port
+	d := newDNSServer(t)
+	d.set(dns.RcodeServerFailure)
+	f := newFixture(t, discoverCfg("round_robin", fmt.Sprintf("{name: jq.test, port: %d, interval: 50ms, resolver: %q}", pa, d.addr)))
+	if resp, body := get(t, f.public.URL+"/"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("no targets yet: %d %s", resp.StatusCode, body)
+	}
+	if v := f.metricValue(t, "wardgate_discovery_errors_total", `reason="servfail"`, `upstream="u"`); v < 1 {
+		t.Fatalf("servfail at start not counted: %v", v)
+	}
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.1")
+	f.waitSet(t, "u", fmt.Sprintf("http://127.0.0.1:%d*1", pa))
+	if got := hitsByBackend(t, f.public.URL+"/", 2); got["a"] != 2 {
+		t.Fatalf("after the records appeared: %v", got)
+	}
+}
