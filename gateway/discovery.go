@@ -399,7 +399,8 @@ func (g *Gateway) discoveryFailed(ctx context.Context, up *upstream, err error) 
 // of a new table: the previous table's set when the discover: block is
 // unchanged (a reload keeps the targets and their state), else a first
 // resolution now, so a fresh gateway serves at once. When that fails the
-// set is empty (503s) and the loop retries every interval.
+// set is the previous table's targets of the upstream if it had any, else
+// empty (503s), and the loop retries every interval.
 func (g *Gateway) initialDiscovered(up *upstream, old *table) (*targetSet, error) {
 	if old != nil {
 		if ou := old.upstreams[up.name]; ou != nil && ou.cfg.Discover != nil && *ou.cfg.Discover == *up.cfg.Discover {
@@ -420,6 +421,14 @@ func (g *Gateway) initialDiscovered(up *upstream, old *table) (*targetSet, error
 	}
 	if err != nil {
 		g.discoveryFailed(g.ctx, up, err)
+		// A reload that changed discover: while DNS fails keeps the
+		// upstream's last good targets rather than emptying the pool; the
+		// loop resolves again at once (resolved is false).
+		if old != nil {
+			if ou := old.upstreams[up.name]; ou != nil {
+				return up.newSet(ou.set.Load().targets)
+			}
+		}
 		return up.newSet(nil)
 	}
 	s, err := up.buildSet(eps, nil)

@@ -721,3 +721,25 @@ func TestDiscoverFailingAtStart(t *testing.T) {
 		t.Fatalf("after the records appeared: %v", got)
 	}
 }
+
+// TestDiscoverReloadWhileDNSFails: a reload that changes discover: (here
+// its interval) while the DNS server fails keeps the last good targets.
+func TestDiscoverReloadWhileDNSFails(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	pa := a.Listener.Addr().(*net.TCPAddr).Port
+	d := newDNSServer(t)
+	d.set(dns.RcodeSuccess, "jq.test. 1 IN A 127.0.0.1")
+	cfg := discoverCfg("round_robin", fmt.Sprintf("{name: jq.test, port: %d, interval: 50ms, resolver: %q}", pa, d.addr))
+	f := newFixture(t, cfg)
+	d.set(dns.RcodeServerFailure)
+	next, err := Parse([]byte(strings.Replace(cfg, "interval: 50ms", "interval: 60ms", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.g.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if got := hitsByBackend(t, f.public.URL+"/", 2); got["a"] != 2 {
+		t.Fatalf("after the reload with DNS failing: %v", got)
+	}
+}
