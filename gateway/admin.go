@@ -33,8 +33,8 @@ func (g *Gateway) Upstreams() map[string]UpstreamStatus {
 	now := time.Now()
 	out := make(map[string]UpstreamStatus, len(tbl.upstreams))
 	for name, up := range tbl.upstreams {
-		us := UpstreamStatus{Balancer: up.cfg.Balancer, Retries: up.retries, Targets: make([]TargetStatus, 0, len(up.targets))}
-		for _, t := range up.targets {
+		us := UpstreamStatus{Balancer: up.cfg.Balancer, Retries: up.retries, Targets: make([]TargetStatus, 0, len(up.set.Load().targets))}
+		for _, t := range up.set.Load().targets {
 			ts := TargetStatus{
 				URL:        t.String(),
 				Weight:     t.Weight,

@@ -101,8 +101,11 @@ type Upstream struct {
 	VirtualNodes int            `yaml:"virtual_nodes"`
 	BoundedLoad  float64        `yaml:"bounded_load"`
 	Targets      []TargetConfig `yaml:"targets"`
-	HealthCheck  HealthCheck    `yaml:"health_check"`
-	Passive      Passive        `yaml:"passive"`
+	// Discover takes the targets from DNS instead of Targets (see
+	// discovery.go); exactly one of the two is set.
+	Discover    *Discover   `yaml:"discover"`
+	HealthCheck HealthCheck `yaml:"health_check"`
+	Passive     Passive     `yaml:"passive"`
 	// Retries is how many other targets a failed attempt may be retried
 	// on, when that is safe. Nil means DefaultRetries.
 	Retries  *int     `yaml:"retries"`
@@ -230,6 +233,7 @@ var typeContext = map[string]string{
 	"gateway.Route":        "routes[]",
 	"gateway.Upstream":     "upstreams.<name>",
 	"gateway.TargetConfig": "upstreams.<name>.targets[]",
+	"gateway.Discover":     "upstreams.<name>.discover",
 	"gateway.HealthCheck":  "health_check",
 	"gateway.Passive":      "passive",
 	"gateway.Timeouts":     "timeouts",
@@ -457,8 +461,13 @@ func (u *Upstream) validate(p string) []error {
 	if u.BoundedLoad != 0 && !(u.BoundedLoad > 1) {
 		add(fmt.Errorf("%s.bounded_load: must be 0 (off) or > 1 (e.g. 1.25), got %g", p, u.BoundedLoad))
 	}
-	if len(u.Targets) == 0 {
-		add(fmt.Errorf("%s.targets: at least one target is required", p))
+	switch {
+	case u.Discover != nil && len(u.Targets) > 0:
+		add(fmt.Errorf("%s: set either targets or discover, not both", p))
+	case u.Discover != nil:
+		errs = append(errs, u.Discover.validate(p+".discover")...)
+	case len(u.Targets) == 0:
+		add(fmt.Errorf("%s.targets: at least one target is required (or discover: to take them from DNS)", p))
 	}
 	seen := map[string]int{}
 	for i, t := range u.Targets {

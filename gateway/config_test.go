@@ -122,6 +122,16 @@ func TestConfigErrors(t *testing.T) {
 		{"request_body.timeout syntax", `listen: 127.0.0.1:18080`, "listen: 127.0.0.1:18080\nrequest_body: {timeout: 20}", `request_body.timeout: invalid duration "20"`},
 		{"request_body.min_rate", `listen: 127.0.0.1:18080`, "listen: 127.0.0.1:18080\nrequest_body: {min_rate: -1}", `request_body.min_rate: must be >= 0`},
 		{"request_body typo", `listen: 127.0.0.1:18080`, "listen: 127.0.0.1:18080\nrequest_body: {min_rte: 1}", `unknown field "min_rte" in request_body`},
+		{"discover and targets", `balancer: weighted_round_robin`, "balancer: weighted_round_robin\n    discover: {name: jq.local, port: 9001}", `upstreams.jobqueue: set either targets or discover, not both`},
+		{"discover without name", "    targets:\n      - {url: \"http://127.0.0.1:9001\", weight: 5}\n      - {url: \"http://127.0.0.1:9002\"}\n", "    discover: {port: 9001}\n", `upstreams.jobqueue.discover.name: required`},
+		{"discover bad name", "    targets:\n      - {url: \"http://127.0.0.1:9001\", weight: 5}\n      - {url: \"http://127.0.0.1:9002\"}\n", "    discover: {name: \"jq local\", port: 9001}\n", `upstreams.jobqueue.discover.name: "jq local" is not a DNS name`},
+		{"discover a without port", "    targets:\n      - {url: \"http://127.0.0.1:9001\", weight: 5}\n      - {url: \"http://127.0.0.1:9002\"}\n", "    discover: {name: jq.local}\n", `upstreams.jobqueue.discover.port: required for type a`},
+		{"discover srv with port", "    targets:\n      - {url: \"http://127.0.0.1:9001\", weight: 5}\n      - {url: \"http://127.0.0.1:9002\"}\n", "    discover: {name: _http._tcp.jq.local, type: srv, port: 9001}\n", `upstreams.jobqueue.discover.port: must be unset for type srv`},
+		{"discover bad type", "    targets:\n      - {url: \"http://127.0.0.1:9001\", weight: 5}\n      - {url: \"http://127.0.0.1:9002\"}\n", "    discover: {name: jq.local, type: cname, port: 1}\n", `upstreams.jobqueue.discover.type: unknown type "cname" (known: a, srv)`},
+		{"discover bad resolver", "    targets:\n      - {url: \"http://127.0.0.1:9001\", weight: 5}\n      - {url: \"http://127.0.0.1:9002\"}\n", "    discover: {name: jq.local, port: 1, resolver: 10.0.0.1}\n", `upstreams.jobqueue.discover.resolver: want host:port`},
+		{"discover bad interval", "    targets:\n      - {url: \"http://127.0.0.1:9001\", weight: 5}\n      - {url: \"http://127.0.0.1:9002\"}\n", "    discover: {name: jq.local, port: 1, interval: 0s}\n", `upstreams.jobqueue.discover.interval: must be > 0`},
+		{"discover bad scheme", "    targets:\n      - {url: \"http://127.0.0.1:9001\", weight: 5}\n      - {url: \"http://127.0.0.1:9002\"}\n", "    discover: {name: jq.local, port: 1, scheme: ftp}\n", `upstreams.jobqueue.discover.scheme: must be http or https`},
+		{"discover typo", "    targets:\n      - {url: \"http://127.0.0.1:9001\", weight: 5}\n      - {url: \"http://127.0.0.1:9002\"}\n", "    discover: {name: jq.local, port: 1, allow_emtpy: true}\n", `unknown field "allow_emtpy" in upstreams.<name>.discover`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -163,6 +163,11 @@ func (g *Gateway) apply(cfg *Config) error {
 	// upstream that already has a series changes nothing).
 	for _, up := range tbl.upstreams {
 		g.m.retries.Add(g.ctx, 0, up.retryOpt...)
+		if up.cfg.Discover != nil {
+			for _, reason := range discoveryReasons {
+				g.m.discoveryErrors.Add(g.ctx, 0, metric.WithAttributes(attribute.String("upstream", up.name), attribute.String("reason", reason)))
+			}
+		}
 	}
 	if g.checkers != nil {
 		g.checkers.stop()
@@ -209,16 +214,29 @@ func (g *Gateway) build(cfg *Config, old *table) (*table, error) {
 	}
 	for _, name := range cfg.UpstreamNames() {
 		uc := cfg.Upstreams[name]
-		up := &upstream{name: name, cfg: uc, retries: *uc.Retries, byTarget: map[*balancer.Target]*target{},
+		up := &upstream{name: name, cfg: uc, retries: *uc.Retries,
 			retryOpt: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("upstream", name)))}}
 		tk := transportKey{upstream: name, dial: uc.Timeouts.Dial.D, responseHeaders: uc.Timeouts.ResponseHeader.D}
 		if old != nil && old.transports[tk] != nil {
 			up.transport = old.transports[tk]
 		} else {
-			up.transport = newTransport(uc, len(uc.Targets))
+			hosts := len(uc.Targets)
+			if uc.Discover != nil {
+				hosts = discoveredHostsHint // unknown until resolved; sizes the idle pool only
+			}
+			up.transport = newTransport(uc, hosts)
 		}
 		tbl.transports[tk] = up.transport
-		bts := make([]*balancer.Target, 0, len(uc.Targets))
+		if uc.Discover != nil {
+			s, err := g.initialDiscovered(up, old)
+			if err != nil {
+				return nil, err
+			}
+			up.set.Store(s)
+			tbl.upstreams[name] = up
+			continue
+		}
+		targets := make([]*target, 0, len(uc.Targets))
 		for _, tc := range uc.Targets {
 			weight := 1
 			if tc.Weight != nil {
@@ -237,17 +255,13 @@ func (g *Gateway) build(cfg *Config, old *table) (*table, error) {
 				t = newTarget(balancer.NewTarget(u, weight), name)
 			}
 			tbl.targets[key] = t
-			up.targets = append(up.targets, t)
-			up.byTarget[t.Target] = t
-			bts = append(bts, t.Target)
+			targets = append(targets, t)
 		}
-		bal, err := balancer.New(uc.Balancer, bts, balancer.Options{
-			HashOn: uc.HashOn, VirtualNodes: uc.VirtualNodes, BoundedLoad: uc.BoundedLoad,
-		})
+		s, err := up.newSet(targets)
 		if err != nil {
-			return nil, fmt.Errorf("upstreams.%s.balancer: %w", name, err)
+			return nil, err
 		}
-		up.bal = bal
+		up.set.Store(s)
 		tbl.upstreams[name] = up
 	}
 

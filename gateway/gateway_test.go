@@ -343,7 +343,7 @@ upstreams:
 func TestNoHealthyTarget503(t *testing.T) {
 	be := newBackend(t, "a", nil)
 	f := newFixture(t, oneUpstream("", "", be.URL))
-	f.g.table.Load().upstreams["u"].targets[0].SetHealthy(false)
+	f.g.table.Load().upstreams["u"].set.Load().targets[0].SetHealthy(false)
 	resp, body := get(t, f.public.URL+"/x")
 	if resp.StatusCode != 503 {
 		t.Fatalf("status %d, want 503", resp.StatusCode)
@@ -470,7 +470,7 @@ func TestActiveHealthCheck(t *testing.T) {
 		}
 	})
 	f := newFixture(t, oneUpstream("", "    health_check: {path: /healthz, interval: 20ms, timeout: 1s, fall: 2, rise: 2}\n", be.URL))
-	tg := f.g.table.Load().upstreams["u"].targets[0]
+	tg := f.g.table.Load().upstreams["u"].set.Load().targets[0]
 	waitFor(t, "probes", func() bool { return be.hits.Load() >= 2 })
 	if !tg.Healthy() {
 		t.Fatal("healthy target marked down")

@@ -31,15 +31,21 @@ type healthCheckers struct {
 }
 
 // startHealthChecks starts one probe loop per target of every upstream
-// that has a health_check.path. stop ends them.
+// that has a health_check.path, and the DNS discovery loop of every
+// discovered upstream (which runs its targets' probes itself, as they come
+// and go). stop ends them all.
 func (g *Gateway) startHealthChecks(ctx context.Context, ups map[string]*upstream) *healthCheckers {
 	ctx, cancel := context.WithCancel(ctx)
 	hc := &healthCheckers{cancel: cancel}
 	for _, up := range ups {
+		if up.cfg.Discover != nil {
+			hc.wg.Go(func() { g.discoverLoop(ctx, up, hc) })
+			continue
+		}
 		if up.cfg.HealthCheck.Path == "" {
 			continue
 		}
-		for _, t := range up.targets {
+		for _, t := range up.set.Load().targets {
 			hc.wg.Go(func() { g.checkLoop(ctx, up, t) })
 		}
 	}

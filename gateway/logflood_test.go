@@ -28,7 +28,7 @@ upstreams:
     targets:
       - {url: %q}
 `, be.URL, deadURL(t)))
-	f.g.table.Load().upstreams["u"].targets[0].SetHealthy(false)
+	f.g.table.Load().upstreams["u"].set.Load().targets[0].SetHealthy(false)
 
 	const clients, each = 8, 150
 	var unhealthy, dead atomic.Int64

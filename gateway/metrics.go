@@ -35,7 +35,10 @@ type metrics struct {
 	clientDuration metric.Float64Histogram
 	retries        metric.Int64Counter
 	reloads        metric.Int64Counter
-	reg            metric.Registration
+	// discoveryErrors counts failed DNS resolutions of discovered
+	// upstreams by reason (timeout, servfail, empty, ...).
+	discoveryErrors metric.Int64Counter
+	reg             metric.Registration
 }
 
 func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
@@ -66,6 +69,15 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	// Retries are started per upstream as each table is built (apply).
 	for _, result := range reloadResults {
 		m.reloads.Add(context.Background(), 0, metric.WithAttributes(attribute.String("result", result)))
+	}
+	if m.discoveryErrors, err = meter.Int64Counter("wardgate.discovery.errors",
+		metric.WithUnit("{error}"), metric.WithDescription("Failed DNS resolutions of discovered upstreams by reason; the last good targets are kept.")); err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
+	discovered, err := meter.Int64ObservableGauge("wardgate.discovery.targets",
+		metric.WithUnit("{target}"), metric.WithDescription("Targets currently discovered from DNS per upstream."))
+	if err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}
 	requests, err := meter.Int64ObservableCounter("wardgate.upstream.requests",
 		metric.WithUnit("{request}"), metric.WithDescription("Finished attempts per upstream target."))
@@ -99,7 +111,11 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 		}
 		now := time.Now()
 		for _, up := range tbl.upstreams {
-			for _, t := range up.targets {
+			if up.cfg.Discover != nil {
+				o.ObserveInt64(discovered, int64(len(up.set.Load().targets)),
+					metric.WithAttributeSet(attribute.NewSet(attribute.String("upstream", up.name))))
+			}
+			for _, t := range up.set.Load().targets {
 				attrs := metric.WithAttributeSet(attribute.NewSet(
 					attribute.String("upstream", up.name), attribute.String("target", t.String())))
 				o.ObserveInt64(requests, int64(t.Requests()), attrs)
@@ -114,7 +130,7 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 			}
 		}
 		return nil
-	}, requests, failures, ejections, inflight, healthy)
+	}, requests, failures, ejections, inflight, healthy, discovered)
 	if err != nil {
 		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}

@@ -279,6 +279,7 @@ func idempotent(method string) bool {
 // (see clientFault) is answered as the client's error and never retried.
 func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) {
 	up := rt.up
+	set := up.set.Load() // one target set for every attempt of this request
 	var body *trackedBody
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		body = &trackedBody{rc: r.Body, idle: rt.reqBody.Timeout.D, minRate: float64(*rt.reqBody.MinRate)}
@@ -293,7 +294,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) 
 	var tried []*balancer.Target
 	var last *attempt
 	for n := 0; ; n++ {
-		bt, err := up.bal.Pick(r, tried)
+		bt, err := set.bal.Pick(r, tried)
 		if err != nil {
 			if last != nil {
 				break // every target was tried: report the last failure
@@ -303,7 +304,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) 
 			g.writeError(w, r, http.StatusServiceUnavailable, "no healthy target", up.name)
 			return
 		}
-		a := &attempt{target: up.lookup(bt), n: n, body: body}
+		a := &attempt{target: set.lookup(bt), n: n, body: body}
 		// Whether the attempt reached the upstream decides a retry only
 		// when one may follow and the request is not an idempotent one
 		// without a body (always safe to resend). Otherwise skip the

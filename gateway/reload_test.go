@@ -22,7 +22,7 @@ func TestReloadSwapsTableKeepsTargetState(t *testing.T) {
 	if resp, _ := get(t, f.public.URL+"/warm"); resp.StatusCode != 200 {
 		t.Fatal("warm-up failed")
 	}
-	oldTarget := f.g.table.Load().upstreams["u"].targets[0]
+	oldTarget := f.g.table.Load().upstreams["u"].set.Load().targets[0]
 
 	// A long request in flight on the old table.
 	slow := make(chan string, 1)
@@ -58,7 +58,7 @@ upstreams:
 	if resp, _ := get(t, f.public.URL+"/b/x"); resp.Header.Get("X-Backend") != "b" {
 		t.Errorf("new route not applied: backend %q", resp.Header.Get("X-Backend"))
 	}
-	nt := f.g.table.Load().upstreams["u"].targets[0]
+	nt := f.g.table.Load().upstreams["u"].set.Load().targets[0]
 	if nt != oldTarget {
 		t.Errorf("target with unchanged URL was rebuilt; its state is lost")
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"net"
@@ -36,11 +37,13 @@ type target struct {
 
 // upstream is one pool of targets as built from one config version.
 type upstream struct {
-	name      string
-	cfg       *Upstream
-	targets   []*target
-	byTarget  map[*balancer.Target]*target
-	bal       balancer.Balancer
+	name string
+	cfg  *Upstream
+	// set is the current target set and its balancer. A static upstream's
+	// never changes; DNS discovery swaps in a new one when the answer
+	// changes. A request loads it once (one atomic load, no lock) and
+	// keeps it for all its attempts.
+	set       atomic.Pointer[targetSet]
 	transport *http.Transport
 	retries   int
 	retryOpt  []metric.AddOption // attributes of wardgate.upstream.retries
@@ -82,7 +85,50 @@ func (t *target) durationOpt(method, status int, errType string) []metric.Record
 	})
 }
 
-func (u *upstream) lookup(bt *balancer.Target) *target { return u.byTarget[bt] }
+// targetSet is an immutable set of targets with the balancer over them.
+type targetSet struct {
+	targets  []*target
+	byTarget map[*balancer.Target]*target
+	bal      balancer.Balancer
+	// resolved is true when the set came from a DNS answer (or from a
+	// table whose set did), so the discovery loop waits an interval
+	// before resolving again.
+	resolved bool
+	// next is the wait before the next resolution that answer asked for
+	// (interval, or its TTL when shorter).
+	next time.Duration
+}
+
+// newSet builds the balancer over targets. An empty set (a discovered
+// upstream with allow_empty) picks nothing: every request gets the 503.
+func (u *upstream) newSet(targets []*target) (*targetSet, error) {
+	s := &targetSet{targets: targets, byTarget: make(map[*balancer.Target]*target, len(targets)), bal: noTargets{}}
+	if len(targets) == 0 {
+		return s, nil
+	}
+	bts := make([]*balancer.Target, 0, len(targets))
+	for _, t := range targets {
+		s.byTarget[t.Target] = t
+		bts = append(bts, t.Target)
+	}
+	bal, err := balancer.New(u.cfg.Balancer, bts, balancer.Options{
+		HashOn: u.cfg.HashOn, VirtualNodes: u.cfg.VirtualNodes, BoundedLoad: u.cfg.BoundedLoad,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upstreams.%s.balancer: %w", u.name, err)
+	}
+	s.bal = bal
+	return s, nil
+}
+
+func (s *targetSet) lookup(bt *balancer.Target) *target { return s.byTarget[bt] }
+
+// noTargets is the balancer of an empty target set.
+type noTargets struct{}
+
+func (noTargets) Pick(*http.Request, []*balancer.Target) (*balancer.Target, error) {
+	return nil, balancer.ErrNoTarget
+}
 
 // targetKey identifies a target across reloads.
 type targetKey struct {

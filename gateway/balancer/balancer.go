@@ -228,3 +228,19 @@ func usable(t *Target, tried []*Target, now time.Time) bool {
 // stackTargets is the size of the on-stack candidate buffer; pools up to
 // this size pick without allocating.
 const stackTargets = 32
+
+// Reweighted returns a new target for the same URL with weight w (< 1 is
+// 1) and a copy of t's state: health, ejection, latency EWMA and the
+// lifetime counters. A balancer's target list is fixed and Weight is read
+// without synchronization, so a weight change (a new SRV answer) builds a
+// new target rather than writing t.Weight under running balancers. The
+// in-flight count is not copied: attempts already on t end on t.
+func (t *Target) Reweighted(w int) *Target {
+	n := NewTarget(t.URL, w)
+	n.healthy.Store(t.healthy.Load())
+	n.ejectedUntil.Store(t.ejectedUntil.Load())
+	n.ewmaNanos.Store(t.ewmaNanos.Load())
+	n.requests.Store(t.requests.Load())
+	n.failures.Store(t.failures.Load())
+	return n
+}
