@@ -447,6 +447,5 @@ func (t *target) reweighted(w int) *target {
 	n.fails = append([]time.Time(nil), t.fails...)
 	t.mu.Unlock()
 	n.ejections.Store(t.ejections.Load())
-	n.ejectedUntil.Store(t.ejectedUntil.Load())
-	return n
+	return n // the ejection deadline is copied by balancer.Target.Reweighted
 }
