@@ -477,6 +477,8 @@ func TestKubernetesEnvAndFlagsMatchTheBinary(t *testing.T) {
 	bin := buildWardgate(t)
 	settings := helpEnvNames(t, bin)
 	help, _ := exec.Command(bin, "gateway", "--help").CombinedOutput()
+	out, _ := exec.Command(bin, "jobqueue", "--help").CombinedOutput()
+	jqHelp := string(out)
 	for _, b := range buildAll(t) {
 		for _, name := range []string{"wardgate-gateway", "wardgate-jobqueue"} {
 			_, c := b.container(t, name)
@@ -522,6 +524,16 @@ func TestKubernetesEnvAndFlagsMatchTheBinary(t *testing.T) {
 			if len(c.Args) == 0 || (name == "wardgate-gateway") != (c.Args[0] == "gateway") || (name == "wardgate-jobqueue") != (c.Args[0] == "jobqueue") {
 				t.Errorf("%s: %s runs %q", b.dir, name, c.Args)
 			}
+		}
+		// The job queue's readiness must be the endpoint that turns 503 on
+		// SIGTERM, so the pod leaves the headless Service's answers (and
+		// the gateway's health checks) while it drains.
+		_, jc := b.container(t, "wardgate-jobqueue")
+		if !strings.Contains(jqHelp, "/readyz") {
+			t.Fatalf("`wardgate jobqueue --help` no longer names /readyz")
+		}
+		if p := jc.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" || containerPort(t, jc, p.HTTPGet.Port) != namedPort(t, jc, "http") {
+			t.Errorf("%s: the job queue's readiness probe is not /readyz on its public port", b.dir)
 		}
 		_, gc := b.container(t, "wardgate-gateway")
 		for _, a := range gc.Args[1:] {
