@@ -34,6 +34,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	psaapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -635,6 +637,9 @@ func TestKubernetesPodsAreRestricted(t *testing.T) {
 		for name, d := range b.deployments {
 			ps := d.Spec.Template.Spec
 			what := b.dir + ": " + name
+			if why := admitted(t, psaapi.LevelRestricted, &d.Spec.Template.ObjectMeta, &ps); why != "" {
+				t.Errorf("%s: the restricted Pod Security Standard refuses the pod: %s", what, why)
+			}
 			if ps.SecurityContext == nil || ps.SecurityContext.RunAsNonRoot == nil || !*ps.SecurityContext.RunAsNonRoot {
 				t.Errorf("%s: runAsNonRoot is not set", what)
 			}
@@ -682,6 +687,64 @@ func TestKubernetesPodsAreRestricted(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// admitted evaluates a pod against a Pod Security Standard level with the
+// API server's own admission checks (k8s.io/pod-security-admission); ""
+// means allowed, else the reasons.
+func admitted(t *testing.T, level psaapi.Level, meta *metav1.ObjectMeta, spec *corev1.PodSpec) string {
+	t.Helper()
+	e, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := policy.AggregateCheckResults(e.EvaluatePod(psaapi.LevelVersion{Level: level, Version: psaapi.LatestVersion()}, meta, spec))
+	if r.Allowed {
+		return ""
+	}
+	return r.ForbiddenReason() + ": " + r.ForbiddenDetail()
+}
+
+// TestKubernetesDebugContainersAgainstPodSecurity checks what the runbook
+// says about ephemeral containers in the restricted namespace: the
+// restricted profile of kubectl debug (for goroutines, profile, triage) is
+// admitted; a root container adding SYS_PTRACE (for capture) is refused
+// until the namespace is relabelled privileged, and baseline is not enough.
+func TestKubernetesDebugContainersAgainstPodSecurity(t *testing.T) {
+	b := build(t, "kubernetes/overlays/example")
+	d := b.deployments["wardgate-jobqueue"]
+	no, yes := false, true
+	root := int64(0)
+	withDebug := func(sc *corev1.SecurityContext) *corev1.PodSpec {
+		ps := d.Spec.Template.Spec.DeepCopy()
+		ps.EphemeralContainers = []corev1.EphemeralContainer{{
+			EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debugger", Image: "wardgate", SecurityContext: sc},
+			TargetContainerName:      "jobqueue",
+		}}
+		return ps
+	}
+	// What kubectl debug --profile=restricted sets.
+	restricted := withDebug(&corev1.SecurityContext{
+		RunAsNonRoot: &yes, AllowPrivilegeEscalation: &no,
+		Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	})
+	if why := admitted(t, psaapi.LevelRestricted, &d.Spec.Template.ObjectMeta, restricted); why != "" {
+		t.Errorf("kubectl debug --profile=restricted would be refused: %s", why)
+	}
+	// The runbook's --custom for capture.
+	ptrace := withDebug(&corev1.SecurityContext{
+		RunAsUser: &root, RunAsNonRoot: &no,
+		Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_PTRACE"}},
+	})
+	for _, level := range []psaapi.Level{psaapi.LevelRestricted, psaapi.LevelBaseline} {
+		if why := admitted(t, level, &d.Spec.Template.ObjectMeta, ptrace); why == "" {
+			t.Errorf("a root debug container with SYS_PTRACE is admitted at %s: the runbook says to relabel the namespace privileged", level)
+		}
+	}
+	if why := admitted(t, psaapi.LevelPrivileged, &d.Spec.Template.ObjectMeta, ptrace); why != "" {
+		t.Errorf("privileged refuses the capture container: %s", why)
 	}
 }
 
