@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	yaml3 "go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -48,26 +49,6 @@ import (
 // kustomizations are every entry point a user applies with kubectl -k.
 var kustomizations = []string{"kubernetes/base", "kubernetes/overlays/example", "kubernetes/overlays/prometheus-operator"}
 
-// podMonitor is the part of the Prometheus Operator's PodMonitor
-// (monitoring.coreos.com/v1) the manifests use; decoded strictly, so a
-// field outside it fails the test rather than being ignored.
-type podMonitor struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata"`
-	Spec              struct {
-		Selector            metav1.LabelSelector `json:"selector"`
-		PodMetricsEndpoints []struct {
-			Port        string `json:"port"`
-			Path        string `json:"path"`
-			Interval    string `json:"interval"`
-			Relabelings []struct {
-				SourceLabels []string `json:"sourceLabels"`
-				TargetLabel  string   `json:"targetLabel"`
-			} `json:"relabelings"`
-		} `json:"podMetricsEndpoints"`
-	} `json:"spec"`
-}
-
 // built is the decoded output of one kustomization.
 type built struct {
 	dir         string
@@ -76,7 +57,7 @@ type built struct {
 	configMaps  map[string]corev1.ConfigMap
 	services    []corev1.Service
 	deployments map[string]appsv1.Deployment
-	podMonitors []podMonitor
+	podMonitors []monitoringv1.PodMonitor
 }
 
 // build runs kustomize on dir and decodes every object strictly.
@@ -122,7 +103,7 @@ func build(t *testing.T, dir string) *built {
 			strict(&o)
 			b.deployments[o.Name] = o
 		case "monitoring.coreos.com/v1/PodMonitor":
-			var o podMonitor
+			var o monitoringv1.PodMonitor
 			strict(&o)
 			b.podMonitors = append(b.podMonitors, o)
 		default:
@@ -772,8 +753,14 @@ func TestKubernetesPrometheusScrapesAdminMetrics(t *testing.T) {
 				if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
 					t.Errorf("%s: PodMonitor %s does not select %s", b.dir, pm.Name, name)
 				}
+				if len(pm.Spec.PodMetricsEndpoints) == 0 {
+					t.Errorf("%s: PodMonitor %s has no podMetricsEndpoints", b.dir, pm.Name)
+				}
 				for _, ep := range pm.Spec.PodMetricsEndpoints {
-					namedPort(t, d.Spec.Template.Spec.Containers[0], ep.Port)
+					if ep.Port == nil {
+						t.Fatalf("%s: PodMonitor %s: an endpoint without a named port", b.dir, pm.Name)
+					}
+					namedPort(t, d.Spec.Template.Spec.Containers[0], *ep.Port)
 					if ep.Path != "/metrics" {
 						t.Errorf("%s: PodMonitor %s scrapes %s", b.dir, pm.Name, ep.Path)
 					}
