@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -284,6 +285,18 @@ func staticGatewayConfig(t *testing.T, data []byte, target string) ([]byte, map[
 	return out, discovers
 }
 
+// loaderKnowsDiscover reports whether gateway.Upstream has a discover:
+// field, i.e. whether issue #15 item 1 is in this build.
+func loaderKnowsDiscover() bool {
+	ut := reflect.TypeFor[gateway.Upstream]()
+	for i := range ut.NumField() {
+		if name, _, _ := strings.Cut(ut.Field(i).Tag.Get("yaml"), ","); name == "discover" {
+			return true
+		}
+	}
+	return false
+}
+
 func TestKubernetesManifestsDecodeStrictly(t *testing.T) {
 	for _, b := range buildAll(t) {
 		if len(b.services) != 2 || len(b.configMaps) != 1 {
@@ -388,6 +401,17 @@ func TestKubernetesGatewayDiscoversJobqueues(t *testing.T) {
 		cfg, err := gateway.Load(path)
 		if err != nil {
 			t.Fatalf("%s: gateway config (discover: replaced by targets:): %v", b.dir, err)
+		}
+		// Once the loader knows discover: (issue #15 item 1), the file
+		// as shipped must load too.
+		if loaderKnowsDiscover() {
+			orig := filepath.Join(t.TempDir(), "gateway.yaml")
+			if err := os.WriteFile(orig, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := gateway.Load(orig); err != nil {
+				t.Errorf("%s: the gateway refuses the shipped config: %v", b.dir, err)
+			}
 		}
 		if cfg.AdminToken != "" {
 			t.Errorf("%s: the gateway config holds an admin_token: it belongs in the wardgate-admin Secret", b.dir)
