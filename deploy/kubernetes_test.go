@@ -935,3 +935,38 @@ func TestKubernetesPodsRunAndAnswerTheirProbes(t *testing.T) {
 		}
 	}
 }
+
+// TestKubernetesRunbookMatchesManifests: the commands of
+// docs/runbooks/kubernetes.md name the token file, Secret key, admin ports,
+// container names and labels the manifests use.
+func TestKubernetesRunbookMatchesManifests(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "docs", "runbooks", "kubernetes.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	b := build(t, "kubernetes/overlays/example")
+	want := []string{}
+	for _, name := range []string{"wardgate-gateway", "wardgate-jobqueue"} {
+		d, c := b.container(t, name)
+		path := mustEnv(t, c, telemetry.AdminTokenFileEnv)
+		want = append(want,
+			"/proc/1/root"+path,                          // the token file seen from a --target debug container
+			"--target="+c.Name,                           // kubectl debug --target
+			fmt.Sprintf(":%d", namedPort(t, c, "admin")), // port-forward to the admin port
+			"{.data."+filepath.Base(path)+"}",            // the Secret key
+			"app.kubernetes.io/name="+d.Spec.Template.Labels["app.kubernetes.io/name"], // kubectl -l
+		)
+	}
+	_, jc := b.container(t, "wardgate-jobqueue")
+	for _, m := range jc.VolumeMounts {
+		if m.Name == "home" {
+			want = append(want, "/proc/1/root"+m.MountPath+"/cap") // where capture writes
+		}
+	}
+	for _, w := range want {
+		if !strings.Contains(doc, w) {
+			t.Errorf("docs/runbooks/kubernetes.md does not mention %q, which the manifests use", w)
+		}
+	}
+}
