@@ -4,7 +4,8 @@
 // against docker-compose.yml. There is no Docker engine where the tests
 // run, so they check what the engine would: the compose file as the
 // official loader reads it, every file it mounts, and every address one
-// service uses to reach another.
+// service uses to reach another. The Kubernetes manifests of kubernetes/
+// are checked the same way by kubernetes_test.go.
 package deploy
 
 import (
