@@ -195,10 +195,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		for _, smp := range gp.Sample {
 			total += int(smp.Value[len(smp.Value)-1])
 		}
-		// The text dump (states, wait times, IDs) costs the target a
-		// stop-the-world of about 30 µs per goroutine: the last sample
-		// always takes it, the first one only for small processes (the
-		// trend then compares stacks and counts).
+		// The text dump (states, wait times, IDs) stops the target while
+		// it is written: see dumpBothBelow.
 		takeDump := total <= dumpBothBelow || n == 2 && total <= dumpOneBelow
 		switch opts.Dump {
 		case DumpAlways:
