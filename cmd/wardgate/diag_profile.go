@@ -408,7 +408,7 @@ Exit codes: 0 goroutines listed, 1 error or no goroutine has the --label(s),
 	}
 	cls := findings.NewClassifier(triage.MainModule(*target, p), app)
 	profile.PrepareRefs(snap)
-	gopts := findings.GoroutineOptions{TraceURL: os.Getenv("TRACE_URL_TEMPLATE")}
+	gopts := findings.GoroutineOptions{TraceURL: os.Getenv("TRACE_URL_TEMPLATE"), Source: findings.LocalSource()}
 	if len(labels) == 0 {
 		// A job queue's depth and workers, for a stuck queue (best effort).
 		if base, err := profile.NormalizeTarget(*target); err == nil {

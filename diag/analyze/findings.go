@@ -47,7 +47,7 @@ func (a *analysis) rank(r *Report, all []*groupAcc, opts Options) {
 	if jq := r.JobQueue; jq.Found && jq.Depth != nil && jq.Capacity != nil && jq.BusyWorkers != nil && jq.Workers != nil {
 		q = &findings.Queue{Depth: *jq.Depth, Capacity: *jq.Capacity, Busy: *jq.BusyWorkers, Workers: *jq.Workers, Source: "the core (" + jq.Source + ")"}
 	}
-	res.Merge(findings.Goroutines(a.cls, snap, findings.GoroutineOptions{TraceURL: opts.TraceURLTemplate, Queue: q}))
+	res.Merge(findings.Goroutines(a.cls, snap, findings.GoroutineOptions{TraceURL: opts.TraceURLTemplate, Queue: q, Source: findings.LocalSource()}))
 	if r.Crashing != nil {
 		// The crash finding points at the crashing goroutine's section.
 		for i := range res.Findings {

@@ -103,3 +103,32 @@ func TestNothingSuspiciousIsOneLine(t *testing.T) {
 		t.Fatalf("markdown for no findings:\n%s", b.String())
 	}
 }
+
+func TestHeldLocksFromSource(t *testing.T) {
+	src := func(string) []string {
+		return strings.Split(`package p
+
+func (s *S) move(a, b *acct) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s.stats.mu.Lock()
+	s.stats.n++
+	s.stats.mu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+}`, "\n")
+	}
+	c := findings.NewClassifier("example.com/p", nil)
+	g := func(id int64, line int) findings.Group {
+		return findings.Group{Ref: fmt.Sprint("#", id), Count: 1, State: "waiting", WaitReason: "sync.Mutex.Lock", WaitSeconds: 90, IDs: []int64{id},
+			Frames: []findings.Frame{{Function: "sync.(*Mutex).Lock"}, {Function: "example.com/p.(*S).move", File: "/src/p.go", Line: line}}}
+	}
+	r := findings.Goroutines(c, &findings.Snapshot{Groups: []findings.Group{g(1, 9), g(2, 4)}}, findings.GoroutineOptions{Source: src})
+	if len(r.Findings) != 1 || r.Findings[0].Kind != findings.KindDeadlock {
+		t.Fatalf("findings %+v", r.Findings)
+	}
+	ev := strings.Join(r.Findings[0].Evidence, "\n")
+	if !strings.Contains(ev, "(goroutine 1) hold a.mu (locked at line 4) and wait for b.mu") || strings.Contains(ev, "stats.mu (locked") {
+		t.Fatalf("evidence:\n%s", ev)
+	}
+}

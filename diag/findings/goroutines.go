@@ -304,6 +304,9 @@ type GoroutineOptions struct {
 	TraceURL string
 	// Queue is the job queue's state, when known.
 	Queue *Queue
+	// Source reads source files (LocalSource), to name the locks a
+	// deadlocked goroutine holds; nil skips that.
+	Source Source
 }
 
 // Queue is a job queue's state (depth and capacity in payloads).
@@ -510,14 +513,25 @@ func Goroutines(c *Classifier, s *Snapshot, opts GoroutineOptions) Result {
 					if ci := c.Culprit(o.g.Frames); ci+1 < len(o.g.Frames) {
 						caller = ", called from " + o.g.Frames[ci+1].String()
 					}
-					f.Evidence = append(f.Evidence, fmt.Sprintf("%d goroutine(s) %s wait for %s at %s%s%s", o.g.Count, idList(o.g.IDs), waitsFor, o.frame, caller, waitText(o.wait, false)))
+					holds := ""
+					if held, at, waits := heldLocks(opts.Source, o.frame); len(held) > 0 {
+						parts := make([]string, len(held))
+						for i := range held {
+							parts[i] = fmt.Sprintf("%s (locked at line %d)", held[i], at[i])
+						}
+						holds = "hold " + strings.Join(parts, ", ") + " and "
+						if waits != "" {
+							waitsFor = waits + " (" + waitsFor + ")"
+						}
+					}
+					f.Evidence = append(f.Evidence, fmt.Sprintf("%d goroutine(s) %s %swait for %s at %s%s%s", o.g.Count, idList(o.g.IDs), holds, waitsFor, o.frame, caller, waitText(o.wait, false)))
 					for _, id := range o.g.IDs {
 						if len(f.GoroutineIDs) < 10 {
 							f.GoroutineIDs = append(f.GoroutineIDs, id)
 						}
 					}
 				}
-				f.Evidence = append(f.Evidence, "Go mutexes record no owner: the holders are the goroutines above that took the other lock earlier on their path (see their stacks)")
+				f.Evidence = append(f.Evidence, "Go mutexes record no owner: \"hold\" is read from the source (locks taken earlier in the same function and not unlocked); check it against the stacks")
 				f.score = 2000 + lw.wait
 			} else {
 				f.Kind = KindStuckLock

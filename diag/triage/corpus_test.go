@@ -317,6 +317,10 @@ func TestCorpusDeadlock(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // past the transfer's sleep: now on the second lock
 	r := runTriage(t, s)
 	wantFirst(t, r.Findings, []findings.Kind{findings.KindDeadlock}, "main.(*ledgerSink).transfer", triageText(r))
+	// The cycle in source terms: a goroutine holding from.mu waits for to.mu.
+	if ev := strings.Join(r.Findings[0].Evidence, "\n"); !strings.Contains(ev, "hold from.mu (locked at line 39) and wait for to.mu") {
+		t.Errorf("deadlock evidence does not show who holds what:\n%s", ev)
+	}
 	fs, text := firstOf(t, s, "goroutines")
 	wantFirst(t, fs, []findings.Kind{findings.KindDeadlock}, "main.(*ledgerSink).transfer", text)
 }

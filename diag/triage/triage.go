@@ -279,7 +279,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	var res findings.Result
 	q := queueFromFamilies(s2.metrics)
-	res.Merge(findings.Goroutines(cls, s2.snap, findings.GoroutineOptions{Earlier: s1.snap, TraceURL: opts.TraceURLTemplate, Queue: q}))
+	res.Merge(findings.Goroutines(cls, s2.snap, findings.GoroutineOptions{Earlier: s1.snap, TraceURL: opts.TraceURLTemplate, Queue: q, Source: findings.LocalSource()}))
 	res.Merge(findings.CPU(cls, cpu, s1.snap, s2.snap))
 	res.Merge(findings.HeapGrowth(cls, s1.heap, s2.heap))
 

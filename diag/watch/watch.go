@@ -399,10 +399,10 @@ func (w *Watcher) judge(tr *Trigger, dir string, got map[profile.Type]*gpprof.Pr
 	var res findings.Result
 	switch tr.Reason {
 	case ReasonGoroutines:
-		res.Merge(findings.Goroutines(cls, snap, findings.GoroutineOptions{}))
+		res.Merge(findings.Goroutines(cls, snap, findings.GoroutineOptions{Source: findings.LocalSource()}))
 	case ReasonCPU:
 		res.Merge(findings.CPU(cls, got[profile.CPU], snap))
-		res.Merge(findings.Goroutines(cls, snap, findings.GoroutineOptions{}))
+		res.Merge(findings.Goroutines(cls, snap, findings.GoroutineOptions{Source: findings.LocalSource()}))
 	case ReasonHeap:
 		res.Merge(findings.HeapRetained(cls, got[profile.Heap]))
 	}
