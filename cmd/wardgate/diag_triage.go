@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/diag/triage"
+	"github.com/wardgate/wardgate/diag/watch"
 )
 
 // Exit codes of `diag triage`, for scripts and alerting.
@@ -79,7 +80,7 @@ Exit codes: 0 nothing found, 1 findings, 2 usage or target error, 130 interrupte
 		return fail("--dump %q: want auto, always or never", *dump)
 	}
 	if *pidFile != "" {
-		p, err := triage.ReadPIDFile(*pidFile)
+		p, err := watch.ReadPIDFile(*pidFile)
 		if err != nil {
 			return fail("%v", err)
 		}

@@ -57,54 +57,20 @@ func (a *analysis) rank(r *Report, all []*groupAcc, opts Options) {
 		}
 	}
 
-	// Order: groups named by findings first, then the rest as before with
-	// the idle ones last.
-	type item struct {
-		acc  *groupAcc
-		g    *findings.Group
-		rank int
-		idle string
-	}
-	items := make([]item, len(all))
-	byRef := map[string]int{}
-	for i := range all {
-		items[i] = item{acc: all[i], g: &snap.Groups[i], rank: 1 << 30, idle: a.cls.IdleReason(&snap.Groups[i])}
-		byRef[snap.Groups[i].Ref] = i
-	}
-	for k, f := range res.Findings {
-		if i, ok := byRef[f.Ref]; ok && items[i].rank > k {
-			items[i].rank = k
-		}
-	}
-	sort.SliceStable(items, func(i, j int) bool {
-		x, y := items[i], items[j]
-		if x.rank != y.rank {
-			return x.rank < y.rank
-		}
-		if x.acc.crashing != y.acc.crashing {
-			return x.acc.crashing
-		}
-		return (x.idle == "") && (y.idle != "")
-	})
-	newRef := map[string]string{}
-	for k, it := range items {
-		ref := "group " + strconv.Itoa(k+1)
-		newRef[it.g.Ref] = ref
+	// Groups named by findings first, then the crashing goroutine's, then
+	// the rest as before, the idle ones last.
+	order, idle := findings.Order(a.cls, snap.Groups, res.Findings, func(x, y *findings.Group) bool { return x.Crashing && !y.Crashing })
+	for k, i := range order {
 		if k >= opts.MaxGroups {
-			r.GroupsOmitted = len(items) - opts.MaxGroups
-			continue
+			r.GroupsOmitted = len(order) - opts.MaxGroups
+			break
 		}
-		g := it.acc.group(a.src, k < 5)
-		g.Ref, g.Idle = ref, it.idle
-		if ci := a.cls.Culprit(it.g.Frames); ci >= 0 {
-			g.Culprit = it.g.Frames[ci].Function
+		g := all[i].group(a.src, k < 5)
+		g.Ref, g.Idle = findings.GroupRef(k), idle[i]
+		if ci := a.cls.Culprit(snap.Groups[i].Frames); ci >= 0 {
+			g.Culprit = snap.Groups[i].Frames[ci].Function
 		}
 		r.Groups = append(r.Groups, g)
-	}
-	for i := range res.Findings {
-		if strings.HasPrefix(res.Findings[i].Ref, "#") {
-			res.Findings[i].Ref = newRef[res.Findings[i].Ref]
-		}
 	}
 	r.Findings, r.Idle = res.Findings, res.Idle
 	if r.Findings == nil {

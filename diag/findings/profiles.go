@@ -2,6 +2,7 @@ package findings
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -331,22 +332,13 @@ func ProfileSnapshot(p *profile.Profile) *Snapshot {
 		g.Count += n
 		for k, vs := range smp.Label {
 			for _, v := range vs {
-				if len(g.Labels[k]) < 20 && !contains(g.Labels[k], v) {
+				if len(g.Labels[k]) < 20 && !slices.Contains(g.Labels[k], v) {
 					g.Labels[k] = append(g.Labels[k], v)
 				}
 			}
 		}
 	}
 	return s
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // HeapRetained names the application allocation site holding most of one

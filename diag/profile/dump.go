@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -211,7 +212,7 @@ func attachLabels(s *findings.Snapshot, p *profile.Profile) {
 			}
 			for k, vs := range smp.Label {
 				for _, v := range vs {
-					if len(g.Labels[k]) < 20 && !hasString(g.Labels[k], v) {
+					if len(g.Labels[k]) < 20 && !slices.Contains(g.Labels[k], v) {
 						g.Labels[k] = append(g.Labels[k], v)
 					}
 				}
@@ -225,15 +226,6 @@ func trimRuntime(frames []findings.Frame) []findings.Frame {
 		frames = frames[1:]
 	}
 	return frames
-}
-
-func hasString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // DumpGroup is one group of a goroutine dump as diag prints it.
@@ -266,44 +258,15 @@ func PrepareRefs(s *findings.Snapshot) {
 // and the findings' references rewritten to match. max caps the list (0:
 // all).
 func OrderGroups(c *findings.Classifier, s *findings.Snapshot, fs []findings.Finding, max int) []DumpGroup {
-	type item struct {
-		g    *findings.Group
-		idle string
-		rank int
-	}
-	items := make([]item, len(s.Groups))
-	byRef := map[string]int{}
-	for i := range s.Groups {
-		g := &s.Groups[i]
-		items[i] = item{g: g, idle: c.IdleReason(g), rank: 1 << 30}
-		byRef[g.Ref] = i
-	}
-	for k, f := range fs {
-		if i, ok := byRef[f.Ref]; ok && items[i].rank > k {
-			items[i].rank = k
-		}
-	}
-	sort.SliceStable(items, func(i, j int) bool {
-		a, b := items[i], items[j]
-		if a.rank != b.rank {
-			return a.rank < b.rank
-		}
-		if (a.idle == "") != (b.idle == "") {
-			return a.idle == ""
-		}
-		return a.g.Count > b.g.Count
-	})
-	newRef := map[string]string{}
+	order, idle := findings.Order(c, s.Groups, fs, func(a, b *findings.Group) bool { return a.Count > b.Count })
 	var out []DumpGroup
-	for k, it := range items {
-		ref := "group " + strconv.Itoa(k+1)
-		newRef[it.g.Ref] = ref
+	for k, i := range order {
 		if max > 0 && k >= max {
-			continue
+			break
 		}
-		g := it.g
-		dg := DumpGroup{Ref: ref, Count: g.Count, State: g.State, WaitReason: g.WaitReason, WaitSecs: g.WaitSeconds,
-			Idle: it.idle, IDs: g.IDs, Labels: g.Labels, Locks: g.Locks, Stack: g.Frames, CreatedBy: g.CreatedBy}
+		g := &s.Groups[i]
+		dg := DumpGroup{Ref: findings.GroupRef(k), Count: g.Count, State: g.State, WaitReason: g.WaitReason, WaitSecs: g.WaitSeconds,
+			Idle: idle[i], IDs: g.IDs, Labels: g.Labels, Locks: g.Locks, Stack: g.Frames, CreatedBy: g.CreatedBy}
 		if ci := c.Culprit(g.Frames); ci >= 0 {
 			dg.Culprit = g.Frames[ci].Function
 		}
@@ -311,11 +274,6 @@ func OrderGroups(c *findings.Classifier, s *findings.Snapshot, fs []findings.Fin
 			dg.IDs = dg.IDs[:20]
 		}
 		out = append(out, dg)
-	}
-	for i := range fs {
-		if strings.HasPrefix(fs[i].Ref, "#") {
-			fs[i].Ref = newRef[fs[i].Ref]
-		}
 	}
 	return out
 }
@@ -430,7 +388,7 @@ func RestrictToProfile(s *findings.Snapshot, p *profile.Profile) {
 		a.n += int(smp.Value[idx])
 		for lk, vs := range smp.Label {
 			for _, v := range vs {
-				if len(a.labels[lk]) < 20 && !hasString(a.labels[lk], v) {
+				if len(a.labels[lk]) < 20 && !slices.Contains(a.labels[lk], v) {
 					a.labels[lk] = append(a.labels[lk], v)
 				}
 			}

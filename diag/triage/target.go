@@ -24,19 +24,6 @@ import (
 // reachable, no admin listener): the command's exit code 2.
 var ErrTarget = errors.New("target")
 
-// ReadPIDFile reads a pid file (a decimal number and optional newline).
-func ReadPIDFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("%w: pid file: %w", ErrTarget, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("%w: pid file %s: %q is not a pid", ErrTarget, path, strings.TrimSpace(string(b)))
-	}
-	return pid, nil
-}
-
 // socketInodes are the inodes of pid's socket file descriptors, which
 // /proc/PID/net/tcp{,6} name.
 func socketInodes(pid int) (map[string]bool, error) {
@@ -55,14 +42,20 @@ func socketInodes(pid int) (map[string]bool, error) {
 	return inodes, nil
 }
 
-// listeningPorts returns the loopback/any-address TCP ports pid listens on,
-// from its socket fds and /proc/net/tcp{,6}.
-func listeningPorts(pid int) ([]int, error) {
+// tcpSocket is one line of /proc/PID/net/tcp{,6} that belongs to pid.
+type tcpSocket struct {
+	state         string // "0A" listening, "01" established
+	local, remote string // hex "0100007F:1F90"
+}
+
+// tcpSockets are pid's TCP sockets: its socket fds matched, by inode, to
+// the kernel's tables.
+func tcpSockets(pid int) ([]tcpSocket, error) {
 	inodes, err := socketInodes(pid)
 	if err != nil {
-		return nil, fmt.Errorf("%w: process %d: %w", ErrTarget, pid, err)
+		return nil, err
 	}
-	var ports []int
+	var out []tcpSocket
 	for _, f := range []string{"tcp", "tcp6"} {
 		fh, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, f))
 		if err != nil {
@@ -72,18 +65,33 @@ func listeningPorts(pid int) ([]int, error) {
 		for sc.Scan() {
 			fields := strings.Fields(sc.Text())
 			// sl local rem st tx:rx tr:tm retr uid timeout inode
-			if len(fields) < 10 || fields[3] != "0A" || !inodes[fields[9]] {
-				continue
-			}
-			_, portHex, ok := strings.Cut(fields[1], ":")
-			if !ok {
-				continue
-			}
-			if p, err := strconv.ParseUint(portHex, 16, 16); err == nil {
-				ports = append(ports, int(p))
+			if len(fields) >= 10 && inodes[fields[9]] {
+				out = append(out, tcpSocket{state: fields[3], local: fields[1], remote: fields[2]})
 			}
 		}
 		fh.Close()
+	}
+	return out, nil
+}
+
+// hexPort is the port of a /proc/net/tcp address ("0100007F:1F90").
+func hexPort(addr string) (int, bool) {
+	_, p, ok := strings.Cut(addr, ":")
+	port, err := strconv.ParseUint(p, 16, 16)
+	return int(port), ok && err == nil
+}
+
+// listeningPorts returns the TCP ports pid listens on.
+func listeningPorts(pid int) ([]int, error) {
+	socks, err := tcpSockets(pid)
+	if err != nil {
+		return nil, fmt.Errorf("%w: process %d: %w", ErrTarget, pid, err)
+	}
+	var ports []int
+	for _, s := range socks {
+		if p, ok := hexPort(s.local); ok && s.state == "0A" {
+			ports = append(ports, p)
+		}
 	}
 	return ports, nil
 }
@@ -170,36 +178,25 @@ func MainModule(target string, p *gpprof.Profile) string {
 // connections that it dialed (its local port is not one it listens on),
 // with how many connections go to each: where a hung call may be waiting.
 func outboundPeers(pid int) map[string]int {
-	listening := map[int]bool{}
-	ports, err := listeningPorts(pid)
+	socks, err := tcpSockets(pid)
 	if err != nil {
 		return nil
 	}
-	for _, p := range ports {
-		listening[p] = true
+	listening := map[int]bool{}
+	for _, s := range socks {
+		if p, ok := hexPort(s.local); ok && s.state == "0A" {
+			listening[p] = true
+		}
 	}
-	inodes, _ := socketInodes(pid)
 	peers := map[string]int{}
-	for _, f := range []string{"tcp", "tcp6"} {
-		fh, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, f))
-		if err != nil {
+	for _, s := range socks {
+		p, ok := hexPort(s.local)
+		if !ok || s.state != "01" || listening[p] { // 01: ESTABLISHED
 			continue
 		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 10 || fields[3] != "01" || !inodes[fields[9]] { // 01: ESTABLISHED
-				continue
-			}
-			_, lport, _ := strings.Cut(fields[1], ":")
-			if p, err := strconv.ParseUint(lport, 16, 16); err != nil || listening[int(p)] {
-				continue
-			}
-			if a := hexAddr(fields[2]); a != "" {
-				peers[a]++
-			}
+		if a := hexAddr(s.remote); a != "" {
+			peers[a]++
 		}
-		fh.Close()
 	}
 	return peers
 }

@@ -155,9 +155,6 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		r.PID = localPID(base)
 	}
 	r.MainModule = mainModule(r.PID)
-	if r.MainModule == "" {
-		r.MainModule = MainModule(r.Target, nil)
-	}
 	cls := findings.NewClassifier(r.MainModule, opts.App)
 	r.App = cls.App()
 
