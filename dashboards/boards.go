@@ -16,6 +16,10 @@ const (
 	upstreamEjections = "wardgate_upstream_ejections_total"
 	gatewayReloads    = "wardgate_gateway_reloads_total"
 
+	// Served only by gateways with an upstream that has discover:.
+	discoveryErrors  = "wardgate_discovery_errors_total"
+	discoveryTargets = "wardgate_discovery_targets"
+
 	queueDepth     = "wardgate_queue_depth"
 	queueWaiting   = "wardgate_queue_waiting"
 	queueCapacity  = "wardgate_queue_capacity"
@@ -89,6 +93,20 @@ func gatewayBoard() *dashboard.DashboardBuilder {
 				desc:    "99th percentile answer time per route: which route is slow.",
 				queries: []q{{quantile("0.99", serverDuration, "http_route", ""), "{{http_route}}"}}},
 		}},
+		{"Per instance (one line per gateway process or pod)", []panel{
+			{title: "Request rate by instance", unit: "reqps", min0: true, stacked: true,
+				desc:    "Requests per second answered by each gateway. Behind one Service the replicas should carry about the same share; one far below the others is not getting traffic (readiness, endpoints), one far above is taking more than its share (long-lived connections pinned to it).",
+				queries: []q{{"sum by (instance) (" + rate(serverDuration+"_count", "") + ")", "{{instance}}"}}},
+			{title: "5xx ratio by instance", unit: "percentunit", min0: true,
+				desc:    "Share of each gateway's answers that are 5xx. One instance high while the others are at 0 is that instance's view of the upstreams (its health checks, its DNS answers, its network), not the upstreams themselves.",
+				queries: []q{{"(sum by (instance) (" + rate(serverDuration+"_count", `http_response_status_code=~"5.."`) + ") or (0 * sum by (instance) (" + rate(serverDuration+"_count", "") + "))) / sum by (instance) (" + rate(serverDuration+"_count", "") + ")", "{{instance}}"}}},
+			{title: "Latency p99 by instance", unit: "s", min0: true, traces: gatewayService,
+				desc:    "99th percentile answer time per gateway: a single slow replica (CPU throttled, noisy node) shows here and hides in the fleet quantile.",
+				queries: []q{{quantile("0.99", serverDuration, "instance", ""), "{{instance}}"}}},
+			{title: "In-flight upstream requests by instance", unit: "short", min0: true, stacked: true,
+				desc:    "Requests each gateway has in flight to its upstreams right now (all targets).",
+				queries: []q{{"sum by (instance) (" + gauge(upstreamInflight, "") + ")", "{{instance}}"}}},
+		}},
 		{"Upstream targets", []panel{
 			{title: "Attempts by target", unit: "reqps", min0: true, stacked: true,
 				desc:    "Finished upstream attempts per second by target, retries included.",
@@ -105,7 +123,7 @@ func gatewayBoard() *dashboard.DashboardBuilder {
 			{kind: stateTimeline, title: "Target health", unit: "bool_yes_no", w: 24, h: 6,
 				desc:    "1 when the target may receive traffic (active health check passing and not passively ejected), 0 when it is skipped.",
 				mapping: map[string]string{"0": "down", "1": "up"},
-				queries: []q{{gauge(upstreamHealthy, ""), "{{upstream}} {{target}}"}}},
+				queries: []q{{gauge(upstreamHealthy, ""), "{{instance}} {{upstream}} {{target}}"}}},
 			{title: "In-flight requests by target", unit: "short", min0: true, stacked: true,
 				desc:    "Requests currently proxied to each target. A target whose in-flight count grows while others stay flat is slow.",
 				queries: []q{{"sum by (upstream, target) (" + gauge(upstreamInflight, "") + ")", "{{upstream}} {{target}}"}}},
@@ -116,8 +134,28 @@ func gatewayBoard() *dashboard.DashboardBuilder {
 				desc:    "Times a target was ejected for failing fail_threshold attempts within the window, per rate interval.",
 				queries: []q{{"sum by (upstream, target) (increase(" + upstreamEjections + "{" + sel + "}[$__rate_interval]))", "{{upstream}} {{target}}"}}},
 			{title: "Config reloads", unit: "short", min0: true,
-				desc:    "Config reloads by result per rate interval (SIGHUP or file change). A refused reload (error) keeps the old config serving: check the gateway log line naming the field.",
-				queries: []q{{"sum by (result) (increase(" + gatewayReloads + "{" + sel + "}[$__rate_interval]))", "{{result}}"}}},
+				desc:    "Config reloads by gateway and result per rate interval (SIGHUP or file change; a ConfigMap update reaches every pod within the kubelet's sync period). A refused reload (error) keeps the old config serving: check that gateway's log line naming the field.",
+				queries: []q{{"sum by (instance, result) (increase(" + gatewayReloads + "{" + sel + "}[$__rate_interval]))", "{{instance}} {{result}}"}}},
+		}},
+		{"DNS discovery (upstreams with discover:)", []panel{
+			{kind: statPanel, title: "Discovery errors", unit: "short", w: 8, h: 5,
+				desc:    "Failed DNS resolutions of discovered upstreams per rate interval, all gateways (the sparkline is the time range). Each failure keeps the last good targets, so traffic goes on, possibly to stale addresses. No data: no gateway in the selection has a discover: upstream.",
+				queries: []q{{"sum(increase(" + discoveryErrors + "{" + sel + "}[$__rate_interval]))", "errors"}}},
+			{kind: statPanel, title: "Discovered targets (min / max over gateways)", unit: "short", w: 8, h: 5,
+				desc:    "Smallest and largest address set any gateway holds for a discovered upstream. They differ for a re-resolve interval after a scale or rollout; differing for longer means one gateway's DNS answers are stale (its errors panel below).",
+				queries: []q{{"min(" + gauge(discoveryTargets, "") + ")", "min"}, {"max(" + gauge(discoveryTargets, "") + ")", "max"}}},
+			{kind: statPanel, title: "Gateways failing to resolve now", unit: "short", w: 8, h: 5,
+				desc:    "Gateways with at least one failed resolution in the last rate interval, out of the gateways that discover. Non-zero on one: that pod's resolver path; on all: the DNS server or the Service name.",
+				queries: []q{
+					{"count(sum by (instance) (increase(" + discoveryErrors + "{" + sel + "}[$__rate_interval])) > 0) or vector(0)", "failing"},
+					{"count(count by (instance) (" + gauge(discoveryTargets, "") + "))", "discovering"},
+				}},
+			{title: "Discovered targets by gateway", unit: "short", min0: true,
+				desc:    "Address-set size each gateway holds per discovered upstream (the last good answer). Compare with the replica count of the discovered Deployment: a step down that the replicas did not take is a DNS problem.",
+				queries: []q{{"sum by (instance, upstream) (" + gauge(discoveryTargets, "") + ")", "{{instance}} {{upstream}}"}}},
+			{title: "Discovery errors by reason", unit: "short", min0: true, stacked: true,
+				desc:    "Failed resolutions per rate interval by gateway, upstream and reason: timeout or network (resolver unreachable), servfail, nxdomain (wrong name or namespace), refused, empty (no ready pod behind a headless Service, unless allow_empty).",
+				queries: []q{{"sum by (instance, upstream, reason) (increase(" + discoveryErrors + "{" + sel + "}[$__rate_interval]))", "{{instance}} {{upstream}} {{reason}}"}}},
 		}},
 	})
 }
@@ -127,6 +165,20 @@ func jobqueueBoard() *dashboard.DashboardBuilder {
 		"Ingest service: payloads accepted, rejected and stored, the bounded queue and worker pool, batches and blob store uploads.",
 		"wardgate-jobqueue")
 	return addSections(b, []section{
+		{"Fleet", []panel{
+			{kind: statPanel, title: "Job queues up", unit: "short", w: 6, h: 5,
+				desc:    "Job-queue processes (pods) Prometheus scrapes successfully, out of all it knows.",
+				queries: []q{{"sum(" + gauge("up", "") + ")", "up"}, {"count(" + gauge("up", "") + ")", "instances"}}},
+			{kind: statPanel, title: "Accepted (fleet)", unit: "cps", w: 6, h: 5,
+				desc:    "Payloads per second admitted by all job queues together.",
+				queries: []q{{"sum(" + rate(accepted, "") + ")", "accepted/s"}}},
+			{kind: statPanel, title: "Queue depth (fleet)", unit: "short", w: 6, h: 5,
+				desc:    "Payloads admitted and not yet stored across all job queues, against their summed capacity. Each queue refuses on its own: see Queue fill by instance.",
+				queries: []q{{"sum(" + gauge(queueDepth, "") + ")", "depth"}, {"sum(" + gauge(queueCapacity, "") + ")", "capacity"}}},
+			{kind: statPanel, title: "Fullest queue", unit: "percentunit", w: 6, h: 5,
+				desc:    "Queue fill of the fullest job queue. Near 100% that instance answers 503 while the fleet total may look fine: the gateway spreads by its own balancer, not by queue depth.",
+				queries: []q{{"max(" + gauge(queueDepth, "") + " / on (job, instance) " + gauge(queueCapacity, "") + ")", "max fill"}}},
+		}},
 		{"Ingest", []panel{
 			{title: "Payloads accepted / stored", unit: "cps", min0: true,
 				desc: "Payloads per second admitted into the queue (answered 202) and written to the blob store. Stored lagging accepted means the queue is filling.",
@@ -147,6 +199,12 @@ func jobqueueBoard() *dashboard.DashboardBuilder {
 					{quantile("0.95", serverDuration, "", ingestRoute), "p95"},
 					{quantile("0.99", serverDuration, "", ingestRoute), "p99"},
 				}},
+			{title: "Ingest latency p99 by instance", unit: "s", min0: true, traces: gatewayService,
+				desc:    "99th percentile time to answer a POST, per job queue: one slow instance (starved node, slow disk for SPILL_DIR, its blob PUTs retrying) shows here.",
+				queries: []q{{quantile("0.99", serverDuration, "instance", ingestRoute), "{{instance}}"}}},
+			{title: "Rejected requests by instance", unit: "reqps", min0: true, stacked: true,
+				desc:    "POST /v1/payloads refused per second by each job queue (all reasons). 503s on one instance only: its queue is full while the others have room.",
+				queries: []q{{"sum by (instance) (" + rate(rejected, "") + ")", "{{instance}}"}}},
 		}},
 		{"Queue and workers", []panel{
 			{title: "Queue depth vs capacity", unit: "short", min0: true,
