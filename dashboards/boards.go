@@ -145,7 +145,7 @@ func gatewayBoard() *dashboard.DashboardBuilder {
 				desc:    "Smallest and largest address set any gateway holds for a discovered upstream. They differ for a re-resolve interval after a scale or rollout; differing for longer means one gateway's DNS answers are stale (its errors panel below).",
 				queries: []q{{"min(" + gauge(discoveryTargets, "") + ")", "min"}, {"max(" + gauge(discoveryTargets, "") + ")", "max"}}},
 			{kind: statPanel, title: "Gateways failing to resolve now", unit: "short", w: 8, h: 5,
-				desc:    "Gateways with at least one failed resolution in the last rate interval, out of the gateways that discover. Non-zero on one: that pod's resolver path; on all: the DNS server or the Service name.",
+				desc: "Gateways with at least one failed resolution in the last rate interval, out of the gateways that discover. Non-zero on one: that pod's resolver path; on all: the DNS server or the Service name.",
 				queries: []q{
 					{"count(sum by (instance) (increase(" + discoveryErrors + "{" + sel + "}[$__rate_interval])) > 0) or vector(0)", "failing"},
 					{"count(count by (instance) (" + gauge(discoveryTargets, "") + "))", "discovering"},

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/wardgate/wardgate/internal/testutil"
 )
@@ -32,15 +35,23 @@ const rateInterval = "30s"
 // along the path docs/dashboards.md gives a user: it runs `wardgate up
 // --prometheus`, so up's own supervised Prometheus scrapes every admin
 // listener (up's included) every second from the prometheus.yml and file_sd
-// targets up generated. First, on the freshly started, healthy stack with
-// a little valid traffic, every query of every panel must return a series
-// (no "No data" for a newcomer: counters of things that have not happened
-// yet, such as retries or reloads, are at 0). Then it drives load through
-// the gateway (valid collections, bad JSON, wrong content type, oversized
-// bodies, a killed job queue, a config reload, a blob store outage, a job
-// queue sent SIGQUIT so a real post-mortem is written and analyzed) and
-// runs every query again. A query without a series fails, naming the
-// phase, the dashboard and the panel.
+// targets up generated. A fleet is what the boards are for, so a second
+// gateway runs next to up's, registered in the same file_sd file (as a
+// second pod would be found by kubernetes_sd): it takes its targets from
+// DNS (discover: SRV records of up's job queues, served by an in-process
+// DNS server), so every service has two instances and the discovery
+// panels have data. First, on the freshly started, healthy stack with
+// a little valid traffic through both gateways, every query of every panel
+// must return a series (no "No data" for a newcomer: counters of things
+// that have not happened yet, such as retries or reloads, are at 0). Then
+// it drives load through both gateways (valid collections, bad JSON, wrong
+// content type, oversized bodies, a killed job queue, a config reload, a
+// blob store outage, a DNS outage, a job queue sent SIGQUIT so a real
+// post-mortem is written and analyzed) and runs every query again. A
+// query without a series fails, naming the phase, the dashboard and the
+// panel; so does a "by instance" panel that does not show both instances,
+// and a gateway-board query that has no series with the Instance variable
+// set to one gateway (one pod selected).
 func TestPanelsReturnDataFromRealPrometheus(t *testing.T) {
 	if _, err := exec.LookPath("prometheus"); err != nil {
 		t.Fatalf("prometheus not found (scripts/install-test-deps.sh installs it): %v", err)
@@ -55,6 +66,7 @@ func TestPanelsReturnDataFromRealPrometheus(t *testing.T) {
 		t.Fatalf("up --prometheus printed no prometheus row with a URL\n%s", stack.logTail())
 	}
 	prom := &promServer{base: stack.prometheus.public}
+	startDNSGateway(t, bin, dir, stack)
 	waitFor(t, ctx, "up's Prometheus ready", func() bool {
 		resp, err := http.Get(prom.base + "/-/ready")
 		if err != nil {
@@ -68,14 +80,20 @@ func TestPanelsReturnDataFromRealPrometheus(t *testing.T) {
 	// counters have a starting sample to take rates from.
 	waitFor(t, ctx, "Prometheus scraping every wardgate process", func() bool {
 		res, err := prom.query(ctx, `up{job=~"wardgate-.*"} == 1`)
-		return err == nil && len(res) == 2+len(stack.jobqueues)
+		return err == nil && len(res) == 3+len(stack.jobqueues)
+	})
+	// The discovering gateway's health checks must have found both job
+	// queues before its traffic starts.
+	waitFor(t, ctx, "the DNS-discovering gateway seeing every job queue healthy", func() bool {
+		res, err := prom.query(ctx, `sum(wardgate_upstream_healthy{instance="`+dnsGatewayInstance+`"}) == `+fmt.Sprint(len(stack.jobqueues)))
+		return err == nil && len(res) == 1
 	})
 
 	// A healthy stack as a newcomer first sees it: a few valid requests,
 	// nothing gone wrong.
 	runHealthyLoad(t, ctx, stack, 6*time.Second)
 	time.Sleep(2500 * time.Millisecond) // a couple of scrapes after the load
-	n := checkEveryPanel(t, ctx, prom, "healthy stack")
+	n := checkEveryPanel(t, ctx, prom, "healthy stack", nil)
 	t.Logf("healthy stack: %d panel queries checked", n)
 	if t.Failed() {
 		t.Logf("up stderr (last lines):\n%s", stack.logTail())
@@ -92,8 +110,16 @@ func TestPanelsReturnDataFromRealPrometheus(t *testing.T) {
 	// Let a couple of scrapes see the last of the load.
 	time.Sleep(2500 * time.Millisecond)
 
-	n = checkEveryPanel(t, ctx, prom, "after incidents")
+	n = checkEveryPanel(t, ctx, prom, "after incidents", nil)
 	t.Logf("after incidents: %d panel queries checked", n)
+	// The DNS outage of the load was seen, counted and scraped.
+	if res, err := prom.query(ctx, `wardgate_discovery_errors_total{instance="`+dnsGatewayInstance+`",reason="servfail"} > 0`); err != nil || len(res) != 1 {
+		t.Errorf("no servfail discovery error scraped from %s after the DNS outage (%v)", dnsGatewayInstance, err)
+	}
+	// One pod selected: every gateway-board query still has data for the
+	// discovering gateway alone.
+	n = checkEveryPanel(t, ctx, prom, "instance="+dnsGatewayInstance, map[string]string{"instance": dnsGatewayInstance})
+	t.Logf("one gateway selected: %d panel queries checked", n)
 	if t.Failed() {
 		t.Logf("up stderr (last lines):\n%s", stack.logTail())
 	}
@@ -101,14 +127,22 @@ func TestPanelsReturnDataFromRealPrometheus(t *testing.T) {
 
 // checkEveryPanel runs every query of every panel of the four boards with
 // the variables at their defaults, failing for each one without a series,
-// and returns how many it ran.
-func checkEveryPanel(t *testing.T, ctx context.Context, prom *promServer, phase string) int {
+// and for each query of a panel titled "... by instance" that shows fewer
+// than two instances (the fleet is two of each), and returns how many it
+// ran. With set (a variable's value, e.g. one instance), only the gateway
+// board is checked, with those variables set, as a user who picks one pod.
+func checkEveryPanel(t *testing.T, ctx context.Context, prom *promServer, phase string, set map[string]string) int {
 	t.Helper()
 	checked := 0
 	boards := loadBoards(t)
-	for _, name := range []string{"gateway.json", "jobqueue.json", "go-runtime.json", "diagnostics.json"} {
+	names := []string{"gateway.json", "jobqueue.json", "go-runtime.json", "diagnostics.json"}
+	if set != nil {
+		names = names[:1]
+	}
+	for _, name := range names {
 		b := boards[name]
 		vars := boardVars(b)
+		maps.Copy(vars, set)
 		for _, p := range b.panels() {
 			for _, tg := range p.Targets {
 				expr := substitute(tg.Expr, vars, rateInterval)
@@ -118,6 +152,8 @@ func checkEveryPanel(t *testing.T, ctx context.Context, prom *promServer, phase 
 					t.Errorf("%s: %s / panel %q / query %s: %v\n  %s", phase, name, p.Title, tg.RefID, err, expr)
 				case len(res) == 0:
 					t.Errorf("%s: %s / panel %q / query %s: no series\n  %s", phase, name, p.Title, tg.RefID, expr)
+				case set == nil && strings.HasSuffix(p.Title, " by instance") && len(res) < 2:
+					t.Errorf("%s: %s / panel %q / query %s: %d series, want one per instance (2 or more)\n  %s", phase, name, p.Title, tg.RefID, len(res), expr)
 				}
 				checked++
 			}
@@ -135,13 +171,14 @@ func checkEveryPanel(t *testing.T, ctx context.Context, prom *promServer, phase 
 // failed: the point is what the boards show without incidents provoked.
 func runHealthyLoad(t *testing.T, ctx context.Context, stack *upStack, d time.Duration) {
 	t.Helper()
-	target := stack.gateway.public + "/v1/payloads"
+	gateways := stack.gatewayURLs()
 	valid := []byte(`{"version":"10.0.19045","data":[{"kind":"ping","n":1},{"n":2}]}`)
 	client := &http.Client{Timeout: 10 * time.Second}
 	end := time.Now().Add(d)
-	accepted, other := 0, map[string]int{}
-	for time.Now().Before(end) && ctx.Err() == nil {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(valid))
+	accepted, other := map[string]int{}, map[string]int{}
+	for i := 0; time.Now().Before(end) && ctx.Err() == nil; i++ {
+		gw := gateways[i%len(gateways)]
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, gw+"/v1/payloads", bytes.NewReader(valid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +188,7 @@ func runHealthyLoad(t *testing.T, ctx context.Context, stack *upStack, d time.Du
 		case err != nil:
 			other[err.Error()]++
 		case resp.StatusCode == http.StatusAccepted:
-			accepted++
+			accepted[gw]++
 		default:
 			other[resp.Status]++
 		}
@@ -161,9 +198,11 @@ func runHealthyLoad(t *testing.T, ctx context.Context, stack *upStack, d time.Du
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("healthy load: %d collections accepted, other answers %v", accepted, other)
-	if accepted == 0 {
-		t.Fatalf("healthy stack: no collection accepted through the gateway (%v)\n%s", other, stack.logTail())
+	t.Logf("healthy load: collections accepted per gateway %v, other answers %v", accepted, other)
+	for _, gw := range gateways {
+		if accepted[gw] == 0 {
+			t.Fatalf("healthy stack: no collection accepted through the gateway %s (%v)\n%s", gw, other, stack.logTail())
+		}
 	}
 }
 
@@ -201,8 +240,21 @@ type upStack struct {
 	prometheus process // up --prometheus: the Prometheus up runs
 	gateway    process
 	jobqueues  []process
+	// dnsGateway is the second gateway of the fleet, started by the test
+	// beside up's (startDNSGateway), and dns the server it resolves.
+	dnsGateway process
+	dns        *testutil.DNSServer
 	mu         sync.Mutex
 	log        []string
+}
+
+// gatewayURLs are the public base URLs of the fleet's gateways.
+func (s *upStack) gatewayURLs() []string {
+	urls := []string{s.gateway.public}
+	if s.dnsGateway.public != "" {
+		urls = append(urls, s.dnsGateway.public)
+	}
+	return urls
 }
 
 func (s *upStack) logTail() string {
@@ -356,16 +408,18 @@ func (p *promServer) query(ctx context.Context, expr string) ([]json.RawMessage,
 	return series, nil
 }
 
-// runLoad posts through the gateway for d and provokes, part-way, what the
-// incident panels show: a job queue killed (up restarts it), a config
+// runLoad posts through both gateways for d and provokes, part-way, what
+// the incident panels show: a job queue killed (up restarts it), a config
 // reload that adds a target nothing listens on (connection refused: the
 // gateway retries on another target, ejects it, and its health check
 // marks it down), a blob store outage (the blob directory replaced by
-// a file, so PUTs fail and are retried), and a crash of the other job
-// queue (SIGQUIT: a core, which up turns into an analyzed post-mortem).
+// a file, so PUTs fail and are retried) and at the same time a DNS
+// outage (SERVFAIL: the discovering gateway keeps its last good targets
+// and counts the errors), and a crash of the other job queue (SIGQUIT: a
+// core, which up turns into an analyzed post-mortem).
 func runLoad(t *testing.T, ctx context.Context, stack *upStack, d time.Duration) {
 	t.Helper()
-	target := stack.gateway.public + "/v1/payloads"
+	gateways := stack.gatewayURLs()
 	valid := []byte(`{"version":"10.0.19045","data":[{"kind":"ping","n":1},{"n":2},{"n":3}]}`)
 	oversized := append(append([]byte(`{"version":"1","data":[{"blob":"`), bytes.Repeat([]byte("x"), 1<<20+1024)...), []byte(`"}]}`)...)
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -390,6 +444,7 @@ func runLoad(t *testing.T, ctx context.Context, stack *upStack, d time.Duration)
 				case n%31 == 0:
 					method, body = http.MethodGet, nil
 				}
+				target := gateways[(i+w)%len(gateways)] + "/v1/payloads"
 				req, err := http.NewRequestWithContext(loadCtx, method, target, bytes.NewReader(body))
 				if err != nil {
 					return
@@ -438,7 +493,14 @@ func runLoad(t *testing.T, ctx context.Context, stack *upStack, d time.Duration)
 		}
 		return os.WriteFile(blobs, []byte("not a directory: PUTs fail until the test puts the store back\n"), 0o600)
 	})
-	step(3*time.Second, "bringing the blob store back", func() error {
+	step(0, "failing DNS for the discovering gateway (SERVFAIL)", func() error {
+		stack.dns.Fail(dns.RcodeServerFailure)
+		return nil
+	})
+	step(3*time.Second, "bringing the blob store and DNS back", func() error {
+		if err := stack.setJobqueueRecords(); err != nil {
+			return err
+		}
 		if err := os.Remove(blobs); err != nil {
 			return err
 		}
@@ -485,4 +547,84 @@ func addDeadTarget(stack *upStack, port int) error {
 func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
 	testutil.Eventually(ctx, t, 60*time.Second, 200*time.Millisecond, what, func() (bool, string) { return cond(), "" })
+}
+
+// dnsGatewayInstance is the instance label of the second gateway in the
+// file_sd targets, as a pod name would be in a cluster.
+const dnsGatewayInstance = "gateway-dns"
+
+// jobqueueSRV is the name the second gateway discovers, as it would the
+// named port of a headless Service.
+const jobqueueSRV = "_http._tcp.jobqueue.wardgate.test."
+
+// setJobqueueRecords makes the DNS server answer jobqueueSRV with every
+// job queue of the stack (their ports survive restarts: up holds them).
+func (s *upStack) setJobqueueRecords() error {
+	var urls []string
+	for _, jq := range s.jobqueues {
+		urls = append(urls, jq.public)
+	}
+	lines, err := testutil.SRVLines(jobqueueSRV, 1, urls...)
+	if err != nil {
+		return err
+	}
+	return s.dns.Set(lines...)
+}
+
+// startDNSGateway starts the fleet's second gateway: `wardgate gateway`
+// with the route of up's gateway, its upstream discovered from the SRV
+// records of an in-process DNS server (re-resolved every second) instead
+// of a list, and adds it to the file_sd targets up wrote for its
+// Prometheus (job wardgate-gateway, instance gateway-dns). up writes that
+// file only when it starts, so the entry stays.
+func startDNSGateway(t *testing.T, bin, dir string, stack *upStack) {
+	t.Helper()
+	stack.dns = testutil.StartDNS(t)
+	if err := stack.setJobqueueRecords(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`routes:
+  - path_prefix: /v1/
+    upstream: jobqueue
+upstreams:
+  jobqueue:
+    balancer: round_robin
+    discover: {name: %q, type: srv, interval: 1s, timeout: 500ms, resolver: %q}
+    health_check: {path: /healthz, interval: 1s, timeout: 500ms, fall: 2, rise: 1}
+    passive: {fail_threshold: 3, window: 10s, eject_for: 5s}
+    retries: 1
+    timeouts: {dial: 1s, response_header: 30s}
+`, jobqueueSRV, stack.dns.Addr)
+	file := filepath.Join(dir, "gateway-dns.yaml")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "gateway", "--config", file, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	p := testutil.StartGateway(t, cmd, 30*time.Second)
+	stack.dnsGateway = process{service: dnsGatewayInstance, pid: cmd.Process.Pid, public: p.Public, metrics: p.Admin + "/metrics"}
+
+	targets := filepath.Join(stack.data, "run", "prometheus", "targets.json")
+	b, err := os.ReadFile(targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var groups []map[string]any
+	if err := json.Unmarshal(b, &groups); err != nil {
+		t.Fatalf("%s: %v", targets, err)
+	}
+	groups = append(groups, map[string]any{
+		"targets": []string{stack.dnsGateway.scrapeTarget(t)},
+		"labels":  map[string]string{"job": "wardgate-gateway", "service": dnsGatewayInstance, "instance": dnsGatewayInstance},
+	})
+	if b, err = json.MarshalIndent(groups, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	// Atomically: Prometheus watches the file.
+	if err := os.WriteFile(targets+".new", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(targets+".new", targets); err != nil {
+		t.Fatal(err)
+	}
 }
