@@ -799,17 +799,19 @@ func telScrape(u string) (map[string]*dto.MetricFamily, error) {
 }
 
 // telCheckDoc returns what the scraped families lack of the documented rows
-// for a process kind ("gateway", "jobqueue" or "up").
-func telCheckDoc(doc []telDocMetric, kind string, fams map[string]*dto.MetricFamily) []string {
+// for a process kind ("gateway", "jobqueue" or "up"). The
+// wardgate_discovery_* rows are served only by a gateway with a discover:
+// upstream: for one without (discovers false) they must be absent.
+func telCheckDoc(doc []telDocMetric, kind string, discovers bool, fams map[string]*dto.MetricFamily) []string {
 	var missing []string
 	for _, m := range doc {
 		if !slices.Contains(m.processes, "all") && !slices.Contains(m.processes, kind) {
 			continue
 		}
-		if strings.HasPrefix(m.name, "wardgate_discovery_") {
-			// Served only for upstreams with discover: (up's are static);
-			// gateway/discovery_test.go checks them on a DNS-discovered
-			// upstream.
+		if strings.HasPrefix(m.name, "wardgate_discovery_") && !discovers {
+			if fams[m.name] != nil {
+				missing = append(missing, fmt.Sprintf("docs/metrics.md:%d %s: served by a gateway without a discover: upstream", m.line, m.name))
+			}
 			continue
 		}
 		f := fams[m.name]
@@ -845,7 +847,10 @@ func telCheckDoc(doc []telDocMetric, kind string, fams map[string]*dto.MetricFam
 // killed, a config reload, a job queue crashed by SIGQUIT so up writes and
 // analyzes a post-mortem), then checks that every metric docs/metrics.md
 // lists is served by every process it is listed for (up included, on its
-// own admin listener), with its labels.
+// own admin listener), with its labels. A second gateway whose upstream is
+// discovered from DNS (SRV records of up's job queues, served in-process
+// by miekg/dns) must serve the gateway rows including the
+// wardgate_discovery_* ones, which up's static gateway must not serve.
 func TestTelemetryMetricsDocumented(t *testing.T) {
 	doc := telReadMetricsDoc(t)
 	if len(doc) < 30 {
@@ -858,6 +863,8 @@ func TestTelemetryMetricsDocumented(t *testing.T) {
 	if _, ok := up.rows["up"]; !ok {
 		t.Fatalf("no row for up itself in the table:\n%s", up.out.String())
 	}
+
+	dnsGw := telStartDNSGateway(t, up)
 
 	// A crash that leaves a core: up writes a post-mortem and analyzes it
 	// (post-mortem counters, analysis time), and restarts the job queue.
@@ -982,6 +989,32 @@ func TestTelemetryMetricsDocumented(t *testing.T) {
 			t.Fatalf("POST via gateway: %d %s", code, body)
 		}
 	}
+	telWait(t, time.Minute, "the DNS-discovering gateway accepts a collection", func() (bool, string) {
+		code, body := telPost(t, dnsGw.Public+"/v1/payloads", telCollection(10), nil)
+		return code == http.StatusAccepted, fmt.Sprintf("%d %s", code, body)
+	})
+	// A failed attempt there too (error_type): a target nobody listens
+	// on joins the DNS answer; round robin sends it a share of GETs
+	// until its health check takes it out.
+	dnsGw.answer(t, "http://"+testutil.FreeAddr(t))
+	telWait(t, time.Minute, "the DNS-discovering gateway records a refused attempt", func() (bool, string) {
+		for range 8 {
+			_, _ = telGet(dnsGw.Public + "/v1/payloads")
+		}
+		fams, err := telScrape(dnsGw.Admin + "/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range fams["http_client_request_duration_seconds"].GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "error_type" {
+					return true, ""
+				}
+			}
+		}
+		return false, "no attempt with error_type yet"
+	})
+	dnsGw.answer(t)
 
 	var missing []string
 	telWait(t, 2*time.Minute, "every documented metric served", func() (bool, string) {
@@ -995,9 +1028,16 @@ func TestTelemetryMetricsDocumented(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			for _, m := range telCheckDoc(doc, kind, fams) {
+			for _, m := range telCheckDoc(doc, kind, false, fams) {
 				missing = append(missing, name+": "+m)
 			}
+		}
+		fams, err := telScrape(dnsGw.Admin + "/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range telCheckDoc(doc, "gateway", true, fams) {
+			missing = append(missing, "gateway with discover: "+m)
 		}
 		return len(missing) == 0, strings.Join(missing, "\n")
 	})
@@ -1023,4 +1063,62 @@ func TestTelemetryMetricsDocumented(t *testing.T) {
 	if len(s3.objects) == 0 {
 		t.Error("nothing stored in the S3 stand-in")
 	}
+}
+
+// telDNSGateway is a `wardgate gateway` whose upstream is discovered from
+// the SRV records of up's job queues, served by an in-process DNS server.
+type telDNSGateway struct {
+	*testutil.Proc
+	dns  *testutil.DNSServer
+	urls []string // the job queues' base URLs in the answer
+}
+
+const telSRVName = "_http._tcp.jobqueue.wardgate.test."
+
+// answer makes the DNS server answer the job queues and extra base URLs.
+func (g *telDNSGateway) answer(t *testing.T, extra ...string) {
+	t.Helper()
+	lines, err := testutil.SRVLines(telSRVName, 1, append(slices.Clone(g.urls), extra...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.dns.Set(lines...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// telStartDNSGateway starts a telDNSGateway; it is stopped at the test's
+// cleanup.
+func telStartDNSGateway(t *testing.T, up *telUp) *telDNSGateway {
+	t.Helper()
+	const name = telSRVName
+	g := &telDNSGateway{dns: testutil.StartDNS(t)}
+	for _, jq := range up.jobqueues() {
+		g.urls = append(g.urls, up.rows[jq].public)
+	}
+	g.answer(t)
+	d := g.dns
+	file := filepath.Join(t.TempDir(), "gateway-dns.yaml")
+	cfg := fmt.Sprintf(`routes:
+  - path_prefix: /v1/
+    upstream: jobqueue
+upstreams:
+  jobqueue:
+    balancer: round_robin
+    discover: {name: %q, type: srv, interval: 1s, resolver: %q}
+    health_check: {path: /healthz, interval: 1s, timeout: 500ms, fall: 2, rise: 1}
+    retries: 1
+`, name, d.Addr)
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(wardgateBin, "gateway", "--config", file, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "OTEL_TRACES_EXPORTER=none")
+	g.Proc = testutil.StartGateway(t, cmd, time.Minute)
+	return g
 }
