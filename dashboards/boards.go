@@ -17,8 +17,9 @@ const (
 	gatewayReloads    = "wardgate_gateway_reloads_total"
 
 	// Served only by gateways with an upstream that has discover:.
-	discoveryErrors  = "wardgate_discovery_errors_total"
-	discoveryTargets = "wardgate_discovery_targets"
+	discoveryErrors   = "wardgate_discovery_errors_total"
+	discoveryTargets  = "wardgate_discovery_targets"
+	discoveryLastGood = "wardgate_discovery_last_success_seconds"
 
 	queueDepth     = "wardgate_queue_depth"
 	queueWaiting   = "wardgate_queue_waiting"
@@ -138,13 +139,16 @@ func gatewayBoard() *dashboard.DashboardBuilder {
 				queries: []q{{"sum by (instance, result) (increase(" + gatewayReloads + "{" + sel + "}[$__rate_interval]))", "{{instance}} {{result}}"}}},
 		}},
 		{"DNS discovery (upstreams with discover:)", []panel{
-			{kind: statPanel, title: "Discovery errors", unit: "short", w: 8, h: 5,
+			{kind: statPanel, title: "Discovery errors", unit: "short", w: 6, h: 5,
 				desc:    "Failed DNS resolutions of discovered upstreams per rate interval, all gateways (the sparkline is the time range). Each failure keeps the last good targets, so traffic goes on, possibly to stale addresses. No data: no gateway in the selection has a discover: upstream.",
 				queries: []q{{"sum(increase(" + discoveryErrors + "{" + sel + "}[$__rate_interval]))", "errors"}}},
-			{kind: statPanel, title: "Discovered targets (min / max over gateways)", unit: "short", w: 8, h: 5,
+			{kind: statPanel, title: "Discovered targets (min / max over gateways)", unit: "short", w: 6, h: 5,
 				desc:    "Smallest and largest address set any gateway holds for a discovered upstream. They differ for a re-resolve interval after a scale or rollout; differing for longer means one gateway's DNS answers are stale (its errors panel below).",
 				queries: []q{{"min(" + gauge(discoveryTargets, "") + ")", "min"}, {"max(" + gauge(discoveryTargets, "") + ")", "max"}}},
-			{kind: statPanel, title: "Gateways failing to resolve now", unit: "short", w: 8, h: 5,
+			{kind: statPanel, title: "Oldest DNS answer in use", unit: "s", w: 6, h: 5,
+				desc:    "Age of the oldest last-good answer any gateway serves from: about the re-resolve interval (or the TTL when shorter) while DNS answers; growing, resolution has been failing that long and the targets may be stale.",
+				queries: []q{{"max(time() - " + gauge(discoveryLastGood, "") + ")", "age"}}},
+			{kind: statPanel, title: "Gateways failing to resolve now", unit: "short", w: 6, h: 5,
 				desc: "Gateways with at least one failed resolution in the last rate interval, out of the gateways that discover. Non-zero on one: that pod's resolver path; on all: the DNS server or the Service name.",
 				queries: []q{
 					{"count(sum by (instance) (increase(" + discoveryErrors + "{" + sel + "}[$__rate_interval])) > 0) or vector(0)", "failing"},
@@ -153,6 +157,9 @@ func gatewayBoard() *dashboard.DashboardBuilder {
 			{title: "Discovered targets by gateway", unit: "short", min0: true,
 				desc:    "Address-set size each gateway holds per discovered upstream (the last good answer). Compare with the replica count of the discovered Deployment: a step down that the replicas did not take is a DNS problem.",
 				queries: []q{{"sum by (instance, upstream) (" + gauge(discoveryTargets, "") + ")", "{{instance}} {{upstream}}"}}},
+			{title: "Age of the last good DNS answer by gateway", unit: "s", min0: true,
+				desc:    "Seconds since each gateway last resolved each discovered upstream successfully (the answer changed or not). A sawtooth up to the interval is healthy; a line climbing steadily is a gateway serving from a stale answer.",
+				queries: []q{{"time() - max by (instance, upstream) (" + gauge(discoveryLastGood, "") + ")", "{{instance}} {{upstream}}"}}},
 			{title: "Discovery errors by reason", unit: "short", min0: true, stacked: true,
 				desc:    "Failed resolutions per rate interval by gateway, upstream and reason: timeout or network (resolver unreachable), servfail, nxdomain (wrong name or namespace), refused, empty (no ready pod behind a headless Service, unless allow_empty).",
 				queries: []q{{"sum by (instance, upstream, reason) (increase(" + discoveryErrors + "{" + sel + "}[$__rate_interval]))", "{{instance}} {{upstream}} {{reason}}"}}},

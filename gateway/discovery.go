@@ -342,6 +342,7 @@ func (g *Gateway) discoverLoop(ctx context.Context, up *upstream, hc *healthChec
 		if err != nil {
 			g.discoveryFailed(ctx, up, err)
 		} else {
+			up.resolvedAt.Store(time.Now().UnixNano())
 			next = nextWait(d, ttl)
 			if err := g.applyDiscovered(ctx, up, eps, next); err != nil {
 				g.discoveryFailed(ctx, up, err)
@@ -409,6 +410,7 @@ func (g *Gateway) initialDiscovered(up *upstream, old *table) (*targetSet, error
 			if err != nil {
 				return nil, err
 			}
+			up.resolvedAt.Store(ou.resolvedAt.Load())
 			s.resolved, s.next = prev.resolved, prev.next
 			return s, nil
 		}
@@ -426,11 +428,13 @@ func (g *Gateway) initialDiscovered(up *upstream, old *table) (*targetSet, error
 		// loop resolves again at once (resolved is false).
 		if old != nil {
 			if ou := old.upstreams[up.name]; ou != nil {
+				up.resolvedAt.Store(ou.resolvedAt.Load())
 				return up.newSet(ou.set.Load().targets)
 			}
 		}
 		return up.newSet(nil)
 	}
+	up.resolvedAt.Store(time.Now().UnixNano())
 	s, err := up.buildSet(eps, nil)
 	if err != nil {
 		return nil, err

@@ -638,6 +638,7 @@ func TestDiscoverHonoursShortTTL(t *testing.T) {
 // when the DNS server goes away and says so in its log and /metrics, and a
 // hot reload of the file keeps serving.
 func TestE2EDiscover(t *testing.T) {
+	started := time.Now()
 	a, b := newBackend(t, "a", nil), newBackend(t, "b", nil)
 	pa, pb := a.Listener.Addr().(*net.TCPAddr).Port, b.Listener.Addr().(*net.TCPAddr).Port
 	d := newDNSServer(t)
@@ -667,6 +668,28 @@ func TestE2EDiscover(t *testing.T) {
 	_, metrics := get(t, p.admin+"/metrics")
 	if !regexpMatch(`wardgate_discovery_errors_total\{[^}]*reason="(network|timeout)"[^}]*upstream="u"[^}]*\} [1-9]`, metrics) {
 		t.Fatalf("/metrics lacks a counted discovery error:\n%s", grepLines(metrics, "wardgate_discovery"))
+	}
+	// The time of the last good answer stays where it was while DNS is
+	// gone (a few failed re-resolutions later), so its age grows.
+	lastGood := func() time.Time {
+		_, metrics := get(t, p.admin+"/metrics")
+		m := regexp.MustCompile(`(?m)^wardgate_discovery_last_success_seconds\{[^}]*upstream="u"[^}]*\} (\S+)$`).FindStringSubmatch(metrics)
+		if m == nil {
+			t.Fatalf("/metrics lacks wardgate_discovery_last_success_seconds for u:\n%s", grepLines(metrics, "wardgate_discovery"))
+		}
+		f, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return time.Unix(0, int64(f*1e9))
+	}
+	before := lastGood()
+	if age := time.Since(before); age < 0 || age > time.Minute || before.Before(started) {
+		t.Fatalf("last good answer at %s, test started at %s", before, started)
+	}
+	time.Sleep(500 * time.Millisecond) // five re-resolutions, all failing
+	if after := lastGood(); !after.Equal(before) {
+		t.Fatalf("last good answer moved from %s to %s while the DNS server was gone", before, after)
 	}
 	p.writeConfig(t, strings.Replace(cfg, "retries: 0", "retries: 1", 1))
 	waitFor(t, "the reload", func() bool { return strings.Contains(p.logs.String(), "config reloaded") })

@@ -79,6 +79,11 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}
+	lastGood, err := meter.Float64ObservableGauge("wardgate.discovery.last_success",
+		metric.WithUnit("s"), metric.WithDescription("Unix time of the last successful DNS resolution per discovered upstream (its targets are that old at most)."))
+	if err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
 	requests, err := meter.Int64ObservableCounter("wardgate.upstream.requests",
 		metric.WithUnit("{request}"), metric.WithDescription("Finished attempts per upstream target."))
 	if err != nil {
@@ -112,8 +117,11 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 		now := time.Now()
 		for _, up := range tbl.upstreams {
 			if up.cfg.Discover != nil {
-				o.ObserveInt64(discovered, int64(len(up.set.Load().targets)),
-					metric.WithAttributeSet(attribute.NewSet(attribute.String("upstream", up.name))))
+				name := metric.WithAttributeSet(attribute.NewSet(attribute.String("upstream", up.name)))
+				o.ObserveInt64(discovered, int64(len(up.set.Load().targets)), name)
+				if at := up.resolvedAt.Load(); at != 0 {
+					o.ObserveFloat64(lastGood, float64(at)/1e9, name)
+				}
 			}
 			for _, t := range up.set.Load().targets {
 				attrs := metric.WithAttributeSet(attribute.NewSet(
@@ -130,7 +138,7 @@ func newMetrics(mp metric.MeterProvider, g *Gateway) (*metrics, error) {
 			}
 		}
 		return nil
-	}, requests, failures, ejections, inflight, healthy, discovered)
+	}, requests, failures, ejections, inflight, healthy, discovered, lastGood)
 	if err != nil {
 		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}

@@ -45,8 +45,12 @@ type upstream struct {
 	// keeps it for all its attempts.
 	set       atomic.Pointer[targetSet]
 	transport *http.Transport
-	retries   int
-	retryOpt  []metric.AddOption // attributes of wardgate.upstream.retries
+	// resolvedAt is the UnixNano of the last successful DNS resolution
+	// of a discovered upstream (0: none yet), whether or not the answer
+	// changed; a reload that keeps the targets keeps it.
+	resolvedAt atomic.Int64
+	retries    int
+	retryOpt   []metric.AddOption // attributes of wardgate.upstream.retries
 }
 
 func newTarget(bt *balancer.Target, upstream string) *target {
