@@ -5,7 +5,8 @@
 # NAME is proxies (bench/proxies.sh), ingest (bench/ingest.sh), capture
 # (bench/capture.sh), tracing and tracing-durable (bench/tracing.sh, both
 # ack modes), analyze (the diag/analyze Go benchmark) and verdict (the
-# diag/triage time-to-verdict benchmarks over the faulty corpus). Scripts that are
+# diag/triage time-to-verdict benchmarks over the faulty corpus), discovery (the
+# gateway's DNS churn benchmark; DURATION, default 60s). Scripts that are
 # not there are skipped with a note. With --print (or when the doc has no marker for a section) the
 # tables go to stdout for pasting instead. Naming sections runs only
 # those, e.g. `bench/run-all.sh tracing capture`.
@@ -26,8 +27,8 @@ for a in "$@"; do
       sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
-    proxies | ingest | tracing | capture | analyze | verdict) only[$a]=1 ;;
-    *) echo "usage: bench/run-all.sh [--print] [proxies|ingest|tracing|capture|analyze|verdict]..." >&2; exit 2 ;;
+    proxies | ingest | tracing | capture | analyze | verdict | discovery) only[$a]=1 ;;
+    *) echo "usage: bench/run-all.sh [--print] [proxies|ingest|tracing|capture|analyze|verdict|discovery]..." >&2; exit 2 ;;
   esac
 done
 want() { ((${#only[@]} == 0)) || [[ -n "${only[$1]:-}" ]]; }
@@ -113,6 +114,21 @@ verdict_bench() {
 }
 if want verdict && [[ -f diag/triage/bench_test.go ]]; then
   run_section verdict verdict_bench || failed+=(verdict)
+fi
+discovery_bench() {
+  local raw
+  raw="$(DISCOVERY_DURATION="${DURATION:-60s}" go test -run '^$' -bench DiscoveryChurn -benchtime 1x ./gateway/ 2>&1)" || { echo "$raw" >&2; return 1; }
+  echo "| requests | errors | p50 (ms) | p99 (ms) | DNS changes | follow p50 / p99 (ms) | leave p50 / p99 (ms) |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|"
+  echo "$raw" | awk '/^BenchmarkDiscoveryChurn/ {
+    for (i = 3; i < NF; i++) v[$(i+1)] = $i
+    printf "| %d | %d | %.2f | %.2f | %d | %.0f / %.0f | %.0f / %.0f |\n", v["requests"], v["errors"], v["p50-ms"], v["p99-ms"], v["changes"],
+      v["follow-p50-ms"], v["follow-p99-ms"], v["leave-p50-ms"], v["leave-p99-ms"] }'
+  echo
+  echo "go test -bench DiscoveryChurn -benchtime 1x ./gateway/ (DISCOVERY_DURATION=${DURATION:-60s}, ${DISCOVERY_CONNS:-4} closed-loop connections; the SRV answer changes every 0.5-1.5s, discover interval and TTL 1s); $(nproc) CPUs, $(go version | cut -d' ' -f3)."
+}
+if want discovery && [[ -f gateway/discovery_bench_test.go ]]; then
+  run_section discovery discovery_bench || failed+=(discovery)
 fi
 if ((${#failed[@]})); then
   echo "run-all: failed: ${failed[*]}" >&2
