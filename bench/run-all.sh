@@ -125,7 +125,7 @@ discovery_bench() {
     printf "| %d | %d | %.2f | %.2f | %d | %.0f / %.0f | %.0f / %.0f |\n", v["requests"], v["errors"], v["p50-ms"], v["p99-ms"], v["changes"],
       v["follow-p50-ms"], v["follow-p99-ms"], v["leave-p50-ms"], v["leave-p99-ms"] }'
   echo
-  echo "go test -bench DiscoveryChurn -benchtime 1x ./gateway/ (DISCOVERY_DURATION=${DURATION:-60s}, ${DISCOVERY_CONNS:-4} closed-loop connections; the SRV answer changes every 0.5-1.5s, discover interval and TTL 1s); $(nproc) CPUs, $(go version | cut -d' ' -f3)."
+  echo "go test -bench DiscoveryChurn -benchtime 1x ./gateway/ (DISCOVERY_DURATION=${DURATION:-60s}, ${DISCOVERY_CONNS:-4} closed-loop connections; the SRV answer changes every 0.5-1.5s, discover interval and TTL 1s; load average $(cut -d' ' -f1 /proc/loadavg) at the end); $(nproc) CPUs, $(go version | cut -d' ' -f3)."
 }
 if want discovery && [[ -f gateway/discovery_bench_test.go ]]; then
   run_section discovery discovery_bench || failed+=(discovery)
