@@ -2,8 +2,10 @@
 // packages share: building a binary once per TestMain, picking a free
 // loopback port, polling a condition or an HTTP endpoint under a deadline,
 // reading the "listening ..." line of a server and the service table of
-// `wardgate up`, reading stored (optionally gzipped) NDJSON blobs, and
-// stopping a child with SIGTERM.
+// `wardgate up`, starting a `wardgate gateway` and reading its listening
+// log line, a DNS server (miekg/dns) whose answers a test changes for the
+// gateway's discover: upstreams, reading stored (optionally gzipped)
+// NDJSON blobs, and stopping a child with SIGTERM.
 //
 // It is hand-written because each piece is a few lines over the standard
 // library and the tests need their exact failure messages and generous,
