@@ -68,15 +68,16 @@ func main() {
 		}
 		serve(false)
 	case "panic-labels":
-		done := make(chan struct{})
 		// Not pprof.Do: its deferred label restore runs before a panic's
 		// traceback is printed, so the labels would already be gone.
 		go func() {
-			defer close(done)
 			pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")))
 			panic("boom with labels")
 		}()
-		<-done
+		// Block until the panic kills the process. (A deferred close of a
+		// channel here let main return, and exit 0, while the panic was
+		// still being printed on a loaded machine.)
+		select {}
 	case "fail":
 		fmt.Fprintln(os.Stderr, "bad config: FOO")
 		os.Exit(3)
