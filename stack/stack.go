@@ -1,0 +1,446 @@
+// Package stack is the stack `wardgate up` runs on one machine: a gateway
+// in front of N job queues (and optionally a Prometheus), each a supervised
+// child process, with the ports up holds for them, their environment, the
+// generated gateway config, readiness, the post-mortem hooks and the files
+// a Prometheus needs. cmd/wardgate only parses up's flags into a Config and
+// calls Stack.Run.
+//
+// The stack is a package of its own, not part of supervisor/: the
+// supervisor knows how to run, restart and post-mortem any child; this
+// package knows which children wardgate has and how they are wired
+// together (docs/up.md, docs/architecture.md).
+package stack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wardgate/wardgate/supervisor"
+	"github.com/wardgate/wardgate/telemetry"
+)
+
+// Config is what `wardgate up` runs; each field names the flag that sets it.
+type Config struct {
+	Listen    string // --listen: public host:port of the gateway
+	Admin     string // --admin: host:port of up's own admin listener
+	Data      string // --data: directory of all state
+	JobQueues int    // --jobqueues: job-queue processes behind the gateway (at least 1)
+	Workers   int    // --workers: MAX_WORKERS of each job queue (0: its default)
+	Queue     int    // --queue: MAX_QUEUE of each job queue (0: its default)
+	AckMode   string // --ack-mode: ACK_MODE of each job queue ("": its default)
+	BlobURL   string // --blob-url: BLOB_URL of the job queues ("": file://DATA/blobs)
+
+	StartTimeout    time.Duration // --start-timeout: how long each process may take to become ready
+	StopTimeout     time.Duration // --stop-timeout: how long each process may take to drain
+	KeepPostmortems int           // --keep-postmortems: newest post-mortem dirs kept (0: all)
+
+	// Prometheus is the prometheus binary --prometheus runs ("": none).
+	Prometheus       string
+	PrometheusListen string        // --prometheus-listen: host:port, port 0 picks one
+	ScrapeInterval   time.Duration // --scrape-interval of the generated prometheus.yml
+
+	// Exe is the wardgate binary every child runs ("wardgate gateway",
+	// "wardgate jobqueue", "wardgate diag capture"); empty: os.Executable.
+	Exe string
+}
+
+// Stack runs a Config. Logger is up's own log; Stdout gets the table of
+// services once everything answers; Stderr gets the children's forwarded
+// output (see notInfoAccessLog).
+type Stack struct {
+	Config Config
+	Logger *slog.Logger
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// ListenError is one of up's own listen addresses that cannot be bound;
+// Flag names the flag that sets it ("--listen", "--admin"), so the caller
+// can say what to change. Nothing has started when Run returns it.
+type ListenError struct {
+	Flag string
+	Addr string
+	Err  error
+}
+
+func (e *ListenError) Error() string { return fmt.Sprintf("%s %s: %v", e.Flag, e.Addr, e.Err) }
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// Run starts the stack (job queues, then the gateway once they answer,
+// then Prometheus), prints the table and runs until ctx is canceled, then
+// stops everything in order: the gateway stops accepting first, then the
+// job queues drain. It returns nil after a clean stop.
+func (s *Stack) Run(ctx context.Context) (err error) {
+	cfg, log := s.Config, s.Logger
+	upStarted := time.Now()
+	data, err := filepath.Abs(cfg.Data)
+	if err != nil {
+		return fmt.Errorf("--data: %w", err)
+	}
+	exe := cfg.Exe
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return fmt.Errorf("own executable: %w", err)
+		}
+	}
+	// up binds every child's ports and keeps them (see heldSockets); the
+	// public one and up's admin first, so a taken port fails clearly before
+	// anything starts or is created under --data.
+	socks := &heldSockets{}
+	defer socks.Close()
+	gwPubLn, gwPub, err := socks.bind(ctx, cfg.Listen)
+	if err != nil {
+		return &ListenError{Flag: "--listen", Addr: cfg.Listen, Err: err}
+	}
+	gwPublic := gwPubLn.Addr().String()
+	admLn, err := net.Listen("tcp", cfg.Admin)
+	if err != nil {
+		return &ListenError{Flag: "--admin", Addr: cfg.Admin, Err: err}
+	}
+	defer admLn.Close() // normally closed by the admin server's Shutdown first
+	// A pinned --prometheus-listen port that is taken fails now, in one
+	// line naming the flag, not after the whole stack started.
+	if err := checkPromListen(ctx, cfg); err != nil {
+		return err
+	}
+	blobURL := cfg.BlobURL
+	if blobURL == "" {
+		blobs := filepath.Join(data, "blobs")
+		if err := os.MkdirAll(blobs, 0o700); err != nil {
+			return fmt.Errorf("blob dir: %w", err)
+		}
+		blobURL = (&url.URL{Scheme: "file", Path: blobs}).String()
+	}
+	// A fresh admin token per run guards every process's /debug/pprof/;
+	// diag commands find it from --data or --pid-file.
+	tokenFile := filepath.Join(data, telemetry.AdminTokenFile)
+	adminToken, err := telemetry.GenerateAdminToken(tokenFile)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tokenFile)
+	// Through a short restart the gateway's clients wait in the accept
+	// queue; through a crash loop's long backoff up answers them 503 with
+	// Retry-After itself rather than let them hang for seconds.
+	standIn, err := supervisor.NewStandIn(gwPubLn, "gateway", log)
+	if err != nil {
+		return err
+	}
+
+	// up's own telemetry and admin listener: the supervisor's metrics, and
+	// pprof of the supervisor itself. It stays up until the children are
+	// stopped, so the last restarts and post-mortems can still be scraped.
+	tel, err := telemetry.Setup(ctx, "wardgate-up")
+	if err != nil {
+		return err
+	}
+	tel.DebugToken = adminToken
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if serr := tel.Shutdown(sctx); serr != nil {
+			err = errors.Join(err, fmt.Errorf("telemetry: %w", serr))
+		}
+	}()
+	hooks := newPostmortemHooks(log, exe)
+	sup, err := supervisor.New(supervisor.Options{
+		OnEvent: func(e supervisor.Event) {
+			if e.Service != "gateway" {
+				return
+			}
+			switch {
+			case e.Kind == supervisor.EventRestarting && e.Delay >= standInAfter:
+				standIn.Start(e.Delay)
+			case e.Kind == supervisor.EventStarted:
+				standIn.Stop()
+			}
+		},
+		DataDir:       data,
+		Logger:        log,
+		MeterProvider: tel.MeterProvider,
+		Forward:       s.Stderr,
+		// Access-log lines stay in DATA/run/<service>/stderr.log: copying
+		// thousands a second through up's pipe is pure overhead. Errors
+		// (5xx access lines included) and everything else still show.
+		ForwardFilter:   notInfoAccessLog,
+		Analyze:         hooks.analyze,
+		Capture:         hooks.capture,
+		KeepPostmortems: cfg.KeepPostmortems,
+	})
+	if err != nil {
+		return err
+	}
+	// up's own row of the table and of /status.
+	self := supervisor.Status{
+		Name:       "up",
+		PID:        os.Getpid(),
+		State:      supervisor.StateRunning,
+		StartedAt:  upStarted,
+		MetricsURL: "http://" + admLn.Addr().String() + "/metrics",
+	}
+	admSrv := &http.Server{
+		Handler: tel.AdminHandler(os.Getenv("ADMIN_TOKEN"), map[string]http.Handler{
+			"GET /status": sup.StatusHandler(self),
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	admDone := make(chan error, 1)
+	go func() { admDone <- admSrv.Serve(admLn) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = admSrv.Shutdown(sctx) // a scrape still running after 5s is cut off
+		if serr := <-admDone; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, fmt.Errorf("admin listener: %w", serr))
+		}
+	}()
+
+	// Whatever happens from here on, stop what was started, in order. This
+	// runs before the admin listener's shutdown above, so /metrics and
+	// /status show the drain to the end.
+	defer func() {
+		log.Info("shutting down: gateway first, then the job queues drain")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.StopTimeout+30*time.Second)
+		defer cancel()
+		// Once a child closes its listener on stop, its port must refuse,
+		// not queue connections that nobody will accept.
+		standIn.Stop()
+		socks.Close()
+		if serr := sup.Shutdown(sctx); serr != nil {
+			err = errors.Join(err, serr)
+		} else {
+			log.Info("stopped cleanly")
+		}
+	}()
+
+	var targets []string
+	for i := 1; i <= cfg.JobQueues; i++ {
+		name := "jobqueue-" + strconv.Itoa(i)
+		pub, err := socks.reserve()
+		if err != nil {
+			return err
+		}
+		adm, err := socks.reserve()
+		if err != nil {
+			return err
+		}
+		env := childEnv(name, map[string]string{
+			telemetry.AdminTokenFileEnv: tokenFile,
+			"LISTEN":                    pub,
+			"ADMIN_LISTEN":              adm,
+			"BLOB_URL":                  blobURL,
+			"SPILL_DIR":                 filepath.Join(data, "spill"), // shared: a spilled object is uploaded under its own key
+			"MAX_WORKERS":               intOrEmpty(cfg.Workers),
+			"MAX_QUEUE":                 intOrEmpty(cfg.Queue),
+			"ACK_MODE":                  cfg.AckMode,
+		})
+		spec := supervisor.Spec{
+			Name:        name,
+			Command:     func() *exec.Cmd { c := exec.Command(exe, "jobqueue"); c.Env = env; return c },
+			ReadyLine:   "listening ",
+			HealthURL:   "http://" + pub + "/healthz",
+			StopOrder:   1,
+			StopTimeout: cfg.StopTimeout,
+			PublicURL:   "http://" + pub,
+			MetricsURL:  "http://" + adm + "/metrics",
+		}
+		if err := startWithin(ctx, sup, spec, cfg.StartTimeout); err != nil {
+			return err
+		}
+		targets = append(targets, "http://"+pub)
+	}
+
+	gwAdmLn, gwAdm, err := socks.bind(ctx, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	gwAdmin := gwAdmLn.Addr().String()
+	gwDir := filepath.Join(data, "run", "gateway")
+	if err := os.MkdirAll(gwDir, 0o700); err != nil {
+		return fmt.Errorf("gateway dir: %w", err)
+	}
+	gwConfig := filepath.Join(gwDir, "gateway.yaml")
+	if err := os.WriteFile(gwConfig, []byte(gatewayYAML(inheritedFD(0), inheritedFD(1), targets)), 0o600); err != nil {
+		return fmt.Errorf("gateway config: %w", err)
+	}
+	gwEnv := childEnv("gateway", map[string]string{telemetry.AdminTokenFileEnv: tokenFile})
+	public := "http://" + gwPublic
+	gw := supervisor.Spec{
+		Name: "gateway",
+		Command: func() *exec.Cmd {
+			c := exec.Command(exe, "gateway", "--config", gwConfig)
+			c.Env, c.ExtraFiles = gwEnv, []*os.File{gwPub, gwAdm}
+			return c
+		},
+		HealthURL:   "http://" + gwAdmin + "/healthz",
+		StopOrder:   0,
+		StopTimeout: cfg.StopTimeout,
+		PublicURL:   public,
+		MetricsURL:  "http://" + gwAdmin + "/metrics",
+	}
+	if err := startWithin(ctx, sup, gw, cfg.StartTimeout); err != nil {
+		return err
+	}
+	if err := waitRouted(ctx, public+"/v1/payloads", cfg.StartTimeout); err != nil {
+		return fmt.Errorf("gateway on %s: %w", gwPublic, err)
+	}
+	// What a Prometheus needs to scrape the stack, then (--prometheus)
+	// that Prometheus, started last so its first scrape finds everyone.
+	promDir := filepath.Join(data, "run", promDirName)
+	if err := writePromFiles(promDir, append([]supervisor.Status{self}, sup.Status()...), cfg.ScrapeInterval); err != nil {
+		return err
+	}
+	if cfg.Prometheus != "" {
+		addr, err := promAddr(socks, cfg.PrometheusListen)
+		if err != nil {
+			return err
+		}
+		if err := startWithin(ctx, sup, promSpec(cfg.Prometheus, promDir, filepath.Join(data, "prometheus"), addr, cfg.StopTimeout), cfg.StartTimeout); err != nil {
+			return err
+		}
+	}
+	printTable(s.Stdout, self, sup.Status())
+	fmt.Fprintf(s.Stdout, "\ndata: %s  blobs: %s\npost-mortems: %s\nlogs: %s/<service>/{stdout,stderr}.log\ncurrent pids (after restarts): %s/<service>/pid, or GET http://%s/status\nprometheus: %s (targets: %s)\nstop: Ctrl-C or kill -TERM %d\n",
+		data, blobURL, filepath.Join(data, "postmortem"), filepath.Join(data, "run"), filepath.Join(data, "run"), admLn.Addr(),
+		filepath.Join(promDir, promConfigName), filepath.Join(promDir, promTargetsName), os.Getpid())
+	log.Info("stack up", "listen", gwPublic, "data", data)
+	<-ctx.Done()
+	return nil
+}
+
+func startWithin(ctx context.Context, sup *supervisor.Supervisor, spec supervisor.Spec, d time.Duration) error {
+	sctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if err := sup.Start(sctx, spec); err != nil {
+		return err
+	}
+	return nil
+}
+
+// waitRouted waits until the gateway proxies to a job queue: any answer but
+// 502/503/504 (a GET on the ingest path gets 405 from the job queue).
+func waitRouted(ctx context.Context, u string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	last := errors.New("no answer yet")
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+				last = fmt.Errorf("GET %s: %s", u, resp.Status)
+			default:
+				return nil
+			}
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// standInAfter is the shortest restart backoff during which up answers the
+// gateway's clients itself (503, Retry-After) instead of queueing them: the
+// first restarts of a crash (100ms, 200ms, ...) stay invisible but slow.
+const standInAfter = time.Second
+
+// inheritedFD is the listen address of a child's ExtraFiles[i].
+func inheritedFD(i int) string { return "fd/" + strconv.Itoa(3+i) }
+
+func intOrEmpty(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+// childEnv is up's environment (OTEL_* and everything else passes through)
+// plus the child's settings; empty values are left out so the child's own
+// defaults apply. OTEL_SERVICE_NAME names the child unless the user set it.
+func childEnv(service string, set map[string]string) []string {
+	env := os.Environ()
+	if os.Getenv("OTEL_SERVICE_NAME") == "" {
+		env = append(env, "OTEL_SERVICE_NAME=wardgate-"+service)
+	}
+	for k, v := range set {
+		if v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// gatewayYAML is the config of the embedded gateway (see docs/gateway.md).
+func gatewayYAML(listen, admin string, targets []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Written by wardgate up; rewritten at every start. Reference: docs/gateway.md.
+# fd/3 and fd/4 are sockets up holds and passes to every gateway process:
+# the addresses are in up's table, GET /status and the "gateway listening" log.
+listen: %q
+admin: %q
+routes:
+  - path_prefix: /v1/
+    upstream: jobqueue
+upstreams:
+  jobqueue:
+    balancer: round_robin
+    targets:
+`, listen, admin)
+	for _, t := range targets {
+		fmt.Fprintf(&b, "      - {url: %q, weight: 1}\n", t)
+	}
+	b.WriteString(`    health_check: {path: /healthz, interval: 1s, timeout: 500ms, fall: 2, rise: 1}
+    passive: {fail_threshold: 3, window: 10s, eject_for: 5s}
+    retries: 1
+    timeouts: {dial: 1s, response_header: 30s}
+`)
+	return b.String()
+}
+
+// printTable prints up's row, then the children in the supervisor's order
+// (the gateway, then the job queues). The PID column is the pid at the time
+// of printing; /status and the pid files follow restarts.
+func printTable(w io.Writer, self supervisor.Status, children []supervisor.Status) {
+	rows := append([]supervisor.Status{self}, children...)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tPID\tPUBLIC\tMETRICS")
+	for _, r := range rows {
+		public := r.PublicURL
+		if public == "" {
+			public = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.Name, r.PID, public, r.MetricsURL)
+	}
+	_ = tw.Flush()
+}
+
+// notInfoAccessLog reports whether a child's output line is worth showing on
+// up's terminal: anything but an info-level access-log line.
+func notInfoAccessLog(line []byte) bool {
+	return !(bytes.Contains(line, []byte(`"msg":"http request"`)) && bytes.Contains(line, []byte(`"level":"INFO"`)))
+}
