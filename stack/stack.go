@@ -29,6 +29,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/wardgate/wardgate/gateway"
 	"github.com/wardgate/wardgate/supervisor"
 	"github.com/wardgate/wardgate/telemetry"
 )
@@ -52,6 +53,19 @@ type Config struct {
 	Prometheus       string
 	PrometheusListen string        // --prometheus-listen: host:port, port 0 picks one
 	ScrapeInterval   time.Duration // --scrape-interval of the generated prometheus.yml
+
+	// Only runs just this service, "gateway" or "jobqueue", as a
+	// container's entrypoint (--only); "" runs the whole stack. The service
+	// listens where its own configuration says (see Only in docs/up.md):
+	// the job queue's LISTEN/ADMIN_LISTEN environment, the gateway's
+	// listen:/admin: in GatewayConfig.
+	Only string
+	// GatewayConfig is the gateway's YAML file under Only "gateway"
+	// (--gateway-config).
+	GatewayConfig string
+	// Upload is the blob store URL every post-mortem is uploaded to
+	// (--upload, or WARDGATE_UPLOAD; diag/upload); "": disk only.
+	Upload string
 
 	// Exe is the wardgate binary every child runs ("wardgate gateway",
 	// "wardgate jobqueue", "wardgate diag capture"); empty: os.Executable.
@@ -80,10 +94,21 @@ type ListenError struct {
 func (e *ListenError) Error() string { return fmt.Sprintf("%s %s: %v", e.Flag, e.Addr, e.Err) }
 func (e *ListenError) Unwrap() error { return e.Err }
 
+// ErrUpload is wrapped by Run's error when a post-mortem could not be
+// uploaded (each failure was logged; the bundles stay on disk).
+var ErrUpload = errors.New("post-mortem upload failed")
+
+// Services Only accepts.
+const (
+	OnlyGateway  = "gateway"
+	OnlyJobqueue = "jobqueue"
+)
+
 // Run starts the stack (job queues, then the gateway once they answer,
 // then Prometheus), prints the table and runs until ctx is canceled, then
 // stops everything in order: the gateway stops accepting first, then the
-// job queues drain. It returns nil after a clean stop.
+// job queues drain. It returns nil after a clean stop. With Config.Only it
+// starts that one service instead.
 func (s *Stack) Run(ctx context.Context) (err error) {
 	cfg, log := s.Config, s.Logger
 	upStarted := time.Now()
@@ -102,11 +127,37 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	// anything starts or is created under --data.
 	socks := &heldSockets{}
 	defer socks.Close()
-	gwPubLn, gwPub, err := socks.bind(ctx, cfg.Listen)
-	if err != nil {
-		return &ListenError{Flag: "--listen", Addr: cfg.Listen, Err: err}
+	// Under --only gateway the addresses are the config file's.
+	gwListen, gwAdminAddr, listenFlag, adminFlag := cfg.Listen, "127.0.0.1:0", "--listen", ""
+	if cfg.Only == OnlyGateway {
+		gc, err := gateway.LoadWith(cfg.GatewayConfig, nil)
+		if err != nil {
+			return fmt.Errorf("--gateway-config %s: %w", cfg.GatewayConfig, err)
+		}
+		gwListen, gwAdminAddr = gc.Listen, gc.Admin
+		listenFlag, adminFlag = "listen: in "+cfg.GatewayConfig, "admin: in "+cfg.GatewayConfig
+		for _, a := range []string{gc.Listen, gc.Admin} {
+			if strings.HasPrefix(a, "fd/") {
+				return fmt.Errorf("--gateway-config %s: %s: under up the gateway's addresses must be host:port (up holds the sockets and passes them itself)", cfg.GatewayConfig, a)
+			}
+		}
 	}
-	gwPublic := gwPubLn.Addr().String()
+	var (
+		gwPubLn, gwAdmLn net.Listener
+		gwPub, gwAdm     *os.File
+		gwPublic         string
+	)
+	if cfg.Only != OnlyJobqueue {
+		if gwPubLn, gwPub, err = socks.bind(ctx, gwListen); err != nil {
+			return &ListenError{Flag: listenFlag, Addr: gwListen, Err: err}
+		}
+		gwPublic = gwPubLn.Addr().String()
+	}
+	if cfg.Only == OnlyGateway {
+		if gwAdmLn, gwAdm, err = socks.bind(ctx, gwAdminAddr); err != nil {
+			return &ListenError{Flag: adminFlag, Addr: gwAdminAddr, Err: err}
+		}
+	}
 	admLn, err := net.Listen("tcp", cfg.Admin)
 	if err != nil {
 		return &ListenError{Flag: "--admin", Addr: cfg.Admin, Err: err}
@@ -126,20 +177,34 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		blobURL = (&url.URL{Scheme: "file", Path: blobs}).String()
 	}
 	// A fresh admin token per run guards every process's /debug/pprof/;
-	// diag commands find it from --data or --pid-file.
+	// diag commands find it from --data or --pid-file. A container
+	// (--only) whose environment names a token file (a Kubernetes Secret)
+	// keeps that one, so `kubectl debug` uses the same token everywhere.
 	tokenFile := filepath.Join(data, telemetry.AdminTokenFile)
-	adminToken, err := telemetry.GenerateAdminToken(tokenFile)
-	if err != nil {
-		return err
+	var adminToken string
+	if env := os.Getenv(telemetry.AdminTokenFileEnv); cfg.Only != "" && env != "" {
+		tokenFile = env
+		if adminToken, err = telemetry.ReadAdminToken(tokenFile); err != nil {
+			return err
+		}
+	} else {
+		if adminToken, err = telemetry.GenerateAdminToken(tokenFile); err != nil {
+			return err
+		}
+		defer os.Remove(tokenFile)
 	}
-	defer os.Remove(tokenFile)
 	// Through a short restart the gateway's clients wait in the accept
 	// queue; through a crash loop's long backoff up answers them 503 with
 	// Retry-After itself rather than let them hang for seconds.
-	standIn, err := supervisor.NewStandIn(gwPubLn, "gateway", log)
-	if err != nil {
-		return err
+	var standIn *supervisor.StandIn // none under --only jobqueue
+	if gwPubLn != nil {
+		if standIn, err = supervisor.NewStandIn(gwPubLn, "gateway", log); err != nil {
+			return err
+		}
 	}
+	// Post-mortems to the blob store, in the background: a core takes a
+	// while and the crashed child is being restarted meanwhile.
+	uploads := &uploader{url: cfg.Upload, log: log}
 
 	// up's own telemetry and admin listener: the supervisor's metrics, and
 	// pprof of the supervisor itself. It stays up until the children are
@@ -159,7 +224,10 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	hooks := newPostmortemHooks(log, exe)
 	sup, err := supervisor.New(supervisor.Options{
 		OnEvent: func(e supervisor.Event) {
-			if e.Service != "gateway" {
+			if e.Kind == supervisor.EventPostmortem && uploads.url != "" {
+				uploads.start(context.WithoutCancel(ctx), e.Service, e.Dir)
+			}
+			if e.Service != "gateway" || standIn == nil {
 				return
 			}
 			switch {
@@ -218,14 +286,40 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		defer cancel()
 		// Once a child closes its listener on stop, its port must refuse,
 		// not queue connections that nobody will accept.
-		standIn.Stop()
+		if standIn != nil {
+			standIn.Stop()
+		}
 		socks.Close()
 		if serr := sup.Shutdown(sctx); serr != nil {
 			err = errors.Join(err, serr)
 		} else {
 			log.Info("stopped cleanly")
 		}
+		// Post-mortems of the last moments still go up before the exit.
+		// ErrUpload only when nothing else failed: it says "stopped
+		// cleanly, but a bundle is only on disk" (each failure is logged).
+		if n := uploads.wait(); n > 0 && err == nil {
+			err = fmt.Errorf("%d post-mortem uploads failed (kept under %s): %w", n, filepath.Join(data, "postmortem"), ErrUpload)
+		}
 	}()
+
+	switch cfg.Only {
+	case OnlyJobqueue:
+		spec, err := s.jobqueueOnly(socks, exe, data, tokenFile)
+		if err != nil {
+			return err
+		}
+		if err := startWithin(ctx, sup, spec, cfg.StartTimeout); err != nil {
+			return err
+		}
+		return s.serveOnly(ctx, self, sup, admLn, data)
+	case OnlyGateway:
+		gw := s.gatewaySpec(exe, tokenFile, cfg.GatewayConfig, gwPub, gwAdm, gwPublic, gwAdmLn.Addr().String())
+		if err := startWithin(ctx, sup, gw, cfg.StartTimeout); err != nil {
+			return err
+		}
+		return s.serveOnly(ctx, self, sup, admLn, data)
+	}
 
 	var targets []string
 	for i := 1; i <= cfg.JobQueues; i++ {
@@ -264,11 +358,9 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		targets = append(targets, "http://"+pub)
 	}
 
-	gwAdmLn, gwAdm, err := socks.bind(ctx, "127.0.0.1:0")
-	if err != nil {
+	if gwAdmLn, gwAdm, err = socks.bind(ctx, gwAdminAddr); err != nil {
 		return err
 	}
-	gwAdmin := gwAdmLn.Addr().String()
 	gwDir := filepath.Join(data, "run", "gateway")
 	if err := os.MkdirAll(gwDir, 0o700); err != nil {
 		return fmt.Errorf("gateway dir: %w", err)
@@ -277,21 +369,8 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	if err := os.WriteFile(gwConfig, []byte(gatewayYAML(inheritedFD(0), inheritedFD(1), targets)), 0o600); err != nil {
 		return fmt.Errorf("gateway config: %w", err)
 	}
-	gwEnv := childEnv("gateway", map[string]string{telemetry.AdminTokenFileEnv: tokenFile})
 	public := "http://" + gwPublic
-	gw := supervisor.Spec{
-		Name: "gateway",
-		Command: func() *exec.Cmd {
-			c := exec.Command(exe, "gateway", "--config", gwConfig)
-			c.Env, c.ExtraFiles = gwEnv, []*os.File{gwPub, gwAdm}
-			return c
-		},
-		HealthURL:   "http://" + gwAdmin + "/healthz",
-		StopOrder:   0,
-		StopTimeout: cfg.StopTimeout,
-		PublicURL:   public,
-		MetricsURL:  "http://" + gwAdmin + "/metrics",
-	}
+	gw := s.gatewaySpec(exe, tokenFile, gwConfig, gwPub, gwAdm, gwPublic, gwAdmLn.Addr().String())
 	if err := startWithin(ctx, sup, gw, cfg.StartTimeout); err != nil {
 		return err
 	}
@@ -320,6 +399,25 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	log.Info("stack up", "listen", gwPublic, "data", data)
 	<-ctx.Done()
 	return nil
+}
+
+// gatewaySpec is the supervised gateway: `wardgate gateway --config FILE`
+// on the two sockets up holds (fd/3 public, fd/4 admin).
+func (s *Stack) gatewaySpec(exe, tokenFile, config string, pub, adm *os.File, public, admin string) supervisor.Spec {
+	env := childEnv("gateway", map[string]string{telemetry.AdminTokenFileEnv: tokenFile})
+	return supervisor.Spec{
+		Name: "gateway",
+		Command: func() *exec.Cmd {
+			c := exec.Command(exe, "gateway", "--config", config, "--listen", inheritedFD(0), "--admin", inheritedFD(1))
+			c.Env, c.ExtraFiles = env, []*os.File{pub, adm}
+			return c
+		},
+		HealthURL:   "http://" + localAddr(admin) + "/healthz",
+		StopOrder:   0,
+		StopTimeout: s.Config.StopTimeout,
+		PublicURL:   "http://" + public,
+		MetricsURL:  "http://" + admin + "/metrics",
+	}
 }
 
 func startWithin(ctx context.Context, sup *supervisor.Supervisor, spec supervisor.Spec, d time.Duration) error {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"time"
 
+	"github.com/wardgate/wardgate/diag/upload"
 	"github.com/wardgate/wardgate/stack"
 	"github.com/wardgate/wardgate/telemetry"
 )
@@ -78,6 +79,29 @@ docs/dashboards.md shows the boards in Grafana with one more command.
 OTEL_* variables are passed to the children; OTEL_SERVICE_NAME is set per
 child (wardgate-gateway, wardgate-jobqueue-1, ...) unless you set it.
 
+One service as a container's entrypoint (--only): up supervises just that
+service, with the same restarts, post-mortems and crash reports as the whole
+stack, so a crash in a pod leaves a report. --only jobqueue runs one
+"wardgate jobqueue" configured by the environment exactly as that command
+reads it (LISTEN, ADMIN_LISTEN, BLOB_URL, ...; LISTEN needs a fixed port, and
+0.0.0.0 in a container, so the kubelet and the Service reach it); --only
+gateway runs "wardgate gateway --config FILE" (--gateway-config) on the
+listen: and admin: addresses of FILE, whose sockets up holds across
+restarts. Set --data to a writable volume. Example (Kubernetes):
+  wardgate up --only jobqueue --data /home/nonroot/wardgate --upload s3://...
+
+Post-mortems to a blob store (--upload URL, or WARDGATE_UPLOAD): every
+post-mortem directory is also uploaded as one object
+HOST/<post-mortem dir>.tar.gz (HOST: the hostname, a pod's name), same URLs
+as the job queue's BLOB_URL (s3://bucket?endpoint=...&region=...
+&use_path_style=true; prefix=DIR/ puts it under DIR/; credentials from
+AWS_*). up logs "post-mortem uploaded" with the key and the report's first
+lines; a failed upload is logged, the bundle stays under DATA/postmortem
+and up exits 4 when it stops.
+
+Exit codes: 0 stopped cleanly, 1 failure, 2 bad usage, 4 stopped but a
+post-mortem upload failed.
+
 Full guide: docs/up.md.
 
 Flags:
@@ -113,6 +137,9 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	runProm := fs.Bool("prometheus", false, "also run the `prometheus` binary found on PATH as a supervised child, scraping every process (config: DATA/run/prometheus/prometheus.yml, written either way; TSDB: DATA/prometheus); its URL is in the table")
 	fs.StringVar(&c.PrometheusListen, "prometheus-listen", "127.0.0.1:0", "`ADDR` (host:port) of the Prometheus of --prometheus; port 0 picks a free one; pin it (e.g. 127.0.0.1:9090) for a Grafana data source")
 	fs.DurationVar(&c.ScrapeInterval, "scrape-interval", 5*time.Second, "scrape_interval of the generated prometheus.yml")
+	fs.StringVar(&c.Only, "only", "", "run just this `SERVICE`, gateway or jobqueue, as a container's entrypoint (see above); empty: the whole stack")
+	fs.StringVar(&c.GatewayConfig, "gateway-config", "", "with --only gateway: the gateway's YAML config `FILE` (its listen: and admin: are where it listens)")
+	uploadFlag := fs.String("upload", "", "also upload every post-mortem to this blob store `URL` (default $"+upload.Env+"; s3://bucket?endpoint=...&region=...&use_path_style=true, file:///dir)")
 	fs.IntVar(&c.KeepPostmortems, "keep-postmortems", 20, "keep the newest `N` post-mortem dirs under DATA/postmortem (each holds a core and an exe copy); 0 keeps all")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), upUsage)
@@ -171,6 +198,40 @@ func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
 	if _, port, err := net.SplitHostPort(c.PrometheusListen); err != nil || port == "" {
 		return fail("--prometheus-listen: want host:port, got %q", c.PrometheusListen)
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch c.Only {
+	case "":
+		if c.GatewayConfig != "" {
+			return fail("--gateway-config is only used with --only gateway")
+		}
+	case stack.OnlyGateway, stack.OnlyJobqueue:
+		if c.Only == stack.OnlyGateway && c.GatewayConfig == "" {
+			return fail("--only gateway needs --gateway-config FILE (the gateway's config: routes, upstreams, listen:, admin:)")
+		}
+		if c.Only == stack.OnlyJobqueue && c.GatewayConfig != "" {
+			return fail("--gateway-config is only used with --only gateway")
+		}
+		for _, name := range []string{"jobqueues", "prometheus", "prometheus-listen", "scrape-interval", "listen"} {
+			if set[name] {
+				return fail("--%s does not apply with --only %s (the service's own configuration says where it listens)", name, c.Only)
+			}
+		}
+		if c.Only == stack.OnlyGateway {
+			for _, name := range []string{"workers", "queue", "ack-mode", "blob-url"} {
+				if set[name] {
+					return fail("--%s is a job-queue setting; it does not apply with --only gateway", name)
+				}
+			}
+		}
+	default:
+		return fail("--only: want gateway or jobqueue, got %q (one service per up: in Kubernetes each service is its own Deployment)", c.Only)
+	}
+	if c.Upload = upload.URL(*uploadFlag); c.Upload != "" {
+		if err := upload.Check(c.Upload); err != nil {
+			return fail("--upload / %s: %v", upload.Env, err)
+		}
+	}
 	if *runProm {
 		bin, err := exec.LookPath("prometheus")
 		if err != nil {
@@ -199,9 +260,18 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wardgate up: %v\n", &listenError{setting: le.Flag, addr: le.Addr, err: le.Err})
 		return 1
 	}
+	if errors.Is(err, stack.ErrUpload) {
+		log.Error("stopped; post-mortems not uploaded are kept on disk", "err", err.Error())
+		return exitUploadFailed
+	}
 	if err != nil {
 		log.Error("up failed", "err", err.Error())
 		return 1
 	}
 	return 0
 }
+
+// exitUploadFailed is the exit code of a command that wrote its bundles
+// but could not upload one (--upload): the work is on disk, not in the
+// bucket.
+const exitUploadFailed = 4
