@@ -63,8 +63,16 @@ func (l *logBuffer) upLogs() []map[string]any {
 
 func startUp(t *testing.T, args ...string) *upProc {
 	t.Helper()
+	return startUpEnv(t, nil, append([]string{"--listen", "127.0.0.1:0"}, args...)...)
+}
+
+// startUpEnv runs `wardgate up --data TMP args...` with env added to the
+// test's environment and waits for its table.
+func startUpEnv(t *testing.T, env []string, args ...string) *upProc {
+	t.Helper()
 	u := &upProc{t: t, data: t.TempDir(), rows: map[string]upRow{}, stderr: &logBuffer{}, exited: make(chan struct{})}
-	u.cmd = exec.Command(wardgateBin, append([]string{"up", "--listen", "127.0.0.1:0", "--data", u.data}, args...)...)
+	u.cmd = exec.Command(wardgateBin, append([]string{"up", "--data", u.data}, args...)...)
+	u.cmd.Env = append(os.Environ(), env...)
 	u.cmd.Stderr = u.stderr
 	stdout, err := u.cmd.StdoutPipe()
 	if err != nil {
