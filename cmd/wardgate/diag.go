@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/wardgate/wardgate/diag/profile"
+	"github.com/wardgate/wardgate/diag/upload"
 )
 
 func diagCommands() map[string]command {
@@ -96,4 +97,36 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// uploadFlagHelp documents --upload, shared by every command that writes a bundle.
+const uploadFlagHelp = "also upload the bundle to this blob store `URL`, as one object HOST/<bundle dir>.tar.gz (default $" + upload.Env + ";\ns3://bucket?endpoint=...&region=...&use_path_style=true, file:///dir; credentials from AWS_*). A failed upload\nkeeps the bundle on disk and exits 4"
+
+// uploadDest resolves --upload (flag, else WARDGATE_UPLOAD) and checks it
+// before any work is done.
+func uploadDest(flagValue string) (string, error) {
+	dest := upload.URL(flagValue)
+	if dest == "" {
+		return "", nil
+	}
+	if err := upload.Check(dest); err != nil {
+		return "", fmt.Errorf("--upload / %s: %w", upload.Env, err)
+	}
+	return dest, nil
+}
+
+// uploadBundle uploads dir to dest and says so on w: the object key and
+// the first lines of the bundle's report, or the error and where the
+// bundle stays. It reports whether the upload worked.
+func uploadBundle(ctx context.Context, cmd, dest, dir string, w io.Writer) bool {
+	res, err := upload.Bundle(ctx, dest, dir)
+	if err != nil {
+		fmt.Fprintf(w, "%s: upload failed; the bundle stays in %s: %v\n", cmd, dir, err)
+		return false
+	}
+	fmt.Fprintf(w, "%s: uploaded %s to %s key %s (%d bytes)\n", cmd, dir, res.URL, res.Key, res.Bytes)
+	for _, l := range res.Head {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+	return true
 }

@@ -37,6 +37,7 @@ func runDiagWatch(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	pidFile := fs.String("pid-file", "", "for --core: read the target's pid from `FILE` at each capture instead of --pid, so the core follows restarts\n(under wardgate up: DATA/run/<service>/pid)")
 	maxCaptures := fs.Int("max-captures", 0, "stop after K bundles (0: no limit)")
 	once := fs.Bool("once", false, "check once and exit: 0 nothing crossed, 3 a bundle was captured, 1 error")
+	uploadFlag := fs.String("upload", "", uploadFlagHelp)
 	tokens := addAdminTokenFlags(fs)
 	logLevel := fs.String("log-level", "info", "debug (one JSON line per check), info (per trigger), warn or error; logs go to stderr")
 	var app stringList
@@ -56,8 +57,11 @@ wrong and in which application function; read it first), trigger.json
   --core      core/ (a diag capture bundle: core, exe, bundle.json)
 and then ignores that reason for --cooldown. Runs until interrupted.
 
+--upload (or WARDGATE_UPLOAD) also uploads every bundle to a blob store.
+
 Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
-3 with --once: a threshold was crossed and a bundle written.
+3 with --once: a threshold was crossed and a bundle written, 4 a bundle
+could not be uploaded (it stays on disk; the watch went on).
 `, "docs/runbooks/watch.md")
 	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
 		return code
@@ -102,6 +106,10 @@ Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fail("--log-level: %v", err)
 	}
+	dest, err := uploadDest(*uploadFlag)
+	if err != nil {
+		return fail("%v", err)
+	}
 	token, err := tokens.resolve(*target, *pidFile)
 	if err != nil {
 		return fail("%v", err)
@@ -117,6 +125,14 @@ Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
 	if *core {
 		cfg.CorePID, cfg.CorePIDFile = *pid, *pidFile
 	}
+	uploadsFailed := 0
+	if dest != "" {
+		cfg.OnCapture = func(ctx context.Context, tr watch.Trigger) {
+			if !uploadBundle(ctx, "wardgate diag watch", dest, tr.Dir, stderr) {
+				uploadsFailed++
+			}
+		}
+	}
 	w, err := watch.New(cfg)
 	if err != nil {
 		return fail("%v", err)
@@ -131,6 +147,12 @@ Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
 			fmt.Fprintf(stdout, "%s: %g > %g %s: %s\n", tr.Reason, tr.Value, tr.Threshold, tr.Unit, tr.Dir)
 			res := findings.Result{Findings: tr.Findings}
 			fmt.Fprintf(stdout, "  %s (%s)\n", res.First(), filepath.Join(tr.Dir, watch.FindingsFile))
+			if cfg.OnCapture != nil {
+				cfg.OnCapture(ctx, tr)
+			}
+		}
+		if uploadsFailed > 0 {
+			return exitUploadFailed
 		}
 		if len(fired) > 0 {
 			return exitTriggered
@@ -152,6 +174,9 @@ Exit codes: 0 ok (with --once: nothing crossed), 1 error, 2 bad usage,
 	if err := w.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "wardgate diag watch: %v\n", err)
 		return 1
+	}
+	if uploadsFailed > 0 {
+		return exitUploadFailed
 	}
 	return 0
 }
