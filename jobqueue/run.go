@@ -62,8 +62,12 @@ func (q *Queue) Run(ctx context.Context, opts RunOptions) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(srvLog, slog.LevelWarn),
 	})
+	admin := opts.AdminHandler
+	if admin == nil {
+		admin = http.NotFoundHandler() // never http.DefaultServeMux
+	}
 	serve(opts.Admin, &http.Server{
-		Handler:           opts.AdminHandler,
+		Handler:           admin,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(q.log.Handler(), slog.LevelWarn),
 	})

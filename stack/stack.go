@@ -29,6 +29,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/wardgate/wardgate/diag/upload"
 	"github.com/wardgate/wardgate/gateway"
 	"github.com/wardgate/wardgate/supervisor"
 	"github.com/wardgate/wardgate/telemetry"
@@ -94,8 +95,9 @@ type ListenError struct {
 func (e *ListenError) Error() string { return fmt.Sprintf("%s %s: %v", e.Flag, e.Addr, e.Err) }
 func (e *ListenError) Unwrap() error { return e.Err }
 
-// ErrUpload is wrapped by Run's error when a post-mortem could not be
-// uploaded (each failure was logged; the bundles stay on disk).
+// ErrUpload is wrapped by Run's error when the stack stopped cleanly but a
+// post-mortem could not be uploaded (each failure was logged; the bundles
+// stay on disk). `wardgate up` exits 4 on it.
 var ErrUpload = errors.New("post-mortem upload failed")
 
 // Services Only accepts.
@@ -396,6 +398,9 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	fmt.Fprintf(s.Stdout, "\ndata: %s  blobs: %s\npost-mortems: %s\nlogs: %s/<service>/{stdout,stderr}.log\ncurrent pids (after restarts): %s/<service>/pid, or GET http://%s/status\nprometheus: %s (targets: %s)\nstop: Ctrl-C or kill -TERM %d\n",
 		data, blobURL, filepath.Join(data, "postmortem"), filepath.Join(data, "run"), filepath.Join(data, "run"), admLn.Addr(),
 		filepath.Join(promDir, promConfigName), filepath.Join(promDir, promTargetsName), os.Getpid())
+	if cfg.Upload != "" {
+		fmt.Fprintf(s.Stdout, "post-mortems uploaded to: %s\n", upload.Redact(cfg.Upload))
+	}
 	log.Info("stack up", "listen", gwPublic, "data", data)
 	<-ctx.Done()
 	return nil

@@ -549,7 +549,7 @@ func TestUpFlags(t *testing.T) {
 	if err != nil || helpErr.Len() != 0 {
 		t.Fatalf("up --help: %v, want exit 0 with the usage on stdout only; stderr:\n%s", err, helpErr.String())
 	}
-	for _, want := range []string{"-listen", "-admin", "-data", "-workers", "-queue", "-ack-mode", "-blob-url", "-keep-postmortems", "docs/up.md", "/status", "DATA/run/<service>/pid"} {
+	for _, want := range []string{"-listen", "-admin", "-data", "-workers", "-queue", "-ack-mode", "-blob-url", "-keep-postmortems", "docs/up.md", "/status", "DATA/run/<service>/pid", "-only", "-gateway-config", "-upload", "WARDGATE_UPLOAD"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("up --help does not mention %s", want)
 		}
@@ -562,6 +562,13 @@ func TestUpFlags(t *testing.T) {
 		{"--keep-postmortems", "-1"},
 		{"--blob-url", "not a url"},
 		{"extra"},
+		{"--only", "gateway,jobqueue"},
+		{"--only", "gateway"}, // no --gateway-config
+		{"--only", "jobqueue", "--jobqueues", "3"},
+		{"--only", "jobqueue", "--listen", "0.0.0.0:8080"},
+		{"--only", "gateway", "--gateway-config", "f.yaml", "--workers", "8"},
+		{"--gateway-config", "f.yaml"},
+		{"--upload", "ftp://bucket"},
 	} {
 		cmd := exec.CommandContext(context.Background(), wardgateBin, append([]string{"up"}, args...)...)
 		out, err := cmd.CombinedOutput()
