@@ -557,6 +557,12 @@ func TestKubernetesEnvAndFlagsMatchTheBinary(t *testing.T) {
 					t.Errorf("%s: %s: flag %s is not in `wardgate up --help`", b.dir, name, a)
 				}
 			}
+			// up's own metrics (restarts, post-mortems of the service) are
+			// where a crash shows: its admin must be on the pod IP at the
+			// up-admin port the PodMonitor scrapes.
+			if v, ok := flagValue(c.Args, "--admin"); !ok || !strings.HasPrefix(v, "0.0.0.0:") || portOf(t, v) != namedPort(t, c, "up-admin") {
+				t.Errorf("%s: %s: up's --admin %q is not 0.0.0.0 on the up-admin port", b.dir, name, v)
+			}
 			if v, _ := envValue(c, upload.Env); !strings.HasPrefix(v, "s3://") {
 				t.Errorf("%s: %s: %s=%q: post-mortems would stay in the pod", b.dir, name, upload.Env, v)
 			}
@@ -868,7 +874,8 @@ func start(t *testing.T, b *built, bin string, c corev1.Container, args []string
 }
 
 // withData is args with the value of --data (a volume in the pod) replaced
-// by a temporary directory.
+// by a temporary directory, and up's --admin (a fixed port in the pod) by a
+// free loopback address.
 func withData(t *testing.T, args []string) []string {
 	t.Helper()
 	args = slices.Clone(args)
@@ -877,6 +884,9 @@ func withData(t *testing.T, args []string) []string {
 		t.Fatalf("args %q have no --data (up's state must be on a writable volume)", args)
 	}
 	args[i+1] = t.TempDir()
+	if i := slices.Index(args, "--admin"); i >= 0 && i+1 < len(args) {
+		args[i+1] = testutil.FreeAddr(t)
+	}
 	return args
 }
 
