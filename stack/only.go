@@ -24,8 +24,8 @@ import (
 // there and a restarted child must come back on it. ADMIN_LISTEN with port
 // 0 gets a port up reserves, as on one machine. Unset BLOB_URL and
 // SPILL_DIR default to DATA/blobs and DATA/spill, like the whole stack's.
-func (s *Stack) jobqueueOnly(socks *heldSockets, exe, data, tokenFile string) (supervisor.Spec, error) {
-	cfg := s.Config
+func (r *run) jobqueueOnly() (supervisor.Spec, error) {
+	cfg, socks, exe, data, tokenFile := r.Config, r.socks, r.exe, r.data, r.tokenFile
 	set := map[string]string{
 		"MAX_WORKERS": intOrEmpty(cfg.Workers),
 		"MAX_QUEUE":   intOrEmpty(cfg.Queue),
@@ -83,19 +83,29 @@ func (s *Stack) jobqueueOnly(socks *heldSockets, exe, data, tokenFile string) (s
 	}, nil
 }
 
-// serveOnly prints the table of `up --only` and runs until ctx ends (the
-// caller's deferred shutdown stops the child).
-func (s *Stack) serveOnly(ctx context.Context, self supervisor.Status, sup *supervisor.Supervisor, admLn net.Listener, data string) error {
-	printTable(s.Stdout, self, sup.Status())
-	dest := "none (disk only)"
-	if s.Config.Upload != "" {
-		dest = upload.Redact(s.Config.Upload)
+// startOnly starts the one service of --only and prints the table.
+func (r *run) startOnly(ctx context.Context) error {
+	var spec supervisor.Spec
+	if r.Config.Only == OnlyGateway {
+		spec = r.gatewaySpec(r.Config.GatewayConfig)
+	} else {
+		var err error
+		if spec, err = r.jobqueueOnly(); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintf(s.Stdout, "\ndata: %s\npost-mortems: %s  upload: %s\nlogs: %s/%s/{stdout,stderr}.log\ncurrent pid: %s/%s/pid, or GET http://%s/status\nstop: SIGTERM to pid %d\n",
-		data, filepath.Join(data, "postmortem"), dest, filepath.Join(data, "run"), s.Config.Only,
-		filepath.Join(data, "run"), s.Config.Only, admLn.Addr(), os.Getpid())
-	s.Logger.Info("service up", "only", s.Config.Only, "data", data, "upload", dest)
-	<-ctx.Done()
+	if err := startWithin(ctx, r.sup, spec, r.Config.StartTimeout); err != nil {
+		return err
+	}
+	printTable(r.Stdout, r.self, r.sup.Status())
+	dest := "none (disk only)"
+	if r.Config.Upload != "" {
+		dest = upload.Redact(r.Config.Upload)
+	}
+	runDir := filepath.Join(r.data, "run")
+	fmt.Fprintf(r.Stdout, "\ndata: %s\npost-mortems: %s  upload: %s\nlogs: %s/%s/{stdout,stderr}.log\ncurrent pid: %s/%s/pid, or GET http://%s/status\nstop: SIGTERM to pid %d\n",
+		r.data, filepath.Join(r.data, "postmortem"), dest, runDir, r.Config.Only, runDir, r.Config.Only, r.admLn.Addr(), os.Getpid())
+	r.Logger.Info("service up", "only", r.Config.Only, "data", r.data, "upload", dest)
 	return nil
 }
 

@@ -14,9 +14,9 @@ func TestJobqueueOnlySettings(t *testing.T) {
 	s := &Stack{Config: Config{Only: OnlyJobqueue, Workers: 7}}
 	for _, bad := range []string{"127.0.0.1:0", "fd/3", "nope"} {
 		t.Setenv("LISTEN", bad)
-		socks := &heldSockets{}
-		_, err := s.jobqueueOnly(socks, "/bin/false", data, "")
-		socks.Close()
+		r := &run{Stack: s, socks: &heldSockets{}, exe: "/bin/false", data: data}
+		_, err := r.jobqueueOnly()
+		r.socks.Close()
 		if err == nil || !strings.Contains(err.Error(), "LISTEN") {
 			t.Errorf("LISTEN=%s: err %v, want one naming LISTEN", bad, err)
 		}
@@ -25,16 +25,16 @@ func TestJobqueueOnlySettings(t *testing.T) {
 	t.Setenv("ADMIN_LISTEN", "127.0.0.1:0")
 	t.Setenv("BLOB_URL", "")
 	t.Setenv("SPILL_DIR", "")
-	socks := &heldSockets{}
-	defer socks.Close()
-	spec, err := s.jobqueueOnly(socks, "/bin/false", data, "/run/token")
+	r := &run{Stack: s, socks: &heldSockets{}, exe: "/bin/false", data: data, tokenFile: "/run/token"}
+	defer r.socks.Close()
+	spec, err := r.jobqueueOnly()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if spec.Name != "jobqueue" || spec.HealthURL != "http://127.0.0.1:19001/healthz" || spec.PublicURL != "http://0.0.0.0:19001" {
 		t.Errorf("spec %+v", spec)
 	}
-	if strings.HasSuffix(spec.MetricsURL, ":0/metrics") || len(socks.reserved) != 1 {
+	if strings.HasSuffix(spec.MetricsURL, ":0/metrics") || len(r.socks.reserved) != 1 {
 		t.Errorf("ADMIN_LISTEN port 0 not replaced by a reserved port: %s", spec.MetricsURL)
 	}
 	env := strings.Join(spec.Command().Env, "\n")

@@ -106,6 +106,23 @@ const (
 	OnlyJobqueue = "jobqueue"
 )
 
+// run is the state of one Stack.Run: what it bound and started, which the
+// start functions below extend and Run's deferred shutdown stops.
+type run struct {
+	*Stack
+	exe, data string
+	tokenFile string // the admin token every child and up itself use
+	socks     *heldSockets
+	sup       *supervisor.Supervisor
+	self      supervisor.Status // up's own row of the table and of /status
+	admLn     net.Listener      // up's admin listener
+	// The gateway's sockets, bound and held by up and passed to every
+	// gateway process (none under --only jobqueue). The admin one is bound
+	// late for the whole stack (its port is up's choice).
+	gwPubLn, gwAdmLn net.Listener
+	gwPub, gwAdm     *os.File
+}
+
 // Run starts the stack (job queues, then the gateway once they answer,
 // then Prometheus), prints the table and runs until ctx is canceled, then
 // stops everything in order: the gateway stops accepting first, then the
@@ -113,94 +130,55 @@ const (
 // starts that one service instead.
 func (s *Stack) Run(ctx context.Context) (err error) {
 	cfg, log := s.Config, s.Logger
+	r := &run{Stack: s, exe: cfg.Exe, socks: &heldSockets{}}
 	upStarted := time.Now()
-	data, err := filepath.Abs(cfg.Data)
-	if err != nil {
+	if r.data, err = filepath.Abs(cfg.Data); err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
-	exe := cfg.Exe
-	if exe == "" {
-		if exe, err = os.Executable(); err != nil {
+	if r.exe == "" {
+		if r.exe, err = os.Executable(); err != nil {
 			return fmt.Errorf("own executable: %w", err)
 		}
 	}
 	// up binds every child's ports and keeps them (see heldSockets); the
-	// public one and up's admin first, so a taken port fails clearly before
-	// anything starts or is created under --data.
-	socks := &heldSockets{}
-	defer socks.Close()
-	// Under --only gateway the addresses are the config file's.
-	gwListen, gwAdminAddr, listenFlag, adminFlag := cfg.Listen, "127.0.0.1:0", "--listen", ""
-	if cfg.Only == OnlyGateway {
-		gc, err := gateway.LoadWith(cfg.GatewayConfig, nil)
-		if err != nil {
-			return fmt.Errorf("--gateway-config %s: %w", cfg.GatewayConfig, err)
-		}
-		gwListen, gwAdminAddr = gc.Listen, gc.Admin
-		listenFlag, adminFlag = "listen: in "+cfg.GatewayConfig, "admin: in "+cfg.GatewayConfig
-		for _, a := range []string{gc.Listen, gc.Admin} {
-			if strings.HasPrefix(a, "fd/") {
-				return fmt.Errorf("--gateway-config %s: %s: under up the gateway's addresses must be host:port (up holds the sockets and passes them itself)", cfg.GatewayConfig, a)
-			}
-		}
+	// gateway's public one and up's admin first, so a taken port fails
+	// clearly before anything starts or is created under --data.
+	defer r.socks.Close()
+	if err := r.bindGateway(ctx); err != nil {
+		return err
 	}
-	var (
-		gwPubLn, gwAdmLn net.Listener
-		gwPub, gwAdm     *os.File
-		gwPublic         string
-	)
-	if cfg.Only != OnlyJobqueue {
-		if gwPubLn, gwPub, err = socks.bind(ctx, gwListen); err != nil {
-			return &ListenError{Flag: listenFlag, Addr: gwListen, Err: err}
-		}
-		gwPublic = gwPubLn.Addr().String()
-	}
-	if cfg.Only == OnlyGateway {
-		if gwAdmLn, gwAdm, err = socks.bind(ctx, gwAdminAddr); err != nil {
-			return &ListenError{Flag: adminFlag, Addr: gwAdminAddr, Err: err}
-		}
-	}
-	admLn, err := net.Listen("tcp", cfg.Admin)
-	if err != nil {
+	if r.admLn, err = net.Listen("tcp", cfg.Admin); err != nil {
 		return &ListenError{Flag: "--admin", Addr: cfg.Admin, Err: err}
 	}
-	defer admLn.Close() // normally closed by the admin server's Shutdown first
+	defer r.admLn.Close() // normally closed by the admin server's Shutdown first
 	// A pinned --prometheus-listen port that is taken fails now, in one
 	// line naming the flag, not after the whole stack started.
 	if err := checkPromListen(ctx, cfg); err != nil {
 		return err
 	}
-	blobURL := cfg.BlobURL
-	if blobURL == "" {
-		blobs := filepath.Join(data, "blobs")
-		if err := os.MkdirAll(blobs, 0o700); err != nil {
-			return fmt.Errorf("blob dir: %w", err)
-		}
-		blobURL = (&url.URL{Scheme: "file", Path: blobs}).String()
-	}
 	// A fresh admin token per run guards every process's /debug/pprof/;
 	// diag commands find it from --data or --pid-file. A container
 	// (--only) whose environment names a token file (a Kubernetes Secret)
 	// keeps that one, so `kubectl debug` uses the same token everywhere.
-	tokenFile := filepath.Join(data, telemetry.AdminTokenFile)
+	r.tokenFile = filepath.Join(r.data, telemetry.AdminTokenFile)
 	var adminToken string
 	if env := os.Getenv(telemetry.AdminTokenFileEnv); cfg.Only != "" && env != "" {
-		tokenFile = env
-		if adminToken, err = telemetry.ReadAdminToken(tokenFile); err != nil {
+		r.tokenFile = env
+		if adminToken, err = telemetry.ReadAdminToken(r.tokenFile); err != nil {
 			return err
 		}
 	} else {
-		if adminToken, err = telemetry.GenerateAdminToken(tokenFile); err != nil {
+		if adminToken, err = telemetry.GenerateAdminToken(r.tokenFile); err != nil {
 			return err
 		}
-		defer os.Remove(tokenFile)
+		defer os.Remove(r.tokenFile)
 	}
 	// Through a short restart the gateway's clients wait in the accept
 	// queue; through a crash loop's long backoff up answers them 503 with
 	// Retry-After itself rather than let them hang for seconds.
 	var standIn *supervisor.StandIn // none under --only jobqueue
-	if gwPubLn != nil {
-		if standIn, err = supervisor.NewStandIn(gwPubLn, "gateway", log); err != nil {
+	if r.gwPubLn != nil {
+		if standIn, err = supervisor.NewStandIn(r.gwPubLn, "gateway", log); err != nil {
 			return err
 		}
 	}
@@ -223,8 +201,8 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 			err = errors.Join(err, fmt.Errorf("telemetry: %w", serr))
 		}
 	}()
-	hooks := newPostmortemHooks(log, exe)
-	sup, err := supervisor.New(supervisor.Options{
+	hooks := newPostmortemHooks(log, r.exe)
+	r.sup, err = supervisor.New(supervisor.Options{
 		OnEvent: func(e supervisor.Event) {
 			if e.Kind == supervisor.EventPostmortem && uploads.url != "" {
 				uploads.start(context.WithoutCancel(ctx), e.Service, e.Dir)
@@ -239,7 +217,7 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 				standIn.Stop()
 			}
 		},
-		DataDir:       data,
+		DataDir:       r.data,
 		Logger:        log,
 		MeterProvider: tel.MeterProvider,
 		Forward:       s.Stderr,
@@ -254,22 +232,21 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	// up's own row of the table and of /status.
-	self := supervisor.Status{
+	r.self = supervisor.Status{
 		Name:       "up",
 		PID:        os.Getpid(),
 		State:      supervisor.StateRunning,
 		StartedAt:  upStarted,
-		MetricsURL: "http://" + admLn.Addr().String() + "/metrics",
+		MetricsURL: "http://" + r.admLn.Addr().String() + "/metrics",
 	}
 	admSrv := &http.Server{
 		Handler: tel.AdminHandler(os.Getenv("ADMIN_TOKEN"), map[string]http.Handler{
-			"GET /status": sup.StatusHandler(self),
+			"GET /status": r.sup.StatusHandler(r.self),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	admDone := make(chan error, 1)
-	go func() { admDone <- admSrv.Serve(admLn) }()
+	go func() { admDone <- admSrv.Serve(r.admLn) }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -291,8 +268,8 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		if standIn != nil {
 			standIn.Stop()
 		}
-		socks.Close()
-		if serr := sup.Shutdown(sctx); serr != nil {
+		r.socks.Close()
+		if serr := r.sup.Shutdown(sctx); serr != nil {
 			err = errors.Join(err, serr)
 		} else {
 			log.Info("stopped cleanly")
@@ -301,41 +278,82 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		// ErrUpload only when nothing else failed: it says "stopped
 		// cleanly, but a bundle is only on disk" (each failure is logged).
 		if n := uploads.wait(); n > 0 && err == nil {
-			err = fmt.Errorf("%d post-mortem uploads failed (kept under %s): %w", n, filepath.Join(data, "postmortem"), ErrUpload)
+			err = fmt.Errorf("%d post-mortem uploads failed (kept under %s): %w", n, filepath.Join(r.data, "postmortem"), ErrUpload)
 		}
 	}()
 
 	switch cfg.Only {
-	case OnlyJobqueue:
-		spec, err := s.jobqueueOnly(socks, exe, data, tokenFile)
-		if err != nil {
-			return err
-		}
-		if err := startWithin(ctx, sup, spec, cfg.StartTimeout); err != nil {
-			return err
-		}
-		return s.serveOnly(ctx, self, sup, admLn, data)
-	case OnlyGateway:
-		gw := s.gatewaySpec(exe, tokenFile, cfg.GatewayConfig, gwPub, gwAdm, gwPublic, gwAdmLn.Addr().String())
-		if err := startWithin(ctx, sup, gw, cfg.StartTimeout); err != nil {
-			return err
-		}
-		return s.serveOnly(ctx, self, sup, admLn, data)
+	case OnlyJobqueue, OnlyGateway:
+		err = r.startOnly(ctx)
+	default:
+		err = r.startWhole(ctx)
 	}
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
 
+// bindGateway binds the gateway's public socket (--listen; under --only
+// gateway the config file's listen:, and its admin: too), which up holds
+// for the gateway's whole life.
+func (r *run) bindGateway(ctx context.Context) error {
+	cfg := r.Config
+	switch cfg.Only {
+	case OnlyJobqueue:
+		return nil
+	case OnlyGateway:
+		gc, err := gateway.LoadWith(cfg.GatewayConfig, nil)
+		if err != nil {
+			return fmt.Errorf("--gateway-config %s: %w", cfg.GatewayConfig, err)
+		}
+		for _, a := range []string{gc.Listen, gc.Admin} {
+			if strings.HasPrefix(a, "fd/") {
+				return fmt.Errorf("--gateway-config %s: %s: under up the gateway's addresses must be host:port (up holds the sockets and passes them itself)", cfg.GatewayConfig, a)
+			}
+		}
+		if r.gwPubLn, r.gwPub, err = r.socks.bind(ctx, gc.Listen); err != nil {
+			return &ListenError{Flag: "listen: in " + cfg.GatewayConfig, Addr: gc.Listen, Err: err}
+		}
+		if r.gwAdmLn, r.gwAdm, err = r.socks.bind(ctx, gc.Admin); err != nil {
+			return &ListenError{Flag: "admin: in " + cfg.GatewayConfig, Addr: gc.Admin, Err: err}
+		}
+		return nil
+	}
+	var err error
+	if r.gwPubLn, r.gwPub, err = r.socks.bind(ctx, cfg.Listen); err != nil {
+		return &ListenError{Flag: "--listen", Addr: cfg.Listen, Err: err}
+	}
+	return nil
+}
+
+// startWhole starts the whole stack: the job queues, then the gateway in
+// front of them once they answer, then (--prometheus) Prometheus, and
+// prints the table.
+func (r *run) startWhole(ctx context.Context) error {
+	cfg, data := r.Config, r.data
+	blobURL := cfg.BlobURL
+	if blobURL == "" {
+		blobs := filepath.Join(data, "blobs")
+		if err := os.MkdirAll(blobs, 0o700); err != nil {
+			return fmt.Errorf("blob dir: %w", err)
+		}
+		blobURL = (&url.URL{Scheme: "file", Path: blobs}).String()
+	}
 	var targets []string
 	for i := 1; i <= cfg.JobQueues; i++ {
 		name := "jobqueue-" + strconv.Itoa(i)
-		pub, err := socks.reserve()
+		pub, err := r.socks.reserve()
 		if err != nil {
 			return err
 		}
-		adm, err := socks.reserve()
+		adm, err := r.socks.reserve()
 		if err != nil {
 			return err
 		}
 		env := childEnv(name, map[string]string{
-			telemetry.AdminTokenFileEnv: tokenFile,
+			telemetry.AdminTokenFileEnv: r.tokenFile,
 			"LISTEN":                    pub,
 			"ADMIN_LISTEN":              adm,
 			"BLOB_URL":                  blobURL,
@@ -346,7 +364,7 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 		})
 		spec := supervisor.Spec{
 			Name:        name,
-			Command:     func() *exec.Cmd { c := exec.Command(exe, "jobqueue"); c.Env = env; return c },
+			Command:     func() *exec.Cmd { c := exec.Command(r.exe, "jobqueue"); c.Env = env; return c },
 			ReadyLine:   "listening ",
 			HealthURL:   "http://" + pub + "/healthz",
 			StopOrder:   1,
@@ -354,13 +372,14 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 			PublicURL:   "http://" + pub,
 			MetricsURL:  "http://" + adm + "/metrics",
 		}
-		if err := startWithin(ctx, sup, spec, cfg.StartTimeout); err != nil {
+		if err := startWithin(ctx, r.sup, spec, cfg.StartTimeout); err != nil {
 			return err
 		}
 		targets = append(targets, "http://"+pub)
 	}
 
-	if gwAdmLn, gwAdm, err = socks.bind(ctx, gwAdminAddr); err != nil {
+	var err error
+	if r.gwAdmLn, r.gwAdm, err = r.socks.bind(ctx, "127.0.0.1:0"); err != nil {
 		return err
 	}
 	gwDir := filepath.Join(data, "run", "gateway")
@@ -371,45 +390,45 @@ func (s *Stack) Run(ctx context.Context) (err error) {
 	if err := os.WriteFile(gwConfig, []byte(gatewayYAML(inheritedFD(0), inheritedFD(1), targets)), 0o600); err != nil {
 		return fmt.Errorf("gateway config: %w", err)
 	}
-	public := "http://" + gwPublic
-	gw := s.gatewaySpec(exe, tokenFile, gwConfig, gwPub, gwAdm, gwPublic, gwAdmLn.Addr().String())
-	if err := startWithin(ctx, sup, gw, cfg.StartTimeout); err != nil {
+	gwPublic := r.gwPubLn.Addr().String()
+	if err := startWithin(ctx, r.sup, r.gatewaySpec(gwConfig), cfg.StartTimeout); err != nil {
 		return err
 	}
-	if err := waitRouted(ctx, public+"/v1/payloads", cfg.StartTimeout); err != nil {
+	if err := waitRouted(ctx, "http://"+gwPublic+"/v1/payloads", cfg.StartTimeout); err != nil {
 		return fmt.Errorf("gateway on %s: %w", gwPublic, err)
 	}
 	// What a Prometheus needs to scrape the stack, then (--prometheus)
 	// that Prometheus, started last so its first scrape finds everyone.
 	promDir := filepath.Join(data, "run", promDirName)
-	if err := writePromFiles(promDir, append([]supervisor.Status{self}, sup.Status()...), cfg.ScrapeInterval); err != nil {
+	if err := writePromFiles(promDir, append([]supervisor.Status{r.self}, r.sup.Status()...), cfg.ScrapeInterval); err != nil {
 		return err
 	}
 	if cfg.Prometheus != "" {
-		addr, err := promAddr(socks, cfg.PrometheusListen)
+		addr, err := promAddr(r.socks, cfg.PrometheusListen)
 		if err != nil {
 			return err
 		}
-		if err := startWithin(ctx, sup, promSpec(cfg.Prometheus, promDir, filepath.Join(data, "prometheus"), addr, cfg.StopTimeout), cfg.StartTimeout); err != nil {
+		if err := startWithin(ctx, r.sup, promSpec(cfg.Prometheus, promDir, filepath.Join(data, "prometheus"), addr, cfg.StopTimeout), cfg.StartTimeout); err != nil {
 			return err
 		}
 	}
-	printTable(s.Stdout, self, sup.Status())
-	fmt.Fprintf(s.Stdout, "\ndata: %s  blobs: %s\npost-mortems: %s\nlogs: %s/<service>/{stdout,stderr}.log\ncurrent pids (after restarts): %s/<service>/pid, or GET http://%s/status\nprometheus: %s (targets: %s)\nstop: Ctrl-C or kill -TERM %d\n",
-		data, blobURL, filepath.Join(data, "postmortem"), filepath.Join(data, "run"), filepath.Join(data, "run"), admLn.Addr(),
+	printTable(r.Stdout, r.self, r.sup.Status())
+	fmt.Fprintf(r.Stdout, "\ndata: %s  blobs: %s\npost-mortems: %s\nlogs: %s/<service>/{stdout,stderr}.log\ncurrent pids (after restarts): %s/<service>/pid, or GET http://%s/status\nprometheus: %s (targets: %s)\nstop: Ctrl-C or kill -TERM %d\n",
+		data, blobURL, filepath.Join(data, "postmortem"), filepath.Join(data, "run"), filepath.Join(data, "run"), r.admLn.Addr(),
 		filepath.Join(promDir, promConfigName), filepath.Join(promDir, promTargetsName), os.Getpid())
 	if cfg.Upload != "" {
-		fmt.Fprintf(s.Stdout, "post-mortems uploaded to: %s\n", upload.Redact(cfg.Upload))
+		fmt.Fprintf(r.Stdout, "post-mortems uploaded to: %s\n", upload.Redact(cfg.Upload))
 	}
-	log.Info("stack up", "listen", gwPublic, "data", data)
-	<-ctx.Done()
+	r.Logger.Info("stack up", "listen", gwPublic, "data", data)
 	return nil
 }
 
 // gatewaySpec is the supervised gateway: `wardgate gateway --config FILE`
 // on the two sockets up holds (fd/3 public, fd/4 admin).
-func (s *Stack) gatewaySpec(exe, tokenFile, config string, pub, adm *os.File, public, admin string) supervisor.Spec {
-	env := childEnv("gateway", map[string]string{telemetry.AdminTokenFileEnv: tokenFile})
+func (r *run) gatewaySpec(config string) supervisor.Spec {
+	env := childEnv("gateway", map[string]string{telemetry.AdminTokenFileEnv: r.tokenFile})
+	public, admin := r.gwPubLn.Addr().String(), r.gwAdmLn.Addr().String()
+	pub, adm, exe := r.gwPub, r.gwAdm, r.exe
 	return supervisor.Spec{
 		Name: "gateway",
 		Command: func() *exec.Cmd {
@@ -419,7 +438,7 @@ func (s *Stack) gatewaySpec(exe, tokenFile, config string, pub, adm *os.File, pu
 		},
 		HealthURL:   "http://" + localAddr(admin) + "/healthz",
 		StopOrder:   0,
-		StopTimeout: s.Config.StopTimeout,
+		StopTimeout: r.Config.StopTimeout,
 		PublicURL:   "http://" + public,
 		MetricsURL:  "http://" + admin + "/metrics",
 	}
