@@ -42,6 +42,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/wardgate/wardgate/diag/upload"
 	"github.com/wardgate/wardgate/gateway"
 	"github.com/wardgate/wardgate/internal/testutil"
 	"github.com/wardgate/wardgate/telemetry"
@@ -204,14 +205,18 @@ func flagValue(args []string, flag string) (string, bool) {
 	return "", false
 }
 
+// gatewayConfigFlag is the flag of `wardgate up --only gateway` that names
+// the gateway's config file.
+const gatewayConfigFlag = "--gateway-config"
+
 // gatewayFile is the gateway config file of the gateway Deployment: the
-// ConfigMap key mounted at the path of --config.
+// ConfigMap key mounted at the path of --gateway-config.
 func (b *built) gatewayFile(t *testing.T) (path string, data []byte) {
 	t.Helper()
 	d, c := b.container(t, "wardgate-gateway")
-	path, ok := flagValue(c.Args, "--config")
+	path, ok := flagValue(c.Args, gatewayConfigFlag)
 	if !ok {
-		t.Fatalf("%s: gateway args %q have no --config", b.dir, c.Args)
+		t.Fatalf("%s: gateway args %q have no %s", b.dir, c.Args, gatewayConfigFlag)
 	}
 	for _, m := range c.VolumeMounts {
 		rel, err := filepath.Rel(m.MountPath, path)
@@ -483,6 +488,7 @@ func helpEnvNames(t *testing.T, bin string) map[string]bool {
 func outsideEnv(name string) bool {
 	return strings.HasPrefix(name, "OTEL_") || strings.HasPrefix(name, "AWS_") ||
 		name == telemetry.AdminTokenFileEnv || // telemetry.Setup reads it
+		name == upload.Env || // `wardgate up` reads it (checked against up --help)
 		name == "GOTRACEBACK" || name == "POD_NAME" || name == "POD_NAMESPACE"
 }
 
@@ -492,9 +498,12 @@ func outsideEnv(name string) bool {
 func TestKubernetesEnvAndFlagsMatchTheBinary(t *testing.T) {
 	bin := buildWardgate(t)
 	settings := helpEnvNames(t, bin)
-	help, _ := exec.Command(bin, "gateway", "--help").CombinedOutput()
+	upHelp, _ := exec.Command(bin, "up", "--help").CombinedOutput()
 	out, _ := exec.Command(bin, "jobqueue", "--help").CombinedOutput()
 	jqHelp := string(out)
+	if !strings.Contains(string(upHelp), upload.Env) {
+		t.Fatalf("`wardgate up --help` does not name %s", upload.Env)
+	}
 	for _, b := range buildAll(t) {
 		for _, name := range []string{"wardgate-gateway", "wardgate-jobqueue"} {
 			_, c := b.container(t, name)
@@ -537,8 +546,25 @@ func TestKubernetesEnvAndFlagsMatchTheBinary(t *testing.T) {
 			if u, err := url.Parse(mustEnv(t, c, "OTEL_EXPORTER_OTLP_ENDPOINT")); err != nil || u.Port() != "4318" || mustEnv(t, c, "OTEL_EXPORTER_OTLP_PROTOCOL") != "http/protobuf" {
 				t.Errorf("%s: %s: OTEL_EXPORTER_OTLP_ENDPOINT %q is not the collector's OTLP/HTTP port 4318", b.dir, name, mustEnv(t, c, "OTEL_EXPORTER_OTLP_ENDPOINT"))
 			}
-			if len(c.Args) == 0 || (name == "wardgate-gateway") != (c.Args[0] == "gateway") || (name == "wardgate-jobqueue") != (c.Args[0] == "jobqueue") {
-				t.Errorf("%s: %s runs %q", b.dir, name, c.Args)
+			// The entrypoint is up supervising the one service, so a
+			// crash leaves a post-mortem that is uploaded.
+			only, _ := flagValue(c.Args, "--only")
+			if len(c.Args) == 0 || c.Args[0] != "up" || "wardgate-"+only != name {
+				t.Errorf("%s: %s runs %q, want up --only %s", b.dir, name, c.Args, strings.TrimPrefix(name, "wardgate-"))
+			}
+			for _, a := range c.Args[1:] {
+				if f, ok := strings.CutPrefix(a, "--"); ok && !strings.Contains(string(upHelp), "-"+strings.SplitN(f, "=", 2)[0]+" ") {
+					t.Errorf("%s: %s: flag %s is not in `wardgate up --help`", b.dir, name, a)
+				}
+			}
+			// up's own metrics (restarts, post-mortems of the service) are
+			// where a crash shows: its admin must be on the pod IP at the
+			// up-admin port the PodMonitor scrapes.
+			if v, ok := flagValue(c.Args, "--admin"); !ok || !strings.HasPrefix(v, "0.0.0.0:") || portOf(t, v) != namedPort(t, c, "up-admin") {
+				t.Errorf("%s: %s: up's --admin %q is not 0.0.0.0 on the up-admin port", b.dir, name, v)
+			}
+			if v, _ := envValue(c, upload.Env); !strings.HasPrefix(v, "s3://") {
+				t.Errorf("%s: %s: %s=%q: post-mortems would stay in the pod", b.dir, name, upload.Env, v)
 			}
 		}
 		// The job queue's readiness must be the endpoint that turns 503 on
@@ -550,12 +576,6 @@ func TestKubernetesEnvAndFlagsMatchTheBinary(t *testing.T) {
 		}
 		if p := jc.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" || containerPort(t, jc, p.HTTPGet.Port) != namedPort(t, jc, "http") {
 			t.Errorf("%s: the job queue's readiness probe is not /readyz on its public port", b.dir)
-		}
-		_, gc := b.container(t, "wardgate-gateway")
-		for _, a := range gc.Args[1:] {
-			if f, ok := strings.CutPrefix(a, "--"); ok && !strings.Contains(string(help), "-"+strings.SplitN(f, "=", 2)[0]+" ") {
-				t.Errorf("%s: gateway flag %s is not in `wardgate gateway --help`", b.dir, a)
-			}
 		}
 	}
 }
@@ -853,6 +873,23 @@ func start(t *testing.T, b *built, bin string, c corev1.Container, args []string
 	return p
 }
 
+// withData is args with the value of --data (a volume in the pod) replaced
+// by a temporary directory, and up's --admin (a fixed port in the pod) by a
+// free loopback address.
+func withData(t *testing.T, args []string) []string {
+	t.Helper()
+	args = slices.Clone(args)
+	i := slices.Index(args, "--data")
+	if i < 0 || i+1 >= len(args) {
+		t.Fatalf("args %q have no --data (up's state must be on a writable volume)", args)
+	}
+	args[i+1] = t.TempDir()
+	if i := slices.Index(args, "--admin"); i >= 0 && i+1 < len(args) {
+		args[i+1] = testutil.FreeAddr(t)
+	}
+	return args
+}
+
 // probe checks every probe of c answers 2xx, with the manifest's port
 // mapped to where this run listens.
 func probe(t *testing.T, what string, c corev1.Container, where map[int32]string) {
@@ -896,7 +933,7 @@ func TestKubernetesPodsRunAndAnswerTheirProbes(t *testing.T) {
 	_, jc := b.container(t, "wardgate-jobqueue")
 	jqPub, jqAdm := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	spill := filepath.Join(t.TempDir(), "spill")
-	jq := start(t, b, bin, jc, jc.Args, map[string]string{
+	jq := start(t, b, bin, jc, withData(t, jc.Args), map[string]string{
 		"LISTEN": jqPub, "ADMIN_LISTEN": jqAdm, "BLOB_URL": "mem://", "SPILL_DIR": spill,
 		"OTEL_EXPORTER_OTLP_ENDPOINT": closed, telemetry.AdminTokenFileEnv: tokenFile,
 	})
@@ -905,14 +942,23 @@ func TestKubernetesPodsRunAndAnswerTheirProbes(t *testing.T) {
 	_, gc := b.container(t, "wardgate-gateway")
 	_, data := b.gatewayFile(t)
 	static, _ := staticGatewayConfig(t, data, "http://"+jqPub)
+	// Under up the addresses are the file's (up holds those sockets).
+	gwPub, gwAdm := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	var doc map[string]any
+	if err := yaml3.Unmarshal(static, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["listen"], doc["admin"] = gwPub, gwAdm
+	static, err := yaml3.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfgPath := filepath.Join(t.TempDir(), "gateway.yaml")
 	if err := os.WriteFile(cfgPath, static, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	gwPub, gwAdm := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	args := slices.Clone(gc.Args)
-	args[slices.Index(args, "--config")+1] = cfgPath
-	args = append(args, "--listen", gwPub, "--admin", gwAdm)
+	args := withData(t, gc.Args)
+	args[slices.Index(args, gatewayConfigFlag)+1] = cfgPath
 	gw := start(t, b, bin, gc, args, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": closed, telemetry.AdminTokenFileEnv: tokenFile})
 	probe(t, "gateway", gc, map[int32]string{namedPort(t, gc, "http"): gwPub, namedPort(t, gc, "admin"): gwAdm})
 

@@ -306,14 +306,6 @@ func (q *Queue) Start(ctx context.Context) {
 	})
 }
 
-// Run starts the workers, waits for ctx to end, then drains without a
-// deadline. It is the whole lifecycle for embedders that want one call.
-func (q *Queue) Run(ctx context.Context) error {
-	q.Start(context.WithoutCancel(ctx))
-	<-ctx.Done()
-	return q.Drain(context.WithoutCancel(ctx))
-}
-
 // Draining reports whether Drain has been called.
 func (q *Queue) Draining() bool { return q.drainingFlag.Load() }
 

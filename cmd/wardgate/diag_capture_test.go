@@ -117,8 +117,11 @@ func TestDiagCaptureCLIErrors(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "--pid") || !strings.Contains(stdout, "dlv core") {
 		t.Errorf("--help: exit %d, stdout %q", code, stdout)
 	}
-	if _, stderr, code := captureRunWardgate(t, nil, "diag", "capture"); code != 2 || !strings.Contains(stderr, "--pid is required") {
+	if _, stderr, code := captureRunWardgate(t, nil, "diag", "capture"); code != 2 || !strings.Contains(stderr, "--pid or --pid-file is required") {
 		t.Errorf("no --pid: exit %d, stderr %q", code, stderr)
+	}
+	if _, stderr, code := captureRunWardgate(t, nil, "diag", "capture", "--pid-file", filepath.Join(t.TempDir(), "none")); code != 2 || !strings.Contains(stderr, "none") {
+		t.Errorf("missing --pid-file: exit %d, stderr %q", code, stderr)
 	}
 	if _, stderr, code := captureRunWardgate(t, nil, "diag", "capture", "--pid", "1", "--method", "magic"); code != 2 || !strings.Contains(stderr, "auto, native or gcore") {
 		t.Errorf("bad --method: exit %d, stderr %q", code, stderr)
@@ -157,6 +160,35 @@ func TestDiagCaptureCLIErrors(t *testing.T) {
 			"diag", "capture", "--pid", strconv.Itoa(pid), "--out", filepath.Join(out, "b"), "--method", "native")
 		if code != 1 || !strings.Contains(stderr, "CAP_SYS_PTRACE") {
 			t.Errorf("capture as nobody: exit %d, stderr %q; want a permission error naming CAP_SYS_PTRACE", code, stderr)
+		}
+	}
+}
+
+// TestDiagCaptureUploads: --pid-file names the process (a pid file as up
+// writes it) and --upload puts the bundle in the bucket; the key is
+// printed and the bundle stays on disk.
+func TestDiagCaptureUploads(t *testing.T) {
+	bucket, _ := fakeBucket(t, "bundles")
+	pid := startCaptureTarget(t)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "bundle")
+	stdout, stderr, code := captureRunWardgate(t, nil, "diag", "capture", "--pid-file", pidFile, "--out", dir, "--quiet", "--upload", bucket)
+	if code != 0 || strings.TrimSpace(stdout) != dir {
+		t.Fatalf("exit %d, stdout %q\nstderr: %s", code, stdout, stderr)
+	}
+	host, _ := os.Hostname()
+	key := host + "/bundle.tar.gz"
+	if !strings.Contains(stderr, "key "+key) {
+		t.Fatalf("stderr does not name key %s:\n%s", key, stderr)
+	}
+	files := readTarGz(t, bucket, key)
+	for _, f := range []string{"core", "exe", "bundle.json", "environ"} {
+		local, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil || string(files["bundle/"+f]) != string(local) {
+			t.Errorf("%s: uploaded %d bytes, on disk %d (%v)", f, len(files["bundle/"+f]), len(local), err)
 		}
 	}
 }

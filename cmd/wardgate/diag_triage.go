@@ -32,6 +32,7 @@ func runDiagTriage(ctx context.Context, args []string, stdout, stderr io.Writer)
 	out := fs.String("out", "", "bundle directory for everything saved (default ./wardgate-triage-<UTC time>)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	dump := fs.String("dump", triage.DumpAuto, "when to take the text goroutine dump (states, wait times, IDs): auto (both samples under 20k goroutines,\nthe second under 50k: it stops the process while it is written), always or never")
+	uploadFlag := fs.String("upload", "", uploadFlagHelp)
 	tokens := addAdminTokenFlags(fs)
 	var app stringList
 	fs.Var(&app, "app", appFlagHelp)
@@ -51,7 +52,9 @@ labels), a heap profile right after a GC and /metrics, then a CPU profile for
   Saved      every file, in a bundle directory (0700, files 0600)
 
 Progress goes to stderr. TRACE_URL_TEMPLATE turns trace IDs into links.
-Exit codes: 0 nothing found, 1 findings, 2 usage or target error, 130 interrupted.
+--upload (or WARDGATE_UPLOAD) also uploads the bundle to a blob store.
+Exit codes: 0 nothing found, 1 findings, 2 usage or target error, 4 the
+bundle could not be uploaded (it stays on disk), 130 interrupted.
 `, "docs/runbooks/triage.md")
 	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
 		return code
@@ -78,6 +81,10 @@ Exit codes: 0 nothing found, 1 findings, 2 usage or target error, 130 interrupte
 		return fail("--interval must be at least 1s")
 	case *dump != triage.DumpAuto && *dump != triage.DumpAlways && *dump != triage.DumpNever:
 		return fail("--dump %q: want auto, always or never", *dump)
+	}
+	dest, err := uploadDest(*uploadFlag)
+	if err != nil {
+		return fail("%v", err)
 	}
 	if *pidFile != "" {
 		p, err := watch.ReadPIDFile(*pidFile)
@@ -121,6 +128,9 @@ Exit codes: 0 nothing found, 1 findings, 2 usage or target error, 130 interrupte
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate diag triage: %v\n", err)
 		return triageUsage
+	}
+	if dest != "" && rep.Bundle != "" && !uploadBundle(ctx, "wardgate diag triage", dest, rep.Bundle, stderr) {
+		return exitUploadFailed
 	}
 	if len(rep.Findings) > 0 {
 		return triageFindings

@@ -22,6 +22,9 @@ func TestDiagTriageCLI(t *testing.T) {
 		if code := analyzePost(t, jq.Public, 50, "healthy"); code != http.StatusAccepted {
 			t.Fatalf("post: %d", code)
 		}
+		// The bundle also goes to the bucket of WARDGATE_UPLOAD.
+		bucket, _ := fakeBucket(t, "bundles")
+		t.Setenv("WARDGATE_UPLOAD", bucket)
 		out := filepath.Join(t.TempDir(), "bundle")
 		stdout, stderr, code := analyzeRun(t, "diag", "triage", "--pid", strconv.Itoa(jq.Cmd.Process.Pid), "--interval", "1s", "--out", out)
 		if code != 0 || !strings.Contains(stdout, "\nFindings\nNo findings: nothing suspicious") {
@@ -39,6 +42,15 @@ func TestDiagTriageCLI(t *testing.T) {
 			if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
 				t.Errorf("%s: %v %v", name, fi, err)
 			}
+		}
+		host, _ := os.Hostname()
+		key := host + "/bundle.tar.gz"
+		if !strings.Contains(stderr, "key "+key) {
+			t.Fatalf("stderr does not name the uploaded key %s:\n%s", key, stderr)
+		}
+		report, _ := os.ReadFile(filepath.Join(out, "report.txt"))
+		if got := readTarGz(t, bucket, key)["bundle/report.txt"]; len(report) == 0 || string(got) != string(report) {
+			t.Errorf("uploaded report.txt (%d bytes) differs from the one on disk (%d)", len(got), len(report))
 		}
 	})
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -9,18 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
 
-	"github.com/wardgate/wardgate/internal/listen"
-	"github.com/wardgate/wardgate/supervisor"
+	"github.com/wardgate/wardgate/diag/upload"
+	"github.com/wardgate/wardgate/stack"
 	"github.com/wardgate/wardgate/telemetry"
 )
 
@@ -86,115 +79,167 @@ docs/dashboards.md shows the boards in Grafana with one more command.
 OTEL_* variables are passed to the children; OTEL_SERVICE_NAME is set per
 child (wardgate-gateway, wardgate-jobqueue-1, ...) unless you set it.
 
+One service as a container's entrypoint (--only): up supervises just that
+service, with the same restarts, post-mortems and crash reports as the whole
+stack, so a crash in a pod leaves a report. --only jobqueue runs one
+"wardgate jobqueue" configured by the environment exactly as that command
+reads it (LISTEN, ADMIN_LISTEN, BLOB_URL, ...; LISTEN needs a fixed port, and
+0.0.0.0 in a container, so the kubelet and the Service reach it); --only
+gateway runs "wardgate gateway --config FILE" (--gateway-config) on the
+listen: and admin: addresses of FILE, whose sockets up holds across
+restarts. Set --data to a writable volume. Example (Kubernetes):
+  wardgate up --only jobqueue --data /home/nonroot/wardgate --upload s3://...
+
+Post-mortems to a blob store (--upload URL, or WARDGATE_UPLOAD): every
+post-mortem directory is also uploaded as one object
+HOST/<post-mortem dir>.tar.gz (HOST: the hostname, a pod's name), same URLs
+as the job queue's BLOB_URL (s3://bucket?endpoint=...&region=...
+&use_path_style=true; prefix=DIR/ puts it under DIR/; credentials from
+AWS_*). up logs "post-mortem uploaded" with the key and the report's first
+lines; a failed upload is logged, the bundle stays under DATA/postmortem
+and up exits 4 when it stops.
+
+Exit codes: 0 stopped cleanly, 1 failure, 2 bad usage, 4 stopped but a
+post-mortem upload failed.
+
 Full guide: docs/up.md.
 
 Flags:
 `
 
-// upConfig is the parsed command line of `wardgate up`.
+// promErrNotOnPath is the one line `up --prometheus` prints when there is
+// nothing to run.
+const promErrNotOnPath = "--prometheus: no prometheus binary on PATH; install one (Debian/Ubuntu: apt-get install prometheus; or https://prometheus.io/download/) or run up without --prometheus and start yours with --config.file=DATA/run/prometheus/prometheus.yml"
+
+// upConfig is the parsed command line of `wardgate up`: the stack to run
+// and up's own log level.
 type upConfig struct {
-	listen    string
-	admin     string
-	data      string
-	jobqueues int
-	workers   int
-	queue     int
-	ackMode   string
-	blobURL   string
-	logLevel  slog.Level
-	startWait time.Duration
-	stopWait  time.Duration
-	keepPM    int
-	// prometheus is the binary `up --prometheus` runs ("" = none).
-	prometheus  string
-	promListen  string
-	scrapeEvery time.Duration
+	stack    stack.Config
+	logLevel slog.Level
 }
 
 func parseUp(args []string, stdout, stderr io.Writer) (upConfig, int, bool) {
-	var c upConfig
+	var u upConfig
+	c := &u.stack
 	fs := flag.NewFlagSet("wardgate up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "public `ADDR` (host:port) of the gateway; port 0 picks a free one (printed in the table)")
-	fs.StringVar(&c.admin, "admin", "127.0.0.1:0", "`ADDR` (host:port) of up's own admin listener: /metrics, /debug/pprof/, /healthz, /status (current pid of every service); keep it on loopback (ADMIN_TOKEN applies)")
-	fs.StringVar(&c.data, "data", "./data", "`DIR` for all state: blobs, run dirs and logs, post-mortems")
-	fs.IntVar(&c.jobqueues, "jobqueues", 2, "how many job-queue processes to run behind the gateway (`N`)")
-	fs.IntVar(&c.workers, "workers", 0, "MAX_WORKERS of each job queue: worker goroutines (`N`; 0 = the job queue's default, 2*GOMAXPROCS, at least 4)")
-	fs.IntVar(&c.queue, "queue", 0, "MAX_QUEUE of each job queue: payloads acked and not yet stored (`N`; 0 = the job queue's default, 200000)")
-	fs.StringVar(&c.ackMode, "ack-mode", "", "ACK_MODE of each job queue: enqueued (answer 202 once queued) or durable (once stored); empty = enqueued")
-	fs.StringVar(&c.blobURL, "blob-url", "", "blob store `URL` of the job queues: file:///abs/dir, s3://bucket?endpoint=...&use_path_style=true, mem:// (default file://DATA/blobs)")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "public `ADDR` (host:port) of the gateway; port 0 picks a free one (printed in the table)")
+	fs.StringVar(&c.Admin, "admin", "127.0.0.1:0", "`ADDR` (host:port) of up's own admin listener: /metrics, /debug/pprof/, /healthz, /status (current pid of every service); keep it on loopback (ADMIN_TOKEN applies)")
+	fs.StringVar(&c.Data, "data", "./data", "`DIR` for all state: blobs, run dirs and logs, post-mortems")
+	fs.IntVar(&c.JobQueues, "jobqueues", 2, "how many job-queue processes to run behind the gateway (`N`)")
+	fs.IntVar(&c.Workers, "workers", 0, "MAX_WORKERS of each job queue: worker goroutines (`N`; 0 = the job queue's default, 2*GOMAXPROCS, at least 4)")
+	fs.IntVar(&c.Queue, "queue", 0, "MAX_QUEUE of each job queue: payloads acked and not yet stored (`N`; 0 = the job queue's default, 200000)")
+	fs.StringVar(&c.AckMode, "ack-mode", "", "ACK_MODE of each job queue: enqueued (answer 202 once queued) or durable (once stored); empty = enqueued")
+	fs.StringVar(&c.BlobURL, "blob-url", "", "blob store `URL` of the job queues: file:///abs/dir, s3://bucket?endpoint=...&use_path_style=true, mem:// (default file://DATA/blobs)")
 	level := fs.String("log-level", "info", "minimum `LEVEL` of up's own log: debug, info, warn or error")
-	fs.DurationVar(&c.startWait, "start-timeout", time.Minute, "how long each process may take to become ready")
-	fs.DurationVar(&c.stopWait, "stop-timeout", 2*time.Minute, "how long a process may take to drain on shutdown before it is killed")
+	fs.DurationVar(&c.StartTimeout, "start-timeout", time.Minute, "how long each process may take to become ready")
+	fs.DurationVar(&c.StopTimeout, "stop-timeout", 2*time.Minute, "how long a process may take to drain on shutdown before it is killed")
 	runProm := fs.Bool("prometheus", false, "also run the `prometheus` binary found on PATH as a supervised child, scraping every process (config: DATA/run/prometheus/prometheus.yml, written either way; TSDB: DATA/prometheus); its URL is in the table")
-	fs.StringVar(&c.promListen, "prometheus-listen", "127.0.0.1:0", "`ADDR` (host:port) of the Prometheus of --prometheus; port 0 picks a free one; pin it (e.g. 127.0.0.1:9090) for a Grafana data source")
-	fs.DurationVar(&c.scrapeEvery, "scrape-interval", 5*time.Second, "scrape_interval of the generated prometheus.yml")
-	fs.IntVar(&c.keepPM, "keep-postmortems", 20, "keep the newest `N` post-mortem dirs under DATA/postmortem (each holds a core and an exe copy); 0 keeps all")
+	fs.StringVar(&c.PrometheusListen, "prometheus-listen", "127.0.0.1:0", "`ADDR` (host:port) of the Prometheus of --prometheus; port 0 picks a free one; pin it (e.g. 127.0.0.1:9090) for a Grafana data source")
+	fs.DurationVar(&c.ScrapeInterval, "scrape-interval", 5*time.Second, "scrape_interval of the generated prometheus.yml")
+	fs.StringVar(&c.Only, "only", "", "run just this `SERVICE`, gateway or jobqueue, as a container's entrypoint (see above); empty: the whole stack")
+	fs.StringVar(&c.GatewayConfig, "gateway-config", "", "with --only gateway: the gateway's YAML config `FILE` (its listen: and admin: are where it listens)")
+	uploadFlag := fs.String("upload", "", "also upload every post-mortem to this blob store `URL` (default $"+upload.Env+"; s3://bucket?endpoint=...&region=...&use_path_style=true, file:///dir)")
+	fs.IntVar(&c.KeepPostmortems, "keep-postmortems", 20, "keep the newest `N` post-mortem dirs under DATA/postmortem (each holds a core and an exe copy); 0 keeps all")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), upUsage)
 		fs.PrintDefaults()
 	}
 	if code, ok := parseFlags(fs, stdout, stderr, func() error { return fs.Parse(args) }); !ok {
-		return c, code, false
+		return u, code, false
 	}
 	fail := func(format string, a ...any) (upConfig, int, bool) {
-		return c, usageError(stderr, fs.Name(), format, a...), false
+		return u, usageError(stderr, fs.Name(), format, a...), false
 	}
 	if fs.NArg() > 0 {
 		return fail("unexpected argument %q", fs.Arg(0))
 	}
-	if _, port, err := net.SplitHostPort(c.listen); err != nil || port == "" {
-		return fail("--listen: want host:port, got %q", c.listen)
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		return fail("--listen: want host:port, got %q", c.Listen)
 	}
-	if _, port, err := net.SplitHostPort(c.admin); err != nil || port == "" {
-		return fail("--admin: want host:port, got %q", c.admin)
+	if _, port, err := net.SplitHostPort(c.Admin); err != nil || port == "" {
+		return fail("--admin: want host:port, got %q", c.Admin)
 	}
-	if c.data == "" {
+	if c.Data == "" {
 		return fail("--data: must not be empty")
 	}
-	if c.jobqueues < 1 {
-		return fail("--jobqueues: must be at least 1, got %d", c.jobqueues)
+	if c.JobQueues < 1 {
+		return fail("--jobqueues: must be at least 1, got %d", c.JobQueues)
 	}
-	if c.workers < 0 {
-		return fail("--workers: must be >= 0, got %d", c.workers)
+	if c.Workers < 0 {
+		return fail("--workers: must be >= 0, got %d", c.Workers)
 	}
-	if c.queue < 0 {
-		return fail("--queue: must be >= 0, got %d", c.queue)
+	if c.Queue < 0 {
+		return fail("--queue: must be >= 0, got %d", c.Queue)
 	}
-	if c.keepPM < 0 {
-		return fail("--keep-postmortems: must be >= 0, got %d", c.keepPM)
+	if c.KeepPostmortems < 0 {
+		return fail("--keep-postmortems: must be >= 0, got %d", c.KeepPostmortems)
 	}
-	switch c.ackMode {
+	switch c.AckMode {
 	case "", "enqueued", "durable":
 	default:
-		return fail("--ack-mode: want enqueued or durable, got %q", c.ackMode)
+		return fail("--ack-mode: want enqueued or durable, got %q", c.AckMode)
 	}
-	if c.blobURL != "" {
-		u, err := url.Parse(c.blobURL)
+	if c.BlobURL != "" {
+		u, err := url.Parse(c.BlobURL)
 		if err != nil || u.Scheme == "" {
-			return fail("--blob-url: want a URL such as file:///abs/dir, s3://bucket or mem://, got %q", c.blobURL)
+			return fail("--blob-url: want a URL such as file:///abs/dir, s3://bucket or mem://, got %q", c.BlobURL)
 		}
 	}
-	if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
+	if err := u.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return fail("--log-level: want debug, info, warn or error, got %q", *level)
 	}
-	if c.startWait <= 0 || c.stopWait <= 0 {
+	if c.StartTimeout <= 0 || c.StopTimeout <= 0 {
 		return fail("--start-timeout and --stop-timeout must be > 0")
 	}
-	if c.scrapeEvery < time.Millisecond {
-		return fail("--scrape-interval: must be at least 1ms, got %s", c.scrapeEvery)
+	if c.ScrapeInterval < time.Millisecond {
+		return fail("--scrape-interval: must be at least 1ms, got %s", c.ScrapeInterval)
 	}
-	if _, port, err := net.SplitHostPort(c.promListen); err != nil || port == "" {
-		return fail("--prometheus-listen: want host:port, got %q", c.promListen)
+	if _, port, err := net.SplitHostPort(c.PrometheusListen); err != nil || port == "" {
+		return fail("--prometheus-listen: want host:port, got %q", c.PrometheusListen)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch c.Only {
+	case "":
+		if c.GatewayConfig != "" {
+			return fail("--gateway-config is only used with --only gateway")
+		}
+	case stack.OnlyGateway, stack.OnlyJobqueue:
+		if c.Only == stack.OnlyGateway && c.GatewayConfig == "" {
+			return fail("--only gateway needs --gateway-config FILE (the gateway's config: routes, upstreams, listen:, admin:)")
+		}
+		if c.Only == stack.OnlyJobqueue && c.GatewayConfig != "" {
+			return fail("--gateway-config is only used with --only gateway")
+		}
+		for _, name := range []string{"jobqueues", "prometheus", "prometheus-listen", "scrape-interval", "listen"} {
+			if set[name] {
+				return fail("--%s does not apply with --only %s (the service's own configuration says where it listens)", name, c.Only)
+			}
+		}
+		if c.Only == stack.OnlyGateway {
+			for _, name := range []string{"workers", "queue", "ack-mode", "blob-url"} {
+				if set[name] {
+					return fail("--%s is a job-queue setting; it does not apply with --only gateway", name)
+				}
+			}
+		}
+	default:
+		return fail("--only: want gateway or jobqueue, got %q (one service per up: in Kubernetes each service is its own Deployment)", c.Only)
+	}
+	if c.Upload = upload.URL(*uploadFlag); c.Upload != "" {
+		if err := upload.Check(c.Upload); err != nil {
+			return fail("--upload / %s: %v", upload.Env, err)
+		}
 	}
 	if *runProm {
 		bin, err := exec.LookPath("prometheus")
 		if err != nil {
 			return fail("%s", promErrNotOnPath)
 		}
-		c.prometheus = bin
+		c.Prometheus = bin
 	}
-	return c, 0, true
+	return u, 0, true
 }
 
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -203,17 +248,21 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	log := telemetry.NewLogger(stderr, "wardgate-up", cfg.logLevel)
-	err := up(ctx, cfg, log, stdout, stderr)
+	st := &stack.Stack{Config: cfg.stack, Logger: log, Stdout: stdout, Stderr: stderr}
+	err := st.Run(ctx)
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		// Interrupted while starting: everything started was stopped in
 		// order, which is what the user asked for.
 		log.Info("interrupted during start; stopped", "err", err.Error())
 		return 0
 	}
-	var le *listenError
-	if errors.As(err, &le) {
-		fmt.Fprintf(stderr, "wardgate up: %v\n", err)
+	if le, ok := errors.AsType[*stack.ListenError](err); ok {
+		fmt.Fprintf(stderr, "wardgate up: %v\n", &listenError{setting: le.Flag, addr: le.Addr, err: le.Err})
 		return 1
+	}
+	if errors.Is(err, stack.ErrUpload) {
+		log.Error("stopped; post-mortems not uploaded are kept on disk", "err", err.Error())
+		return exitUploadFailed
 	}
 	if err != nil {
 		log.Error("up failed", "err", err.Error())
@@ -222,419 +271,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func up(ctx context.Context, cfg upConfig, log *slog.Logger, stdout, stderr io.Writer) (err error) {
-	upStarted := time.Now()
-	data, err := filepath.Abs(cfg.data)
-	if err != nil {
-		return fmt.Errorf("--data: %w", err)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("own executable: %w", err)
-	}
-	// up binds every child's ports and keeps them (see heldSockets); the
-	// public one and up's admin first, so a taken port fails clearly before
-	// anything starts or is created under --data.
-	socks := &heldSockets{}
-	defer socks.Close()
-	gwPubLn, gwPub, err := socks.bind(ctx, cfg.listen)
-	if err != nil {
-		return &listenError{setting: "--listen", addr: cfg.listen, err: err}
-	}
-	gwPublic := gwPubLn.Addr().String()
-	admLn, err := net.Listen("tcp", cfg.admin)
-	if err != nil {
-		return &listenError{setting: "--admin", addr: cfg.admin, err: err}
-	}
-	defer admLn.Close() // normally closed by the admin server's Shutdown first
-	// A pinned --prometheus-listen port that is taken fails now, in one
-	// line naming the flag, not after the whole stack started.
-	if err := checkPromListen(ctx, cfg); err != nil {
-		return err
-	}
-	blobURL := cfg.blobURL
-	if blobURL == "" {
-		blobs := filepath.Join(data, "blobs")
-		if err := os.MkdirAll(blobs, 0o700); err != nil {
-			return fmt.Errorf("blob dir: %w", err)
-		}
-		blobURL = (&url.URL{Scheme: "file", Path: blobs}).String()
-	}
-	// A fresh admin token per run guards every process's /debug/pprof/;
-	// diag commands find it from --data or --pid-file.
-	tokenFile := filepath.Join(data, telemetry.AdminTokenFile)
-	adminToken, err := telemetry.GenerateAdminToken(tokenFile)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tokenFile)
-	// Through a short restart the gateway's clients wait in the accept
-	// queue; through a crash loop's long backoff up answers them 503 with
-	// Retry-After itself rather than let them hang for seconds.
-	standIn, err := supervisor.NewStandIn(gwPubLn, "gateway", log)
-	if err != nil {
-		return err
-	}
-
-	// up's own telemetry and admin listener: the supervisor's metrics, and
-	// pprof of the supervisor itself. It stays up until the children are
-	// stopped, so the last restarts and post-mortems can still be scraped.
-	tel, err := telemetry.Setup(ctx, "wardgate-up")
-	if err != nil {
-		return err
-	}
-	tel.DebugToken = adminToken
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if serr := tel.Shutdown(sctx); serr != nil {
-			err = errors.Join(err, fmt.Errorf("telemetry: %w", serr))
-		}
-	}()
-	hooks := newPostmortemHooks(log)
-	sup, err := supervisor.New(supervisor.Options{
-		OnEvent: func(e supervisor.Event) {
-			if e.Service != "gateway" {
-				return
-			}
-			switch {
-			case e.Kind == supervisor.EventRestarting && e.Delay >= standInAfter:
-				standIn.Start(e.Delay)
-			case e.Kind == supervisor.EventStarted:
-				standIn.Stop()
-			}
-		},
-		DataDir:       data,
-		Logger:        log,
-		MeterProvider: tel.MeterProvider,
-		Forward:       stderr,
-		// Access-log lines stay in DATA/run/<service>/stderr.log: copying
-		// thousands a second through up's pipe is pure overhead. Errors
-		// (5xx access lines included) and everything else still show.
-		ForwardFilter:   notInfoAccessLog,
-		Analyze:         hooks.analyze,
-		Capture:         hooks.capture,
-		KeepPostmortems: cfg.keepPM,
-	})
-	if err != nil {
-		return err
-	}
-	// up's own row of the table and of /status.
-	self := supervisor.Status{
-		Name:       "up",
-		PID:        os.Getpid(),
-		State:      supervisor.StateRunning,
-		StartedAt:  upStarted,
-		MetricsURL: "http://" + admLn.Addr().String() + "/metrics",
-	}
-	admSrv := &http.Server{
-		Handler: tel.AdminHandler(os.Getenv("ADMIN_TOKEN"), map[string]http.Handler{
-			"GET /status": sup.StatusHandler(self),
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	admDone := make(chan error, 1)
-	go func() { admDone <- admSrv.Serve(admLn) }()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = admSrv.Shutdown(sctx) // a scrape still running after 5s is cut off
-		if serr := <-admDone; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-			err = errors.Join(err, fmt.Errorf("admin listener: %w", serr))
-		}
-	}()
-
-	// Whatever happens from here on, stop what was started, in order. This
-	// runs before the admin listener's shutdown above, so /metrics and
-	// /status show the drain to the end.
-	defer func() {
-		log.Info("shutting down: gateway first, then the job queues drain")
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.stopWait+30*time.Second)
-		defer cancel()
-		// Once a child closes its listener on stop, its port must refuse,
-		// not queue connections that nobody will accept.
-		standIn.Stop()
-		socks.Close()
-		if serr := sup.Shutdown(sctx); serr != nil {
-			err = errors.Join(err, serr)
-		} else {
-			log.Info("stopped cleanly")
-		}
-	}()
-
-	var targets []string
-	for i := 1; i <= cfg.jobqueues; i++ {
-		name := "jobqueue-" + strconv.Itoa(i)
-		pub, err := socks.reserve()
-		if err != nil {
-			return err
-		}
-		adm, err := socks.reserve()
-		if err != nil {
-			return err
-		}
-		env := childEnv(name, map[string]string{
-			telemetry.AdminTokenFileEnv: tokenFile,
-			"LISTEN":                    pub,
-			"ADMIN_LISTEN":              adm,
-			"BLOB_URL":                  blobURL,
-			"SPILL_DIR":                 filepath.Join(data, "spill"), // shared: a spilled object is uploaded under its own key
-			"MAX_WORKERS":               intOrEmpty(cfg.workers),
-			"MAX_QUEUE":                 intOrEmpty(cfg.queue),
-			"ACK_MODE":                  cfg.ackMode,
-		})
-		spec := supervisor.Spec{
-			Name:        name,
-			Command:     func() *exec.Cmd { c := exec.Command(exe, "jobqueue"); c.Env = env; return c },
-			ReadyLine:   "listening ",
-			HealthURL:   "http://" + pub + "/healthz",
-			StopOrder:   1,
-			StopTimeout: cfg.stopWait,
-			PublicURL:   "http://" + pub,
-			MetricsURL:  "http://" + adm + "/metrics",
-		}
-		if err := startWithin(ctx, sup, spec, cfg.startWait); err != nil {
-			return err
-		}
-		targets = append(targets, "http://"+pub)
-	}
-
-	gwAdmLn, gwAdm, err := socks.bind(ctx, "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	gwAdmin := gwAdmLn.Addr().String()
-	gwDir := filepath.Join(data, "run", "gateway")
-	if err := os.MkdirAll(gwDir, 0o700); err != nil {
-		return fmt.Errorf("gateway dir: %w", err)
-	}
-	gwConfig := filepath.Join(gwDir, "gateway.yaml")
-	if err := os.WriteFile(gwConfig, []byte(gatewayYAML(inheritedFD(0), inheritedFD(1), targets)), 0o600); err != nil {
-		return fmt.Errorf("gateway config: %w", err)
-	}
-	gwEnv := childEnv("gateway", map[string]string{telemetry.AdminTokenFileEnv: tokenFile})
-	public := "http://" + gwPublic
-	gw := supervisor.Spec{
-		Name: "gateway",
-		Command: func() *exec.Cmd {
-			c := exec.Command(exe, "gateway", "--config", gwConfig)
-			c.Env, c.ExtraFiles = gwEnv, []*os.File{gwPub, gwAdm}
-			return c
-		},
-		HealthURL:   "http://" + gwAdmin + "/healthz",
-		StopOrder:   0,
-		StopTimeout: cfg.stopWait,
-		PublicURL:   public,
-		MetricsURL:  "http://" + gwAdmin + "/metrics",
-	}
-	if err := startWithin(ctx, sup, gw, cfg.startWait); err != nil {
-		return err
-	}
-	if err := waitRouted(ctx, public+"/v1/payloads", cfg.startWait); err != nil {
-		return fmt.Errorf("gateway on %s: %w", gwPublic, err)
-	}
-	// What a Prometheus needs to scrape the stack, then (--prometheus)
-	// that Prometheus, started last so its first scrape finds everyone.
-	promDir := filepath.Join(data, "run", promDirName)
-	if err := writePromFiles(promDir, append([]supervisor.Status{self}, sup.Status()...), cfg.scrapeEvery); err != nil {
-		return err
-	}
-	if cfg.prometheus != "" {
-		addr, err := promAddr(socks, cfg.promListen)
-		if err != nil {
-			return err
-		}
-		if err := startWithin(ctx, sup, promSpec(cfg.prometheus, promDir, filepath.Join(data, "prometheus"), addr, cfg.stopWait), cfg.startWait); err != nil {
-			return err
-		}
-	}
-	printTable(stdout, self, sup.Status())
-	fmt.Fprintf(stdout, "\ndata: %s  blobs: %s\npost-mortems: %s\nlogs: %s/<service>/{stdout,stderr}.log\ncurrent pids (after restarts): %s/<service>/pid, or GET http://%s/status\nprometheus: %s (targets: %s)\nstop: Ctrl-C or kill -TERM %d\n",
-		data, blobURL, filepath.Join(data, "postmortem"), filepath.Join(data, "run"), filepath.Join(data, "run"), admLn.Addr(),
-		filepath.Join(promDir, promConfigName), filepath.Join(promDir, promTargetsName), os.Getpid())
-	log.Info("stack up", "listen", gwPublic, "data", data)
-	<-ctx.Done()
-	return nil
-}
-
-func startWithin(ctx context.Context, sup *supervisor.Supervisor, spec supervisor.Spec, d time.Duration) error {
-	sctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	if err := sup.Start(sctx, spec); err != nil {
-		return err
-	}
-	return nil
-}
-
-// waitRouted waits until the gateway proxies to a job queue: any answer but
-// 502/503/504 (a GET on the ingest path gets 405 from the job queue).
-func waitRouted(ctx context.Context, u string, d time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	last := errors.New("no answer yet")
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			switch resp.StatusCode {
-			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-				last = fmt.Errorf("GET %s: %s", u, resp.Status)
-			default:
-				return nil
-			}
-		} else {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// heldSockets keeps every child's ports for up's whole life, so a restarted
-// child gets the same ones and no other process can take one in between (as
-// it could when up picked a free port and let the child bind it later).
-//
-//   - The gateway's sockets are bound and listening in up and passed to every
-//     gateway process as fd/3, fd/4 (internal/listen): a client connecting
-//     while the gateway restarts waits in the accept queue, not refused;
-//     the gateway is the edge, its clients have nowhere else to go.
-//   - A job queue's ports are reserved (bound, not listening) and the job
-//     queue listens on them itself: while it is down, connections are
-//     refused, so the gateway retries them on another job queue at once.
-type heldSockets struct {
-	lns      []net.Listener
-	files    []*os.File
-	reserved []*listen.Reservation
-}
-
-// reserve holds a free loopback port and returns its host:port.
-func (h *heldSockets) reserve() (string, error) { return h.reserveOn("127.0.0.1") }
-
-// reserveOn holds a free port on the IPv4 address host.
-func (h *heldSockets) reserveOn(host string) (string, error) {
-	r, err := listen.Reserve(host)
-	if err != nil {
-		return "", err
-	}
-	h.reserved = append(h.reserved, r)
-	return r.Addr(), nil
-}
-
-// bind listens on addr and returns up's listener (its Addr is the port
-// picked when addr's is 0) and a copy of the socket to pass to a child.
-func (h *heldSockets) bind(ctx context.Context, addr string) (net.Listener, *os.File, error) {
-	ln, err := listen.Listen(ctx, addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	f, err := listen.File(ln)
-	if err != nil {
-		_ = ln.Close()
-		return nil, nil, err
-	}
-	h.lns, h.files = append(h.lns, ln), append(h.files, f)
-	return ln, f, nil
-}
-
-// Close closes up's copies and reservations; children keep their own
-// sockets until they stop.
-func (h *heldSockets) Close() {
-	for i := range h.lns {
-		_ = h.lns[i].Close()
-		_ = h.files[i].Close()
-	}
-	for _, r := range h.reserved {
-		_ = r.Close()
-	}
-	h.lns, h.files, h.reserved = nil, nil, nil
-}
-
-// standInAfter is the shortest restart backoff during which up answers the
-// gateway's clients itself (503, Retry-After) instead of queueing them: the
-// first restarts of a crash (100ms, 200ms, ...) stay invisible but slow.
-const standInAfter = time.Second
-
-// inheritedFD is the listen address of a child's ExtraFiles[i].
-func inheritedFD(i int) string { return "fd/" + strconv.Itoa(3+i) }
-
-func intOrEmpty(n int) string {
-	if n == 0 {
-		return ""
-	}
-	return strconv.Itoa(n)
-}
-
-// childEnv is up's environment (OTEL_* and everything else passes through)
-// plus the child's settings; empty values are left out so the child's own
-// defaults apply. OTEL_SERVICE_NAME names the child unless the user set it.
-func childEnv(service string, set map[string]string) []string {
-	env := os.Environ()
-	if os.Getenv("OTEL_SERVICE_NAME") == "" {
-		env = append(env, "OTEL_SERVICE_NAME=wardgate-"+service)
-	}
-	for k, v := range set {
-		if v != "" {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env
-}
-
-// gatewayYAML is the config of the embedded gateway (see docs/gateway.md).
-func gatewayYAML(listen, admin string, targets []string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `# Written by wardgate up; rewritten at every start. Reference: docs/gateway.md.
-# fd/3 and fd/4 are sockets up holds and passes to every gateway process:
-# the addresses are in up's table, GET /status and the "gateway listening" log.
-listen: %q
-admin: %q
-routes:
-  - path_prefix: /v1/
-    upstream: jobqueue
-upstreams:
-  jobqueue:
-    balancer: round_robin
-    targets:
-`, listen, admin)
-	for _, t := range targets {
-		fmt.Fprintf(&b, "      - {url: %q, weight: 1}\n", t)
-	}
-	b.WriteString(`    health_check: {path: /healthz, interval: 1s, timeout: 500ms, fall: 2, rise: 1}
-    passive: {fail_threshold: 3, window: 10s, eject_for: 5s}
-    retries: 1
-    timeouts: {dial: 1s, response_header: 30s}
-`)
-	return b.String()
-}
-
-// printTable prints up's row, then the children in the supervisor's order
-// (the gateway, then the job queues). The PID column is the pid at the time
-// of printing; /status and the pid files follow restarts.
-func printTable(w io.Writer, self supervisor.Status, children []supervisor.Status) {
-	rows := append([]supervisor.Status{self}, children...)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tPID\tPUBLIC\tMETRICS")
-	for _, r := range rows {
-		public := r.PublicURL
-		if public == "" {
-			public = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.Name, r.PID, public, r.MetricsURL)
-	}
-	_ = tw.Flush()
-}
-
-// notInfoAccessLog reports whether a child's output line is worth showing on
-// up's terminal: anything but an info-level access-log line.
-func notInfoAccessLog(line []byte) bool {
-	return !(bytes.Contains(line, []byte(`"msg":"http request"`)) && bytes.Contains(line, []byte(`"level":"INFO"`)))
-}
+// exitUploadFailed is the exit code of a command that wrote its bundles
+// but could not upload one (--upload): the work is on disk, not in the
+// bucket.
+const exitUploadFailed = 4

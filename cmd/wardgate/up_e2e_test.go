@@ -63,8 +63,16 @@ func (l *logBuffer) upLogs() []map[string]any {
 
 func startUp(t *testing.T, args ...string) *upProc {
 	t.Helper()
+	return startUpEnv(t, nil, append([]string{"--listen", "127.0.0.1:0"}, args...)...)
+}
+
+// startUpEnv runs `wardgate up --data TMP args...` with env added to the
+// test's environment and waits for its table.
+func startUpEnv(t *testing.T, env []string, args ...string) *upProc {
+	t.Helper()
 	u := &upProc{t: t, data: t.TempDir(), rows: map[string]upRow{}, stderr: &logBuffer{}, exited: make(chan struct{})}
-	u.cmd = exec.Command(wardgateBin, append([]string{"up", "--listen", "127.0.0.1:0", "--data", u.data}, args...)...)
+	u.cmd = exec.Command(wardgateBin, append([]string{"up", "--data", u.data}, args...)...)
+	u.cmd.Env = append(os.Environ(), env...)
 	u.cmd.Stderr = u.stderr
 	stdout, err := u.cmd.StdoutPipe()
 	if err != nil {
@@ -541,7 +549,7 @@ func TestUpFlags(t *testing.T) {
 	if err != nil || helpErr.Len() != 0 {
 		t.Fatalf("up --help: %v, want exit 0 with the usage on stdout only; stderr:\n%s", err, helpErr.String())
 	}
-	for _, want := range []string{"-listen", "-admin", "-data", "-workers", "-queue", "-ack-mode", "-blob-url", "-keep-postmortems", "docs/up.md", "/status", "DATA/run/<service>/pid"} {
+	for _, want := range []string{"-listen", "-admin", "-data", "-workers", "-queue", "-ack-mode", "-blob-url", "-keep-postmortems", "docs/up.md", "/status", "DATA/run/<service>/pid", "-only", "-gateway-config", "-upload", "WARDGATE_UPLOAD"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("up --help does not mention %s", want)
 		}
@@ -554,6 +562,13 @@ func TestUpFlags(t *testing.T) {
 		{"--keep-postmortems", "-1"},
 		{"--blob-url", "not a url"},
 		{"extra"},
+		{"--only", "gateway,jobqueue"},
+		{"--only", "gateway"}, // no --gateway-config
+		{"--only", "jobqueue", "--jobqueues", "3"},
+		{"--only", "jobqueue", "--listen", "0.0.0.0:8080"},
+		{"--only", "gateway", "--gateway-config", "f.yaml", "--workers", "8"},
+		{"--gateway-config", "f.yaml"},
+		{"--upload", "ftp://bucket"},
 	} {
 		cmd := exec.CommandContext(context.Background(), wardgateBin, append([]string{"up"}, args...)...)
 		out, err := cmd.CombinedOutput()

@@ -85,6 +85,11 @@ type Config struct {
 	// Logger gets one debug line per check and one info line per
 	// trigger; nil discards.
 	Logger *slog.Logger
+
+	// OnCapture, if set, is called by Run with each bundle written (a
+	// trigger whose Dir is complete): `diag watch --upload` sends it to a
+	// blob store there. Run waits for it before the next check.
+	OnCapture func(context.Context, Trigger)
 }
 
 // Sample is one poll of the target.
@@ -181,11 +186,17 @@ func (w *Watcher) Run(ctx context.Context) error {
 	t := time.NewTicker(w.cfg.Interval)
 	defer t.Stop()
 	for {
-		if _, err := w.Check(ctx); err != nil {
+		fired, err := w.Check(ctx)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			w.log.Warn("watch check failed", "target", w.cfg.Target, "err", err.Error())
+		}
+		if w.cfg.OnCapture != nil {
+			for _, tr := range fired {
+				w.cfg.OnCapture(ctx, tr)
+			}
 		}
 		if w.cfg.MaxCaptures > 0 && w.captures >= w.cfg.MaxCaptures {
 			w.log.Info("watch stopping: max captures reached", "captures", w.captures)

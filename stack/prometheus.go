@@ -1,4 +1,4 @@
-package main
+package stack
 
 import (
 	"context"
@@ -24,10 +24,6 @@ const (
 	promConfigName  = "prometheus.yml"
 	promTargetsName = "targets.json"
 )
-
-// promErrNotOnPath is the one line `up --prometheus` prints when there is
-// nothing to run.
-const promErrNotOnPath = "--prometheus: no prometheus binary on PATH; install one (Debian/Ubuntu: apt-get install prometheus; or https://prometheus.io/download/) or run up without --prometheus and start yours with --config.file=DATA/run/prometheus/prometheus.yml"
 
 // promTargetGroup is one entry of a Prometheus file_sd file.
 type promTargetGroup struct {
@@ -153,17 +149,17 @@ func promSpec(bin, dir, tsdb, addr string, stopWait time.Duration) supervisor.Sp
 // (port 0 is reserved later; without --prometheus nothing listens there).
 // Prometheus binds it itself, so this only narrows the window in which
 // another process can take it.
-func checkPromListen(ctx context.Context, cfg upConfig) error {
-	if cfg.prometheus == "" {
+func checkPromListen(ctx context.Context, cfg Config) error {
+	if cfg.Prometheus == "" {
 		return nil
 	}
-	if _, port, err := net.SplitHostPort(cfg.promListen); err != nil || port == "0" {
+	if _, port, err := net.SplitHostPort(cfg.PrometheusListen); err != nil || port == "0" {
 		return nil
 	}
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.promListen)
+	ln, err := lc.Listen(ctx, "tcp", cfg.PrometheusListen)
 	if err != nil {
-		return fmt.Errorf("--prometheus-listen %s: %w (pick another port, or port 0 for a free one)", cfg.promListen, err)
+		return fmt.Errorf("--prometheus-listen %s: %w (pick another port, or port 0 for a free one)", cfg.PrometheusListen, err)
 	}
 	return ln.Close()
 }

@@ -1,4 +1,4 @@
-package main
+package stack
 
 import (
 	"bytes"
@@ -21,12 +21,14 @@ import (
 // child stuck in its crash path before the watchdog kills it.
 type postmortemHooks struct {
 	log *slog.Logger
+	// exe is the wardgate binary that runs `diag capture`.
+	exe string
 	// traceURL is TRACE_URL_TEMPLATE, e.g. http://localhost:16686/trace/{trace_id}.
 	traceURL string
 }
 
-func newPostmortemHooks(log *slog.Logger) postmortemHooks {
-	return postmortemHooks{log: log, traceURL: os.Getenv("TRACE_URL_TEMPLATE")}
+func newPostmortemHooks(log *slog.Logger, exe string) postmortemHooks {
+	return postmortemHooks{log: log, exe: exe, traceURL: os.Getenv("TRACE_URL_TEMPLATE")}
 }
 
 // analyze writes the report and returns its headline and path: the
@@ -72,11 +74,7 @@ func reportHeadline(rep *analyze.Report) string {
 // child's parent, and the wait it keeps on the child would reap the ptrace
 // stops an in-process tracer waits for.
 func (h postmortemHooks) capture(ctx context.Context, pid int, dir string) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("capture pid %d: %w", pid, err)
-	}
-	out, err := exec.CommandContext(ctx, exe, "diag", "capture", "--pid", strconv.Itoa(pid),
+	out, err := exec.CommandContext(ctx, h.exe, "diag", "capture", "--pid", strconv.Itoa(pid),
 		"--out", dir, "--method", "native", "--quiet").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("capture pid %d: %w: %s", pid, err, bytes.TrimSpace(out))
