@@ -26,6 +26,13 @@
 // User-written analysis steps stay in delve's own Starlark dialect:
 // Options.Scripts run through the real dlv binary (scripts/postmortem/*.star
 // are the shipped examples) and their output is appended to the report.
+//
+// The files follow the analysis's phases, the way delve keeps target,
+// thread, goroutine and frame apart (analyzeCore runs them in order): open,
+// discover, group and detail, each in the file of that name; jobqueue.go
+// reads the queue's fields that package jobqueue lists in CoreFields, next
+// to the struct they belong to; report.go and markdown.go render the result,
+// one writer per Markdown section.
 package analyze
 
 import (
