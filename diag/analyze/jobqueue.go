@@ -6,29 +6,35 @@ import (
 	"strings"
 
 	"github.com/go-delve/delve/pkg/proc"
+
+	"github.com/wardgate/wardgate/jobqueue"
 )
 
 // jobqueuePkg is the import path of the wardgate job queue.
 const jobqueuePkg = "github.com/wardgate/wardgate/jobqueue"
 
-// Field names recognized in the job queue's structs, lower-cased, by role.
-// The queue keeps no package-level state (one process may embed several
-// queues), so the values are found from the goroutines instead: the
-// receiver or arguments of a jobqueue frame (a worker or dispatcher loop)
-// lead to the queue struct, whose fields are matched by these names.
-var jobqueueFields = map[string][]string{
-	// reserved: jobqueue.Queue's MAX_QUEUE budget in use (payloads acked
-	// and not yet stored), the spec's queue depth; queued is only the part
-	// still in the channel.
-	"depth":    {"reserved", "depth", "queued", "pending", "inqueue"},
-	"capacity": {"capacity", "maxqueue", "max_queue", "limit", "cap"},
-	"busy":     {"busy", "busyworkers", "active", "inflight", "working"},
-	"workers":  {"workers", "maxworkers", "max_workers", "nworkers", "numworkers"},
+// queueFields are the names of the job queue's fields the report reads,
+// lower-cased, by role ("depth", "capacity", "busy", "workers"). The queue
+// keeps no package-level state (one process may embed several queues), so
+// the values are found from the goroutines instead: the receiver or
+// arguments of a jobqueue frame (a worker or dispatcher loop) lead to the
+// queue struct, whose fields are matched by these names. The list is
+// jobqueue.CoreFields, declared and tested next to the struct it describes.
+type queueFields map[string][]string
+
+func newQueueFields() queueFields {
+	qf := queueFields{}
+	for _, f := range jobqueue.CoreFields() {
+		name := f.Path[strings.LastIndexByte(f.Path, '.')+1:]
+		qf[f.Role] = append(qf[f.Role], strings.ToLower(name))
+	}
+	return qf
 }
 
 // jobQueue finds the wardgate job queue in the goroutines' frames and reads
 // its depth, capacity and busy workers.
 func (a *analysis) jobQueue(gs []gInfo) JobQueue {
+	fields := newQueueFields()
 	var workerGs, busyGs int64
 	var found *proc.Variable
 	var source string
@@ -61,7 +67,7 @@ func (a *analysis) jobQueue(gs []gInfo) JobQueue {
 				busy = i > 0 && frameAboveIsWork(frames[:i])
 			}
 			if found == nil && strings.HasPrefix(name, jobqueuePkg) {
-				if v, src := a.queueVar(g, frames, i); v != nil {
+				if v, src := a.queueVar(g, frames, i, fields); v != nil {
 					found, source = v, src
 				}
 			}
@@ -87,7 +93,7 @@ func (a *analysis) jobQueue(gs []gInfo) JobQueue {
 	}
 	jq.Source = source
 	vals := map[string]*int64{}
-	collectQueueFields(found, vals, 0)
+	collectQueueFields(found, fields, vals, 0)
 	if vals["depth"] == nil {
 		vals["depth"] = vals["chanlen"]
 	}
@@ -132,7 +138,7 @@ var queueLoad = proc.LoadConfig{FollowPointers: true, MaxVariableRecurse: 3, Max
 
 // queueVar returns the first argument or local of frame i that is (a
 // pointer to) a struct of the jobqueue package having a recognized field.
-func (a *analysis) queueVar(g *proc.G, frames []proc.Stackframe, i int) (*proc.Variable, string) {
+func (a *analysis) queueVar(g *proc.G, frames []proc.Stackframe, i int, fields queueFields) (*proc.Variable, string) {
 	tid := 0
 	if g.Thread != nil {
 		tid = g.Thread.ThreadID()
@@ -161,7 +167,7 @@ func (a *analysis) queueVar(g *proc.G, frames []proc.Stackframe, i int) (*proc.V
 			continue
 		}
 		vals := map[string]*int64{}
-		collectQueueFields(sv, vals, 0)
+		collectQueueFields(sv, fields, vals, 0)
 		if vals["depth"] != nil || vals["capacity"] != nil || vals["chanlen"] != nil {
 			return sv, fmt.Sprintf("%s (%s) in %s of goroutine %d", v.Name, typ, frames[i].Call.Fn.Name, g.ID)
 		}
@@ -172,14 +178,14 @@ func (a *analysis) queueVar(g *proc.G, frames []proc.Stackframe, i int) (*proc.V
 // collectQueueFields walks struct fields (then nested structs, two levels)
 // and records the first integer or channel found for each role. A channel
 // field that is the queue itself gives depth = len and capacity = cap.
-func collectQueueFields(v *proc.Variable, out map[string]*int64, level int) {
+func collectQueueFields(v *proc.Variable, fields queueFields, out map[string]*int64, level int) {
 	if level > 2 {
 		return
 	}
 	for i := range v.Children {
 		c := &v.Children[i]
 		name := strings.ToLower(c.Name)
-		for role, names := range jobqueueFields {
+		for role, names := range fields {
 			if out[role] != nil || !matchesAny(name, names) {
 				continue
 			}
@@ -219,7 +225,7 @@ func collectQueueFields(v *proc.Variable, out map[string]*int64, level int) {
 			sc = &sc.Children[0]
 		}
 		if sc.Kind == reflect.Struct && !isAtomicWrapper(sc) {
-			collectQueueFields(sc, out, level+1)
+			collectQueueFields(sc, fields, out, level+1)
 		}
 	}
 }
