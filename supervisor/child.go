@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/diag/crashenv"
+	"github.com/wardgate/wardgate/internal/logring"
 )
 
 var errStopping = errors.New("supervisor: stopping")
@@ -94,6 +95,12 @@ func (c *child) start(restart bool) (*run, error) {
 	if env == nil {
 		env = os.Environ()
 	}
+	// The child's log ring (internal/logring), read by collect after a
+	// crash: a child that buffers its log creates the file there. The
+	// previous run's ring was collected already; removed so that a child
+	// dying before it opens its own is not given the old lines.
+	_ = os.Remove(c.logRingPath())
+	env = append(env[:len(env):len(env)], logring.EnvPath+"="+c.logRingPath())
 	cmd.Env = crashenv.ChildEnv(env, crash)
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
@@ -326,6 +333,11 @@ func (c *child) shutdown(ctx context.Context) error {
 	<-c.done
 	return fmt.Errorf("supervisor: %s (pid %d) killed: did not exit after SIGTERM", c.spec.Name, r.pid)
 }
+
+// logRingFile is the name of a child's log ring in its run directory.
+const logRingFile = "log.ring"
+
+func (c *child) logRingPath() string { return filepath.Join(c.dir, logRingFile) }
 
 // stderrTail is the end of the child's stderr log, for start errors.
 func (c *child) stderrTail() string {

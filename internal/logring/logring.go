@@ -51,6 +51,11 @@ const (
 	headerSize = 32
 )
 
+// EnvPath is the environment variable naming the ring file of a process
+// run by `wardgate up`: the supervisor sets it for each child (in the
+// child's run directory) and reads the file after the child died.
+const EnvPath = "WARDGATE_LOG_RING"
+
 // Defaults for [Options].
 const (
 	DefaultSize     = 256 << 10
