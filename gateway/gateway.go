@@ -10,7 +10,10 @@
 // the X-Forwarded-* headers the gateway adds). Telemetry is hand-wired
 // rather than otelhttp: the gateway needs the route in span and metric
 // names, a CLIENT span per retry attempt with its resend count, and the
-// 499/4xx/5xx error rules below, which otelhttp does not express.
+// 499/4xx/5xx error rules below, which otelhttp does not express. The
+// SERVER side (span, http.server.request.duration, pprof labels, the
+// response state) is telemetry.NewHTTPServer, shared with the job queue;
+// the CLIENT side is here (proxy.go).
 //
 // Error answers are JSON {"error", "upstream", "trace_id"}: 502 the
 // upstream refused or broke, 504 it timed out, 503 no healthy target, 404
