@@ -49,9 +49,6 @@ func NewServerRoute(route string) *ServerRoute {
 	return t
 }
 
-// Route is the route's http.route value.
-func (t *ServerRoute) Route() string { return t.route }
-
 // RouteResolver picks the handler of a request and the telemetry of the
 // route it matched. It runs first, before the span starts, because the
 // route names the span.
