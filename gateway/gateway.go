@@ -10,7 +10,10 @@
 // the X-Forwarded-* headers the gateway adds). Telemetry is hand-wired
 // rather than otelhttp: the gateway needs the route in span and metric
 // names, a CLIENT span per retry attempt with its resend count, and the
-// 499/4xx/5xx error rules below, which otelhttp does not express.
+// 499/4xx/5xx error rules below, which otelhttp does not express. The
+// SERVER side (span, http.server.request.duration, pprof labels, the
+// response state) is telemetry.NewHTTPServer, shared with the job queue;
+// the CLIENT side is here (proxy.go).
 //
 // Error answers are JSON {"error", "upstream", "trace_id"}: 502 the
 // upstream refused or broke, 504 it timed out, 503 no healthy target, 404
@@ -28,7 +31,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -36,12 +38,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wardgate/wardgate/gateway/balancer"
@@ -62,11 +61,13 @@ type Gateway struct {
 	reqLog  *slog.Logger
 	summary *ratelog.Handler
 	tracer  trace.Tracer
-	// serverSpan and clientSpan are the start options of the gateway's
-	// spans, built once.
-	serverSpan, clientSpan trace.SpanStartOption
-	m                      *metrics
-	bufs                   *bufferPool
+	// server is the instrumented handler of the public listener.
+	server http.Handler
+	// clientSpan is the start option of the gateway's CLIENT spans, built
+	// once.
+	clientSpan trace.SpanStartOption
+	m          *metrics
+	bufs       *bufferPool
 
 	// ctx bounds the background work of every table (health checks); it
 	// is the context given to New.
@@ -85,7 +86,7 @@ type table struct {
 	upstreams map[string]*upstream
 	notFound  http.Handler
 	// notFoundTel is the telemetry of requests no route matched.
-	notFoundTel *routeTelemetry
+	notFoundTel *telemetry.ServerRoute
 	// transports keyed for reuse by the next reload.
 	transports map[transportKey]*http.Transport
 	targets    map[targetKey]*target
@@ -96,7 +97,7 @@ type route struct {
 	up      *upstream
 	proxy   *httputil.ReverseProxy
 	handler http.Handler // middleware chain around the proxy
-	tel     *routeTelemetry
+	tel     *telemetry.ServerRoute
 	reqBody *RequestBody // the table's request_body limits
 }
 
@@ -113,7 +114,6 @@ func New(ctx context.Context, cfg *Config, tel *telemetry.Telemetry, logger *slo
 		reqLog:     slog.New(summary),
 		summary:    summary,
 		tracer:     tel.TracerProvider.Tracer(instrumentationName),
-		serverSpan: trace.WithSpanKind(trace.SpanKindServer),
 		clientSpan: trace.WithSpanKind(trace.SpanKindClient),
 		bufs:       newBufferPool(),
 		ctx:        ctx,
@@ -123,6 +123,9 @@ func New(ctx context.Context, cfg *Config, tel *telemetry.Telemetry, logger *slo
 		return nil, err
 	}
 	g.m = m
+	g.server = telemetry.NewHTTPServer(telemetry.HTTPServerConfig{
+		Tracer: g.tracer, Propagator: tel.Propagator, Duration: m.serverDuration,
+	}, g.resolve)
 	if err := g.apply(cfg); err != nil {
 		m.reg.Unregister()
 		return nil, err
@@ -269,7 +272,7 @@ func (g *Gateway) build(cfg *Config, old *table) (*table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("middleware: %w", err)
 	}
-	tbl.notFoundTel = newRouteTelemetry("")
+	tbl.notFoundTel = telemetry.NewServerRoute("")
 	tbl.notFound = middleware.Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.writeError(w, r, http.StatusNotFound, "no route for "+r.URL.Path, "")
 	}), always...)
@@ -284,7 +287,7 @@ func (g *Gateway) build(cfg *Config, old *table) (*table, error) {
 		if err != nil {
 			return nil, fmt.Errorf("middleware: %w", err)
 		}
-		rt := &route{cfg: rc, up: tbl.upstreams[rc.Upstream], tel: newRouteTelemetry(rc.PathPrefix), reqBody: &cfg.RequestBody}
+		rt := &route{cfg: rc, up: tbl.upstreams[rc.Upstream], tel: telemetry.NewServerRoute(rc.PathPrefix), reqBody: &cfg.RequestBody}
 		rt.proxy = g.newReverseProxy(&rt.cfg, rt.up)
 		rt.handler = middleware.Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			g.serveProxy(w, r, rt)
@@ -314,116 +317,20 @@ func (t *table) match(path string) *route {
 	return nil
 }
 
-// ServeHTTP serves the public listener: it starts the SERVER span (child
-// of an incoming traceparent), runs the route's chain under pprof labels
-// carrying the trace, span and route, and records
-// http.server.request.duration.
-//
-// Span attributes are set when the span ends, in one call, and only when it
-// records: samplers do not see them (wardgate's samplers decide on the
-// parent and the trace ID alone), and with traces off nothing is built for
-// nothing.
+// ServeHTTP serves the public listener through telemetry's server
+// instrumentation (span, metric, pprof labels, the captured response
+// state): see telemetry.NewHTTPServer. The route is matched on the table
+// current when the request arrives.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.server.ServeHTTP(w, r)
+}
+
+// resolve is the gateway's telemetry.RouteResolver: the handler and
+// telemetry of the longest matching route, or the 404 handler.
+func (g *Gateway) resolve(r *http.Request) (http.Handler, *telemetry.ServerRoute) {
 	tbl := g.table.Load()
-	rt := tbl.match(r.URL.Path)
-	rtel, h := tbl.notFoundTel, tbl.notFound
-	if rt != nil {
-		rtel, h = rt.tel, rt.handler
+	if rt := tbl.match(r.URL.Path); rt != nil {
+		return rt.handler, rt.tel
 	}
-	mi := methodIndex(r.Method)
-	ctx := g.tel.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := g.tracer.Start(ctx, rtel.spanNames[mi], g.serverSpan)
-	path := r.URL.Path // r.URL may be rewritten further in
-	sw, st := middleware.Snoop(w)
-	ctx = context.WithValue(ctx, respStateKey{}, st)
-	start := time.Now()
-	defer func() {
-		p := recover()
-		status := st.Status
-		switch {
-		case st.Hijacked && status == 0:
-			status = http.StatusSwitchingProtocols
-		case p == http.ErrAbortHandler && status == 0: //nolint:errorlint // net/http compares it the same way
-			// Aborted before any status: the client went away (see
-			// abortClientGone). 499 is recorded, never sent.
-			status = StatusClientClosedRequest
-		case p != nil && status == 0:
-			status = http.StatusInternalServerError
-		case status == 0:
-			status = http.StatusOK
-		}
-		if span.IsRecording() {
-			// One call with every attribute: the SDK grows its attribute
-			// slice per call, and a second call doubles it (see attrs.go).
-			attrs := [...]attribute.KeyValue{
-				attribute.String("http.request.method", knownMethods[mi]),
-				attribute.String("url.path", path),
-				attribute.String("client.address", clientIP(r)),
-				attribute.Int("http.response.status_code", status),
-				attribute.String("http.route", rtel.route),
-			}
-			n := len(attrs)
-			if rtel.route == "" {
-				n-- // no route matched: no http.route
-			}
-			span.SetAttributes(attrs[:n]...)
-			// Only 5xx is a server error; 4xx is the client's, and 499
-			// (client gone) is nobody's fault.
-			if status >= 500 {
-				span.SetStatus(codes.Error, http.StatusText(status))
-			}
-		}
-		span.End()
-		g.m.serverDuration.Record(ctx, time.Since(start).Seconds(),
-			rtel.durations.get(measureKey(mi, status, 0), func() attribute.Set {
-				kv := []attribute.KeyValue{
-					attribute.String("http.request.method", knownMethods[mi]),
-					attribute.Int("http.response.status_code", status),
-				}
-				if rtel.route != "" {
-					kv = append(kv, attribute.String("http.route", rtel.route))
-				}
-				return attribute.NewSet(kv...)
-			})...)
-		if p != nil {
-			panic(p)
-		}
-	}()
-	telemetry.DoWithSpanLabels(ctx, func(ctx context.Context) {
-		h.ServeHTTP(sw, r.WithContext(ctx))
-	}, rtel.labels...)
-}
-
-// routeTelemetry is what ServeHTTP needs per route, built once per table:
-// the span names, the pprof labels and the cached metric options.
-type routeTelemetry struct {
-	route     string // http.route, "" for requests no route matched
-	spanNames [len(knownMethods)]string
-	labels    []string // extra pprof labels
-	durations optCache
-}
-
-func newRouteTelemetry(route string) *routeTelemetry {
-	t := &routeTelemetry{route: route, labels: []string{telemetry.LabelRoute, route}}
-	for i, m := range knownMethods {
-		t.spanNames[i] = m
-		if route != "" {
-			t.spanNames[i] = m + " " + route
-		}
-	}
-	return t
-}
-
-func clientIP(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
-}
-
-type respStateKey struct{}
-
-func respStateFrom(ctx context.Context) *middleware.ResponseState {
-	s, _ := ctx.Value(respStateKey{}).(*middleware.ResponseState)
-	return s
+	return tbl.notFound, tbl.notFoundTel
 }

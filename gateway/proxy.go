@@ -25,12 +25,13 @@ import (
 
 	"github.com/wardgate/wardgate/gateway/balancer"
 	"github.com/wardgate/wardgate/gateway/middleware"
+	"github.com/wardgate/wardgate/telemetry"
 )
 
 // StatusClientClosedRequest is nginx's non-standard 499: the client went
 // away before the response was ready. It is logged and measured, never
 // sent (there is nobody to send it to).
-const StatusClientClosedRequest = 499
+const StatusClientClosedRequest = telemetry.StatusClientClosedRequest
 
 // attempt is the state of one try of a request against one target. The
 // ReverseProxy callbacks (Rewrite, ModifyResponse, ErrorHandler) find it in
@@ -324,7 +325,7 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request, rt *route) 
 		}
 		tried = append(tried, bt)
 	}
-	if rs := respStateFrom(r.Context()); rs != nil && rs.Started() {
+	if rs := telemetry.ResponseStateFrom(r.Context()); rs != nil && rs.Started() {
 		// A response is under way (the upstream's, cut short; or an upgrade
 		// failed after the hijack): nothing else can be sent.
 		return
@@ -353,8 +354,8 @@ func retrySafe(r *http.Request, a *attempt, body *trackedBody) bool {
 // outcome on the target (inflight, counters, EWMA, passive ejection).
 func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *attempt) {
 	t := a.target
-	mi := methodIndex(r.Method)
-	ctx, span := g.tracer.Start(r.Context(), knownMethods[mi], g.clientSpan)
+	mi := telemetry.MethodIndex(r.Method)
+	ctx, span := g.tracer.Start(r.Context(), telemetry.MethodName(mi), g.clientSpan)
 	ctx = context.WithValue(ctx, attemptKey{}, a)
 	if a.traceReach {
 		a.trace.WroteHeaders = a.wroteHeaders
@@ -422,7 +423,7 @@ func (g *Gateway) attempt(w http.ResponseWriter, r *http.Request, rt *route, a *
 // grows its attribute slice per call (a second call doubles it).
 func (g *Gateway) endClientSpan(span trace.Span, mi int, t *target, a *attempt, et string, clientGone bool) {
 	var buf [8]attribute.KeyValue
-	attrs := append(buf[:0], attribute.String("http.request.method", knownMethods[mi]))
+	attrs := append(buf[:0], attribute.String("http.request.method", telemetry.MethodName(mi)))
 	attrs = append(attrs, t.spanAttrs...)
 	if a.n > 0 {
 		attrs = append(attrs, attribute.Int("http.request.resend_count", a.n))

@@ -27,7 +27,7 @@ type target struct {
 	// spanAttrs are the CLIENT span attributes that depend on the target
 	// alone; durations caches the options of http.client.request.duration.
 	spanAttrs []attribute.KeyValue
-	durations optCache
+	durations telemetry.OptionCache
 
 	mu    sync.Mutex
 	fails []time.Time // failure times within the passive window, oldest first
@@ -72,9 +72,9 @@ func (t *target) durationOpt(method, status int, errType string) []metric.Record
 	if errType != "" {
 		et = errorTypeIndex(errType)
 	}
-	return t.durations.get(measureKey(method, status, et), func() attribute.Set {
+	return t.durations.Get(measureKey(method, status, et), func() attribute.Set {
 		kv := []attribute.KeyValue{
-			attribute.String("http.request.method", knownMethods[method]),
+			attribute.String("http.request.method", telemetry.MethodName(method)),
 			attribute.String("server.address", t.host),
 			attribute.Int("server.port", t.port),
 			attribute.String("wardgate.upstream", t.upstream),

@@ -9,18 +9,14 @@ import (
 	"fmt"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wardgate/wardgate/telemetry"
@@ -44,9 +40,10 @@ const (
 // (alive) and GET /readyz (ready and not draining). It never serves
 // /metrics or pprof: those belong on the admin listener.
 //
-// The tracing and metrics middleware is written here rather than taken from
-// otelhttp so the route, the 4xx-is-not-a-server-error rule, the pprof
-// labels and the metric names are exactly those of the SPEC.
+// Spans, http.server.request.duration and pprof labels come from
+// telemetry.NewHTTPServer, the same instrumentation as the gateway's
+// listener (with user_agent.original on spans), so the route, the
+// 4xx-is-not-a-server-error rule and the metric names are those of the SPEC.
 func (q *Queue) Handle() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/payloads", q.servePayloads)
@@ -60,111 +57,27 @@ func (q *Queue) Handle() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	return &server{q: q, mux: mux}
-}
-
-type server struct {
-	q   *Queue
-	mux *http.ServeMux
-
-	// durations caches the measurement option of each (method, route,
-	// status) seen, so a request does not build an attribute set.
-	durations sync.Map // reqKey -> metric.MeasurementOption
-}
-
-type reqKey struct {
-	method, route string
-	code          int
-}
-
-var knownMethods = map[string]bool{
-	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
-	http.MethodDelete: true, http.MethodConnect: true, http.MethodOptions: true,
-	http.MethodTrace: true, http.MethodPatch: true,
-}
-
-// serverSpan is the start option of every SERVER span; attributes are set
-// only on spans that are recorded (the samplers wardgate configures decide
-// on the trace ID and the parent, not on attributes).
-var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
-
-func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q := s.q
-	start := time.Now()
-	h, pattern := s.mux.Handler(r)
-	route := pattern
-	if i := strings.IndexByte(route, ' '); i >= 0 {
-		route = route[i+1:]
-	}
-	method := r.Method
-	if !knownMethods[method] {
-		method = "_OTHER"
-	}
-	name := method
-	if route != "" {
-		name += " " + route
-	}
-	ctx := q.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := q.tracer.Start(ctx, name, serverSpan...)
-	sw := &statusWriter{ResponseWriter: w}
-	telemetry.DoWithSpanLabels(ctx, func(ctx context.Context) {
-		h.ServeHTTP(sw, r.WithContext(ctx))
-	}, telemetry.LabelRoute, route)
-	code := sw.code
-	if code == 0 {
-		code = http.StatusOK
-	}
-	if span.IsRecording() {
-		// One call with every attribute: the SDK grows its attribute slice
-		// per call, and a second call would double it.
-		span.SetAttributes(
-			attribute.String("http.request.method", method),
-			attribute.String("http.route", route),
-			attribute.String("url.path", r.URL.Path),
-			attribute.String("client.address", clientHost(r.RemoteAddr)),
-			attribute.String("user_agent.original", r.UserAgent()),
-			attribute.Int("http.response.status_code", code))
-		if code >= 500 {
-			span.SetStatus(codes.Error, http.StatusText(code))
+	// The patterns above, and "" for what none matches (404, 405).
+	routes := map[string]*telemetry.ServerRoute{}
+	for _, p := range []string{"/v1/payloads", "GET /healthz", "GET /readyz", ""} {
+		route := p
+		if i := strings.IndexByte(route, ' '); i >= 0 {
+			route = route[i+1:] // http.route has no method
 		}
+		routes[p] = telemetry.NewServerRoute(route)
 	}
-	span.End()
-	key := reqKey{method, route, code}
-	opt, ok := s.durations.Load(key)
-	if !ok {
-		attrs := []attribute.KeyValue{
-			attribute.String("http.request.method", method),
-			attribute.Int("http.response.status_code", code),
+	return telemetry.NewHTTPServer(telemetry.HTTPServerConfig{
+		Tracer: q.tracer, Propagator: q.prop, Duration: q.m.reqDur, UserAgent: true,
+	}, func(r *http.Request) (http.Handler, *telemetry.ServerRoute) {
+		h, pattern := mux.Handler(r)
+		if rt, ok := routes[pattern]; ok {
+			return h, rt
 		}
-		if route != "" {
-			attrs = append(attrs, attribute.String("http.route", route))
-		}
-		opt, _ = s.durations.LoadOrStore(key, metric.WithAttributeSet(attribute.NewSet(attrs...)))
-	}
-	q.m.reqDur.Record(ctx, time.Since(start).Seconds(), opt.(metric.MeasurementOption))
+		// A pattern added above without its route: still recorded, under
+		// its own name (built per request, so add it to the list).
+		return h, telemetry.NewServerRoute(pattern[strings.IndexByte(pattern, ' ')+1:])
+	})
 }
-
-// statusWriter remembers the status code for the span and the metric.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -448,13 +361,4 @@ func (q *Queue) knownToken(tok string) bool {
 		}
 	}
 	return ok
-}
-
-// clientHost is the host part of a RemoteAddr: semconv's client.address
-// holds no port.
-func clientHost(remoteAddr string) string {
-	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
-		return h
-	}
-	return remoteAddr
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/diag/crashenv"
+	"github.com/wardgate/wardgate/internal/logring"
 )
 
 var errStopping = errors.New("supervisor: stopping")
@@ -94,6 +95,12 @@ func (c *child) start(restart bool) (*run, error) {
 	if env == nil {
 		env = os.Environ()
 	}
+	// The child's log ring (internal/logring), read by collect after a
+	// crash: a child that buffers its log creates the file there. The
+	// previous run's ring was collected already; removed so that a child
+	// dying before it opens its own is not given the old lines.
+	_ = os.Remove(c.logRingPath())
+	env = append(env[:len(env):len(env)], logring.EnvPath+"="+c.logRingPath())
 	cmd.Env = crashenv.ChildEnv(env, crash)
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
@@ -149,6 +156,7 @@ func (c *child) start(restart bool) (*run, error) {
 	go func() {
 		_ = cmd.Wait() // the exit is described by ProcessState
 		r.state = cmd.ProcessState
+		c.recoverUnflushedLog(r)
 		closeAll(r.logs)
 		close(r.exited)
 	}()
@@ -326,6 +334,28 @@ func (c *child) shutdown(ctx context.Context) error {
 	<-c.done
 	return fmt.Errorf("supervisor: %s (pid %d) killed: did not exit after SIGTERM", c.spec.Name, r.pid)
 }
+
+// recoverUnflushedLog appends to the child's stderr.log the lines it had
+// logged but not yet written out when it exited: after a fatal error or a
+// SIGKILL (the OOM killer) no flush ran, and they are only in its log ring
+// (internal/logring). So stderr.log misses no line however the child died;
+// they come after whatever the child wrote last (a crash dump). A flush cut
+// short by the death may leave its lines there twice.
+func (c *child) recoverUnflushedLog(r *run) {
+	tail, err := logring.ReadTail(c.logRingPath())
+	if err != nil || tail.Unflushed == 0 {
+		return // no ring (a child that does not buffer), or nothing pending
+	}
+	lost := tail.Lines[max(0, len(tail.Lines)-int(tail.Unflushed)):]
+	if _, err := r.logs[1].Write(lost); err != nil {
+		c.sup.log.Warn("cannot append the child's unwritten log lines to stderr.log", "child", c.spec.Name, "pid", r.pid, "err", err)
+	}
+}
+
+// logRingFile is the name of a child's log ring in its run directory.
+const logRingFile = "log.ring"
+
+func (c *child) logRingPath() string { return filepath.Join(c.dir, logRingFile) }
 
 // stderrTail is the end of the child's stderr log, for start errors.
 func (c *child) stderrTail() string {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/diag/bundle"
+	"github.com/wardgate/wardgate/internal/logring"
 	"github.com/wardgate/wardgate/internal/redact"
 )
 
@@ -113,6 +114,18 @@ func (s *Supervisor) collect(c *child, r *run) bool {
 			pm.CrashOutput = ""
 		}
 	}
+	if tail, err := logring.ReadTail(c.logRingPath()); err == nil && len(tail.Lines) > 0 {
+		// The lines the child logged last, buffered ones included: they
+		// are not in stderr.log. start removes the ring of the run before.
+		pm.LogTail = filepath.Join(dir, bundle.LogTailFile)
+		if err := os.WriteFile(pm.LogTail, tail.Lines, bundle.FileMode); err != nil {
+			errs = append(errs, err)
+			pm.LogTail = ""
+		}
+		pm.LogUnflushed = tail.Unflushed
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
 	exe := filepath.Join(dir, bundle.ExeFile)
 	if _, err := os.Stat(exe); err == nil {
 		pm.Exe = exe // Capture copied it already
@@ -185,6 +198,11 @@ func (s *Supervisor) logPostmortem(pm Postmortem, info bundle.Postmortem, result
 		attrs = append(attrs, "headline", headline)
 	}
 	attrs = append(attrs, "report", report)
+	if pm.LogTail != "" {
+		// log_unflushed: bytes at the end of log_tail that never reached
+		// the child's stderr.log (it died with them buffered).
+		attrs = append(attrs, "log_tail", pm.LogTail, "log_unflushed", pm.LogUnflushed)
+	}
 	if analyzeErr != nil {
 		s.log.Error("post-mortem written; analysis failed", append(attrs, "err", analyzeErr)...)
 	} else {

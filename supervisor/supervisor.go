@@ -95,6 +95,11 @@ type Postmortem struct {
 	Core        string
 	Exe         string
 	CrashOutput string
+	// LogTail is the file of the last lines the process logged (from its
+	// log ring, buffered lines included), "" if it kept none; LogUnflushed
+	// counts the bytes at its end that never reached stderr.log.
+	LogTail      string
+	LogUnflushed int64
 }
 
 // Analysis is what an Analyze hook found, for the one line the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 
 	"go.opentelemetry.io/otel/trace"
 )
@@ -39,12 +40,14 @@ func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
 	if !sc.IsValid() {
 		return h.cur.Handle(ctx, r)
 	}
-	ids := []slog.Attr{slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String())}
+	// An array, not a slice literal: AddAttrs copies it into the record,
+	// so on the common path (no group) it stays on the stack.
+	ids := [2]slog.Attr{slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String())}
 	if !h.grouped {
-		r.AddAttrs(ids...)
+		r.AddAttrs(ids[:]...)
 		return h.cur.Handle(ctx, r)
 	}
-	hh := h.base.WithAttrs(ids)
+	hh := h.base.WithAttrs(slices.Clone(ids[:]))
 	for _, op := range h.ops {
 		hh = op(hh)
 	}

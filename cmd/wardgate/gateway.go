@@ -15,6 +15,7 @@ import (
 
 	"github.com/wardgate/wardgate/gateway"
 	"github.com/wardgate/wardgate/internal/listen"
+	"github.com/wardgate/wardgate/internal/logring"
 	"github.com/wardgate/wardgate/telemetry"
 )
 
@@ -35,6 +36,11 @@ SIGTERM stop accepting, let in-flight requests finish (--shutdown-timeout)
 and exit 0. An invalid config exits 2 with one line naming the field; on
 reload it is refused with one log line and the old config keeps serving.
 
+Logging: JSON lines on stderr, buffered (written every 200ms, when 256 KiB
+are pending, and on exit); with --log-ring the buffer is a file that keeps
+the last lines through a crash (wardgate up copies them into the
+post-mortem as log-tail.txt).
+
 Telemetry: the standard OTEL_* environment variables (traces are off unless
 OTEL_TRACES_EXPORTER is set; Prometheus metrics are always on /metrics).
 
@@ -48,6 +54,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	public := fs.String("listen", "", "public listen `ADDR` (host:port, or fd/N: an inherited listening socket), overrides `listen:` in the file")
 	admin := fs.String("admin", "", "admin listen `ADDR` (host:port or fd/N), overrides `admin:` in the file")
 	logLevel := fs.String("log-level", "info", "minimum log `LEVEL`: debug, info, warn or error")
+	logRing := fs.String("log-ring", os.Getenv(logring.EnvPath), "`FILE` that holds the buffer of the log (a ring of its last 256 KiB, mapped MAP_SHARED) so the lines not yet written survive a crash; wardgate up sets it through "+logring.EnvPath+". Empty: the buffer is in memory only")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM/SIGINT")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), gatewayUsage)
@@ -103,7 +110,15 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		defer cancel()
 		_ = tel.Shutdown(sctx)
 	}()
-	logger := telemetry.NewLogger(stderr, tel.Service, level)
+	// The log (one access log line per request) is buffered: written out
+	// every logring.DefaultInterval, when the buffer is full, and on exit,
+	// instead of one write(2) per line.
+	logOut, err := logring.New(stderr, logring.Options{Path: *logRing})
+	if err != nil {
+		return fail("--log-ring: %v", err)
+	}
+	defer logOut.Close()
+	logger := telemetry.NewLogger(logOut, tel.Service, level)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -135,7 +150,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	})
 	var le *gateway.ListenError
 	if errors.As(err, &le) {
-		// Nothing served yet: one line that says what to change.
+		// Nothing served yet: one line that says what to change (after
+		// what was logged before it).
+		_ = logOut.Flush()
 		setting := fmt.Sprintf("--%s (or %s: in %s)", le.Field, le.Field, *configPath)
 		fmt.Fprintf(stderr, "wardgate gateway: %v\n", &listenError{setting: setting, addr: le.Addr, err: le.Err})
 		return 1

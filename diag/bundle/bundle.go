@@ -52,6 +52,11 @@ const (
 	// as Markdown and as JSON.
 	ReportFile     = "report.md"
 	ReportJSONFile = "report.json"
+	// LogTailFile holds the last lines the process logged, read from its
+	// log ring (internal/logring) after it died: they include the lines it
+	// had buffered but not yet written to its stderr (stderr.log lacks
+	// those).
+	LogTailFile = "log-tail.txt"
 )
 
 // Modes of the bundle directory and of the files in it: a core holds every

@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
+
+	"github.com/wardgate/wardgate/telemetry"
 )
 
 // StatusClientClosedRequest is nginx's non-standard 499: the client went
 // away before the response was sent. It is never written to the wire by
 // this package, only logged.
-const StatusClientClosedRequest = 499
+const StatusClientClosedRequest = telemetry.StatusClientClosedRequest
 
 type accessKey struct{}
 
@@ -62,7 +63,7 @@ func AccessLog(logger *slog.Logger) Middleware {
 			entry := &accessEntry{}
 			ctx := context.WithValue(r.Context(), accessKey{}, entry)
 			r2 := r.WithContext(ctx)
-			sw, st := Snoop(w)
+			sw, st := snoop(w, r)
 			// A handler that panics still gets its line: net/http's
 			// ErrAbortHandler (a response cut short, or aborted because the
 			// client left) passes through here on its way up.
@@ -102,7 +103,7 @@ func AccessLog(logger *slog.Logger) Middleware {
 
 // logAccess writes the access log line of one request.
 func logAccess(ctx context.Context, logger *slog.Logger, r, r2 *http.Request, w http.ResponseWriter,
-	entry *accessEntry, st *ResponseState, status int, method, path, ua string, start time.Time) {
+	entry *accessEntry, st *telemetry.ResponseState, status int, method, path, ua string, start time.Time) {
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError
@@ -121,7 +122,7 @@ func logAccess(ctx context.Context, logger *slog.Logger, r, r2 *http.Request, w 
 		slog.Int("status", status),
 		slog.Int64("bytes", st.Bytes),
 		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-		slog.String("client_ip", clientIP(r.RemoteAddr)),
+		slog.String("client_ip", telemetry.ClientAddress(r.RemoteAddr)),
 		slog.String("request_id", requestIDOf(r2, w)),
 		slog.String("user_agent", ua),
 	}
@@ -132,10 +133,13 @@ func logAccess(ctx context.Context, logger *slog.Logger, r, r2 *http.Request, w 
 	logger.LogAttrs(ctx, level, "http request", as...)
 }
 
-// clientIP is the host part of RemoteAddr (the whole string if it has no port).
-func clientIP(remoteAddr string) string {
-	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
-		return h
+// snoop returns the response writer to pass on and the state of the
+// response: the state telemetry.NewHTTPServer already captured for r (the
+// gateway's listener), so the writer is not wrapped a second time; else,
+// for a chain used on its own, a telemetry.Snoop wrapper of w.
+func snoop(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, *telemetry.ResponseState) {
+	if st := telemetry.ResponseStateFrom(r.Context()); st != nil {
+		return w, st
 	}
-	return remoteAddr
+	return telemetry.Snoop(w)
 }

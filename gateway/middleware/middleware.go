@@ -31,13 +31,16 @@
 //   - accesslog: one JSON log line per request once the response is done
 //     (see [AccessLog] for the fields and the 499 rule). It logs with the
 //     request's context so the telemetry logger adds trace_id and span_id.
-//     The response writer is wrapped with [Snoop], which keeps exactly the
-//     optional interfaces of the writer it wraps (http.Flusher,
-//     http.Hijacker, io.ReaderFrom, ...) and implements Unwrap for
+//     The status and byte count come from the response state that
+//     telemetry.NewHTTPServer (the gateway's listener) captured and put in
+//     the request context (telemetry.ResponseStateFrom): the writer is not
+//     wrapped again. Used on its own, outside that handler, accesslog wraps
+//     the writer with telemetry.Snoop, which keeps exactly the optional
+//     interfaces of the writer it wraps (http.Flusher, http.Hijacker,
+//     io.ReaderFrom, ...) and implements Unwrap for
 //     [http.ResponseController], so streaming and WebSocket upgrades pass
-//     through: a one-allocation wrapper for net/http's HTTP/1.x writer,
-//     github.com/felixge/httpsnoop for any other (see snoop.go). recover
-//     wraps it the same way to know whether the response had started.
+//     through. recover reads the same state to know whether the response
+//     had started.
 //   - ratelimit: a token bucket per client (golang.org/x/time/rate), keyed by
 //     the host of RemoteAddr, never by X-Forwarded-For, which any client can
 //     forge. IPv6 clients are keyed by their /64, the smallest block an ISP

@@ -15,7 +15,7 @@ import (
 func Recover(logger *slog.Logger) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			sw, st := Snoop(w)
+			sw, st := snoop(w, r)
 			defer func() {
 				rec := recover()
 				if rec == nil {

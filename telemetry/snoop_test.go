@@ -1,4 +1,4 @@
-package middleware
+package telemetry
 
 import (
 	"bufio"
@@ -77,7 +77,7 @@ func TestSnoopKeepsExactlyTheInterfacesOfTheWriter(t *testing.T) {
 	if res.fast != res.want || res.fastNested != res.want {
 		t.Errorf("interfaces: Snoop %s, nested %s, httpsnoop %s", res.fast, res.fastNested, res.want)
 	}
-	if res.fastType != "*middleware.fastSnoop *middleware.fastSnoop" {
+	if res.fastType != "*telemetry.fastSnoop *telemetry.fastSnoop" {
 		t.Errorf("net/http's writer did not take the fast path: %s", res.fastType)
 	}
 

@@ -1,4 +1,4 @@
-package middleware
+package telemetry
 
 import (
 	"bufio"
@@ -11,7 +11,8 @@ import (
 )
 
 // ResponseState records what the handlers inside a [Snoop] wrapper did
-// with the response writer.
+// with the response writer. It is written by the goroutine serving the
+// request only, and read by it (no locking).
 type ResponseState struct {
 	// Status is the final status written (>= 200, or 101), 0 if none yet.
 	// A body write or flush without WriteHeader counts as 200, as net/http
@@ -48,12 +49,16 @@ func (s *ResponseState) implicitOK() {
 //
 // Why two implementations: github.com/felixge/httpsnoop handles every
 // combination of optional interfaces, but builds its hooks as closures at
-// each wrap (about fifteen allocations), and a request through the gateway
-// is wrapped three times. The writer of net/http's HTTP/1.x server (and
-// this package's own wrapper, which has the same method set) gets a
-// hand-written wrapper with one allocation; only when w has exactly that
-// method set, so no interface is ever added or hidden. Anything else (an
-// HTTP/2 writer with Push, a test recorder) goes through httpsnoop.
+// each wrap (about fifteen allocations), on every request. The writer of
+// net/http's HTTP/1.x server (and this package's own wrapper, which has the
+// same method set) gets a hand-written wrapper with one allocation; only
+// when w has exactly that method set, so no interface is ever added or
+// hidden. Anything else (an HTTP/2 writer with Push, a test recorder) goes
+// through httpsnoop.
+//
+// [NewHTTPServer] wraps once per request and puts the state in the request
+// context ([ResponseStateFrom]); layers further in (an access log, a
+// recover) read it there instead of wrapping again.
 func Snoop(w http.ResponseWriter) (http.ResponseWriter, *ResponseState) {
 	if sw, ok := w.(serverWriter); ok {
 		if _, push := w.(http.Pusher); !push {
