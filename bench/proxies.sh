@@ -268,7 +268,7 @@ declare -A LABEL=(
   [nginx]="nginx $(nginx -v 2>&1 | sed 's|.*/||')"
   [haproxy]="HAProxy $(haproxy -v | head -1 | awk '{print $3}' | cut -d- -f1)"
   [caddy]="Caddy $(caddy version | awk '{print $1}')"
-  [traefik]="Traefik $("$B/traefik" version | awk '$1 == "Version:" {print $2}')"
+  [traefik]="Traefik $(go version -m "$B/traefik" | awk '$1 == "mod" && $2 == "github.com/traefik/traefik/v3" {print $3}')"
   [plain]="httputil.ReverseProxy, defaults"
   [fasthttp]="fasthttp reverse proxy (reference, not net/http)"
 )
