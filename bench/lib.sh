@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of the bench/*.sh scripts: a temp dir, process tracking
 # with cleanup on exit, building the binaries, waiting for listeners, and
 # running wrk with its output reduced to "req/s p50_ms p99_ms errors".
@@ -71,6 +72,36 @@ build_bins() {
 build_fastproxy() {
   log "building tools/fastproxy (separate module)"
   (cd "$BENCH_ROOT/tools/fastproxy" && go build -o "$BENCH_TMP/bin/" .)
+}
+
+# build_loadlat builds tools/loadlat (fixed-rate latency with vegeta, and
+# the SVG plot) into $BENCH_TMP/bin. Its own module, like tools/fastproxy,
+# so vegeta and gonum stay out of wardgate's go.mod.
+build_loadlat() {
+  log "building tools/loadlat (separate module)"
+  (cd "$BENCH_ROOT/tools/loadlat" && go build -o "$BENCH_TMP/bin/" .)
+}
+
+# build_traefik puts Traefik's own binary, built from its Go module by
+# tools/traefik/build.sh, at $BENCH_TMP/bin/traefik. The build is large
+# (minutes on two cores), so the binary is cached in
+# ${WARDGATE_BENCH_CACHE:-~/.cache/wardgate-bench}, keyed by a hash of the
+# tools/traefik module (go.mod, go.sum, build.sh, ext/) and the Go version:
+# a changed module or toolchain builds anew, an unchanged one is reused.
+build_traefik() {
+  local dir="$BENCH_ROOT/tools/traefik" cache key bin
+  cache="${WARDGATE_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wardgate-bench}"
+  key="$({ cat "$dir/go.mod" "$dir/go.sum" "$dir/build.sh" "$dir"/ext/*; go version; } | sha256sum | cut -c1-16)"
+  bin="$cache/traefik-$key"
+  if [[ ! -x "$bin" ]]; then
+    log "building Traefik from its Go module (tools/traefik; several minutes, cached in $cache)"
+    mkdir -p "$cache"
+    "$dir/build.sh" "$bin.tmp" || die "building Traefik failed"
+    mv "$bin.tmp" "$bin"
+  else
+    log "Traefik: cached $bin"
+  fi
+  ln -sf "$bin" "$BENCH_TMP/bin/traefik"
 }
 
 # tree_cpu_ticks PID prints the CPU time (utime + stime, in clock ticks:

@@ -2,7 +2,9 @@
 # Runs every benchmark of the project and writes its table into
 # docs/benchmarks.md between markers:
 #   <!-- bench:NAME:begin --> ... <!-- bench:NAME:end -->
-# NAME is proxies (bench/proxies.sh), ingest (bench/ingest.sh), capture
+# NAME is proxies (bench/proxies.sh: throughput, latency at fixed load and
+# the wardgate ÷ peer ratios; it also writes the latency plot
+# docs/benchmarks-proxies-latency.svg), ingest (bench/ingest.sh), capture
 # (bench/capture.sh), tracing and tracing-durable (bench/tracing.sh, both
 # ack modes), analyze (the diag/analyze Go benchmark) and verdict (the
 # diag/triage time-to-verdict benchmarks over the faulty corpus), discovery (the
@@ -13,7 +15,7 @@
 #
 # The settings of each script come from the environment (ROUNDS, DURATION,
 # CONNS, ...: see each script's header); QUICK=1 sets short ones
-# (ROUNDS=2 DURATION=5s) for a smoke run. Tracing runs with SINK=null
+# (ROUNDS=2 DURATION=5s LAT_DURATION=4s) for a smoke run. Tracing runs with SINK=null
 # (spans dropped by bench/otlpsink) unless SINK says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +26,7 @@ for a in "$@"; do
   case "$a" in
     --print) print=1 ;;
     -h | --help)
-      sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     proxies | ingest | tracing | capture | analyze | verdict | discovery) only[$a]=1 ;;
@@ -33,7 +35,7 @@ for a in "$@"; do
 done
 want() { ((${#only[@]} == 0)) || [[ -n "${only[$1]:-}" ]]; }
 if [[ -n "${QUICK:-}" ]]; then
-  export ROUNDS="${ROUNDS:-2}" DURATION="${DURATION:-5s}"
+  export ROUNDS="${ROUNDS:-2}" DURATION="${DURATION:-5s}" LAT_DURATION="${LAT_DURATION:-4s}"
 fi
 
 doc=docs/benchmarks.md
@@ -72,7 +74,11 @@ run_section() { # NAME CMD...
 }
 
 failed=()
-if want proxies; then run_section proxies bench/proxies.sh || failed+=(proxies); fi
+# The latency plot is written next to the doc, unless the tables are only
+# printed (then it is not written at all).
+plot=""
+[[ -n $print ]] || plot="$(dirname "$doc")/benchmarks-proxies-latency.svg"
+if want proxies; then run_section proxies env PLOT_SVG="$plot" bench/proxies.sh || failed+=(proxies); fi
 if want ingest; then run_section ingest bench/ingest.sh || failed+=(ingest); fi
 if ! want tracing; then
   :

@@ -91,5 +91,9 @@ restore
 # Bench helpers in their own modules (kept out of wardgate's go.mod).
 echo ">> tools/fastproxy"
 (cd tools/fastproxy && go vet ./... && go test -race ./...)
+echo ">> tools/loadlat"
+(cd tools/loadlat && go vet ./... && go test -race ./...)
+# tools/traefik is not built here: it only builds Traefik's binary for
+# bench/proxies.sh (minutes of compiling; bench/lib.sh caches it).
 
 echo ">> all tests passed (fuzzing: scripts/fuzz.sh)"
