@@ -395,6 +395,18 @@ fi
 ratio() { # FILE_A FILE_B COL
   awk -v a="$(median_col "$1" "$3")" -v b="$(median_col "$2" "$3")" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'
 }
+# lat_ratio W PEER I: the p99 ratio at load I, or "n/a" when either side did
+# not keep up with the rate (achieved < 98 %): its latency is not a figure.
+lat_ratio() {
+  local f
+  for f in "$BENCH_TMP/lat/$1.$3" "$BENCH_TMP/lat/$2.$3"; do
+    if awk -v a="$(median_col "$f" 2)" -v r="${RATES[$3]}" 'BEGIN {exit !(a < 0.98 * r)}'; then
+      echo "n/a (below rate)"
+      return
+    fi
+  done
+  ratio "$BENCH_TMP/lat/$1.$3" "$BENCH_TMP/lat/$2.$3" 4
+}
 # ratio_table prints the ratios as Markdown; it goes to stdout (the doc) and
 # to stderr, so whoever runs the bench sees them at the end.
 ratio_table() {
@@ -409,7 +421,7 @@ ratio_table() {
   for w in wardgate wardgate-nolog; do
     for peer in caddy traefik plain nginx; do
       row="| ${LABEL[$w]} | ${LABEL[$peer]} | $(ratio "$BENCH_TMP/wrk/$w.cpu" "$BENCH_TMP/wrk/$peer.cpu" 1)"
-      for i in "${!RATES[@]}"; do row+=" | $(ratio "$BENCH_TMP/lat/$w.$i" "$BENCH_TMP/lat/$peer.$i" 4)"; done
+      for i in "${!RATES[@]}"; do row+=" | $(lat_ratio "$w" "$peer" "$i")"; done
       echo "$row |"
     done
   done
