@@ -72,36 +72,40 @@ func AccessLog(logger *slog.Logger) Middleware {
 				if returned {
 					return
 				}
-				status := st.Status
-				switch {
-				case st.Hijacked && status == 0:
-					status = http.StatusSwitchingProtocols
-				case status == 0 && ctx.Err() != nil:
-					status = StatusClientClosedRequest // aborted for a client that left
-				case status == 0:
-					status = http.StatusInternalServerError // a panic: recover answers 500
-				}
-				logAccess(ctx, logger, r, r2, w, entry, st, status, method, path, ua, start)
+				logAccess(ctx, logger, r, r2, w, entry, st, loggedStatus(ctx, st, true), method, path, ua, start)
 			}()
 
 			next.ServeHTTP(sw, r2)
 			returned = true
 
-			status := st.Status
-			switch {
-			case st.Hijacked && status == 0:
-				status = http.StatusSwitchingProtocols
-			case status == 0 && errors.Is(ctx.Err(), context.Canceled):
-				status = StatusClientClosedRequest
-			case status == 0:
-				status = http.StatusOK // net/http sends 200 for a handler that wrote nothing
-			}
-			logAccess(ctx, logger, r, r2, w, entry, st, status, method, path, ua, start)
+			logAccess(ctx, logger, r, r2, w, entry, st, loggedStatus(ctx, st, false), method, path, ua, start)
 		})
 	}
 }
 
 // logAccess writes the access log line of one request.
+// loggedStatus is the status the access log records when the handler wrote
+// none: 101 for a hijacked connection, 499 for a client that left, else 500
+// after a panic (recover answers it) or 200 (what net/http sends for a
+// handler that wrote nothing).
+func loggedStatus(ctx context.Context, st *telemetry.ResponseState, panicked bool) int {
+	if st.Status != 0 {
+		return st.Status
+	}
+	switch {
+	case st.Hijacked:
+		return http.StatusSwitchingProtocols
+	case panicked && ctx.Err() != nil:
+		return StatusClientClosedRequest // aborted for a client that left
+	case panicked:
+		return http.StatusInternalServerError
+	case errors.Is(ctx.Err(), context.Canceled):
+		return StatusClientClosedRequest
+	default:
+		return http.StatusOK
+	}
+}
+
 func logAccess(ctx context.Context, logger *slog.Logger, r, r2 *http.Request, w http.ResponseWriter,
 	entry *accessEntry, st *telemetry.ResponseState, status int, method, path, ua string, start time.Time) {
 	level := slog.LevelInfo
